@@ -1,0 +1,108 @@
+"""What to generate: one in-context edit (instruction, reference image, seed, size, steps)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+
+def _image_digest(image: Image.Image) -> str:
+    """Content hash of an image's pixels, mode and size (not of its file encoding)."""
+    h = hashlib.sha256()
+    h.update(f"{image.mode}:{image.size}".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open an image file as RGB, with one clear error when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"reference image {str(path)!r} does not exist (expected a readable PNG/JPEG file)")
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except Exception as err:  # PIL raises several types for corrupt files
+        raise ValueError(f"reference image {str(path)!r} is not a readable image: {err}") from err
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One in-context edit, the unit every experiment runs.
+
+    ``instruction`` is the edit instruction (the "content" token span); ``prompt`` is the
+    full text sent to the model and defaults to the instruction; the instruction must occur
+    in it. ``reference`` is a PIL image, a path to one, or ``None`` for text-to-image.
+    ``seed`` seeds ``torch.Generator("cpu")`` for the initial noise.
+    """
+
+    instruction: str
+    reference: Image.Image | str | Path | None = None
+    seed: int = 0
+    height: int = 1024
+    width: int = 1024
+    steps: int = 4
+    prompt: str | None = None
+    reference_digest: str = field(default="", compare=True, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.instruction, str):
+            raise ValueError(f"instruction must be a string, got {type(self.instruction).__name__}")
+        if self.prompt is not None and self.instruction not in self.prompt:
+            raise ValueError(
+                f"instruction {self.instruction!r} not found in prompt {self.prompt!r}; "
+                "the prompt must contain the instruction verbatim"
+            )
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.height <= 0 or self.width <= 0:
+            raise ValueError(f"height and width must be positive, got {self.height}x{self.width}")
+        ref = self.reference
+        if isinstance(ref, (str, Path)):
+            ref = load_image(ref)
+            object.__setattr__(self, "reference", ref)
+        elif ref is not None and not isinstance(ref, Image.Image):
+            raise ValueError(f"reference must be a PIL image, a path or None, got {type(ref).__name__}")
+        if ref is not None and not self.reference_digest:
+            object.__setattr__(self, "reference_digest", _image_digest(ref))
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Edit) and self.key() == other.key()
+
+    @property
+    def text(self) -> str:
+        """The text actually sent to the model."""
+        return self.instruction if self.prompt is None else self.prompt
+
+    def key(self) -> str:
+        """Stable content hash of everything that determines the generation."""
+        parts = [self.text, self.instruction, self.reference_digest, str(self.seed), str(self.height), str(self.width), str(self.steps)]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+    def replace(self, **changes) -> "Edit":
+        """A copy with some fields changed (reference digest recomputed)."""
+        values = {
+            "instruction": self.instruction,
+            "reference": self.reference,
+            "seed": self.seed,
+            "height": self.height,
+            "width": self.width,
+            "steps": self.steps,
+            "prompt": self.prompt,
+        }
+        values.update(changes)
+        return Edit(**values)
+
+
+def image_png_bytes(image: Image.Image) -> bytes:
+    """Deterministic PNG encoding of an image (used for caches and reports)."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
