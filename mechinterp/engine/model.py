@@ -1,0 +1,208 @@
+"""``Model``: a FLUX.2-klein pipeline with a site table, token layouts and intervened generation.
+
+``mechinterp.load`` opens one from a local folder or the Hugging Face cache; ``Model(pipe)``
+wraps one already built (e.g. ``mechinterp.testing.tiny_pipeline()``). A model folder may
+carry ``mechinterp.json`` beside the diffusers files: the text length the model was built
+for and its *wiring* (permanent knockouts of a model organism, applied on every generation).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mechinterp.engine.edit import Edit
+from mechinterp.engine.hooks import Intervene
+from mechinterp.engine.interventions import Capture, Captures, Intervention, Knockout
+from mechinterp.engine.layout import TokenLayout, build_layout
+from mechinterp.engine.sites import SiteTable
+
+META_FILE = "mechinterp.json"
+DEFAULT_TEXT_LEN = 512
+DEFAULT_OUT_LAYERS = (9, 18, 27)
+
+
+@dataclass
+class Generation:
+    """The result of one generation: the image, what was captured, and what fired where."""
+
+    image: Image.Image
+    array: "np.ndarray"  # float32 [H, W, 3] in [0, 1], before 8-bit quantisation
+    captures: Captures
+    edit: Edit
+    layout: TokenLayout
+    interventions: tuple = ()
+    fired: Counter = field(default_factory=Counter)
+
+
+def _as_capture(item) -> Capture:
+    if isinstance(item, Capture):
+        return item
+    if isinstance(item, (str, int)) and not isinstance(item, bool):
+        return Capture(item)
+    raise ValueError(f"capture entries must be Capture objects or site names, got {item!r}")
+
+
+class Model:
+    """A ``Flux2KleinPipeline`` plus everything the experiments need to intervene on it.
+
+    ``sites`` lists every site in forward order; ``layout(edit)`` gives the token groups of an
+    edit; ``generate(edit, interventions, capture)`` runs the pipeline under an ``Intervene``.
+    """
+
+    def __init__(self, pipe, *, max_sequence_length: int | None = None, text_encoder_out_layers: Sequence[int] | None = None,
+                 wiring: Iterable[Knockout] | None = None, model_id: str | None = None, meta: dict | None = None):
+        meta = dict(meta if meta is not None else getattr(pipe, "mechinterp_meta", None) or {})
+        self.pipe = pipe
+        self.transformer = pipe.transformer
+        self.table = SiteTable.for_transformer(self.transformer)
+        self.text_len = int(max_sequence_length or meta.get("max_sequence_length") or DEFAULT_TEXT_LEN)
+        layers = text_encoder_out_layers or meta.get("text_encoder_out_layers") or DEFAULT_OUT_LAYERS
+        self.text_encoder_out_layers = tuple(int(x) for x in layers)
+        if wiring is None:
+            wiring = [Knockout.from_dict(d) for d in meta.get("wiring", [])]
+        self.wiring = tuple(k.resolved(self.table) for k in wiring)
+        self.model_id = model_id or meta.get("model_id") or "in-memory"
+        self.meta = meta
+        self.multiple_of = pipe.vae_scale_factor * 2
+        pipe.set_progress_bar_config(disable=True)
+
+    # -- introspection ------------------------------------------------------------------------
+    @property
+    def sites(self) -> list[str]:
+        """Every site name in forward order: ``embed``, ``double.0``…, ``single.0``…"""
+        return self.table.names
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the transformer."""
+        return next(self.transformer.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Parameter dtype of the transformer."""
+        return next(self.transformer.parameters()).dtype
+
+    def layout(self, edit: Edit) -> TokenLayout:
+        """Token groups of ``edit`` in the joint sequence ``[text | image | ref]``."""
+        ref_size = None if edit.reference is None else edit.reference.size
+        return build_layout(self.pipe.tokenizer, edit.text, edit.instruction, self.text_len,
+                            edit.height, edit.width, ref_size, self.multiple_of)
+
+    def intervene(self, edit: Edit, *interventions: Intervention) -> Intervene:
+        """A context applying ``interventions`` (plus the model's wiring) for generations of ``edit``."""
+        return Intervene(self.transformer, self.layout(edit), [*self.wiring, *interventions],
+                         table=self.table, n_steps=edit.steps)
+
+    # -- generation ---------------------------------------------------------------------------
+    def pipeline_kwargs(self, edit: Edit) -> dict:
+        """Exactly the arguments ``generate`` passes to the pipeline for ``edit``."""
+        return dict(
+            prompt=edit.text,
+            image=edit.reference,
+            height=edit.height,
+            width=edit.width,
+            num_inference_steps=edit.steps,
+            guidance_scale=1.0,
+            generator=torch.Generator("cpu").manual_seed(edit.seed),
+            max_sequence_length=self.text_len,
+            text_encoder_out_layers=self.text_encoder_out_layers,
+        )
+
+    @torch.inference_mode()
+    def generate(self, edit: Edit, interventions: Iterable[Intervention] = (), capture: Iterable = ()) -> Generation:
+        """Generate ``edit`` with ``interventions`` applied and the ``capture`` sites recorded.
+
+        With no interventions (and no wiring) the image is exactly the pipeline's own output
+        for ``pipeline_kwargs(edit)``.
+        """
+        interventions = tuple(interventions)
+        captures = [_as_capture(c) for c in capture]
+        with self.intervene(edit, *interventions, *captures) as ctx:
+            out = self.pipe(**self.pipeline_kwargs(edit), output_type="np")
+        if ctx.step + 1 != edit.steps:
+            raise RuntimeError(f"expected {edit.steps} transformer calls, saw {ctx.step + 1}")
+        array = np.asarray(out.images[0], dtype=np.float32)
+        image = self.pipe.image_processor.numpy_to_pil(array[None])[0]
+        return Generation(image, array, ctx.captures, edit, ctx.layout, interventions, ctx.fired)
+
+    def __repr__(self) -> str:
+        return f"Model({self.model_id!r}, sites={len(self.sites)}, text_len={self.text_len}, wiring={len(self.wiring)})"
+
+
+def _resolve_dtype(dtype) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(names)}")
+    return names[dtype]
+
+
+def _read_meta(folder: Path) -> dict:
+    path = folder / META_FILE
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"model metadata {str(path)!r} is not valid JSON: {err}") from err
+
+
+def load(path_or_repo_id: str | os.PathLike, device: str | torch.device | None = None, dtype=None) -> Model:
+    """Load a ``Flux2KleinPipeline`` from a local folder or the Hugging Face cache as a ``Model``.
+
+    A local folder is used when it exists; otherwise the argument is a hub id looked up in the
+    local cache (``local_files_only`` whenever ``HF_HUB_OFFLINE`` is set, and as a first try in
+    any case). ``ValueError`` names the path or id when neither has it.
+    """
+    from diffusers import Flux2KleinPipeline
+
+    torch_dtype = _resolve_dtype(dtype)
+    ref = str(path_or_repo_id)
+    folder = Path(ref).expanduser()
+    kwargs = {} if torch_dtype is None else {"torch_dtype": torch_dtype}
+    if folder.is_dir():
+        if not (folder / "model_index.json").exists():
+            raise ValueError(f"model folder {ref!r} has no model_index.json: not a diffusers pipeline folder")
+        try:
+            pipe = Flux2KleinPipeline.from_pretrained(folder, **kwargs)
+        except Exception as err:
+            raise ValueError(f"model folder {ref!r} could not be loaded: {err}") from err
+        meta = _read_meta(folder)
+    else:
+        if ref.startswith((".", "/", "~")) or os.sep in ref.strip("/").replace("/", "", 1) or ref.count("/") != 1:
+            raise ValueError(f"unknown model {ref!r}: no such folder, and not a Hugging Face repo id (owner/name)")
+        pipe = _from_hub_cache(Flux2KleinPipeline, ref, kwargs)
+        meta = {}
+        try:
+            from huggingface_hub import hf_hub_download
+
+            meta = json.loads(Path(hf_hub_download(ref, META_FILE, local_files_only=True)).read_text())
+        except Exception:
+            meta = {}
+    meta.setdefault("model_id", ref)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipe.to(device)
+    return Model(pipe, meta=meta)
+
+
+def _from_hub_cache(cls, repo_id: str, kwargs: dict):
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    errors = []
+    for local_only in ([True] if offline else [True, False]):
+        try:
+            return cls.from_pretrained(repo_id, local_files_only=local_only, **kwargs)
+        except Exception as err:  # hub and cache errors come in many types
+            errors.append(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+    where = "the Hugging Face cache" + ("" if offline else " or the Hub")
+    raise ValueError(f"unknown model {repo_id!r}: not a local folder and not found in {where} ({'; '.join(errors)})")
