@@ -25,6 +25,8 @@ def _steps(steps) -> tuple[int, ...] | None:
     if isinstance(steps, int) and not isinstance(steps, bool):
         steps = (steps,)
     out = tuple(sorted({int(s) for s in steps}))
+    if not out:
+        raise ValueError("steps must be None (every step) or name at least one step, got an empty list")
     if any(s < 0 for s in out):
         raise ValueError(f"steps must be non-negative step indices, got {steps!r}")
     return out

@@ -99,8 +99,10 @@ class Model:
 
     def intervene(self, edit: Edit, *interventions: Intervention) -> Intervene:
         """A context applying ``interventions`` (plus the model's wiring) for generations of ``edit``."""
-        return Intervene(self.transformer, self.layout(edit), [*self.wiring, *interventions],
-                         table=self.table, n_steps=edit.steps)
+        layout = self.layout(edit)
+        # a wire into or out of the reference is vacuous when the edit has none (e.g. the T2I Lens run)
+        wiring = [k for k in self.wiring if k.source in layout and k.dest in layout]
+        return Intervene(self.transformer, layout, [*wiring, *interventions], table=self.table, n_steps=edit.steps)
 
     # -- generation ---------------------------------------------------------------------------
     def pipeline_kwargs(self, edit: Edit) -> dict:
@@ -193,7 +195,24 @@ def load(path_or_repo_id: str | os.PathLike, device: str | torch.device | None =
     meta.setdefault("model_id", ref)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe.to(device)
+    if torch.device(device).type == "cpu":
+        _own_memory(pipe)
     return Model(pipe, meta=meta)
+
+
+def _own_memory(pipe) -> None:
+    """Copy memory-mapped safetensors weights into ordinary memory.
+
+    CPU kernels pick their code path by alignment; mmap'd weights can take a different one
+    and differ in the last float bit from the same model built in memory. Owning the
+    memory makes a reloaded model bit-identical to the one that was saved.
+    """
+    for name in ("transformer", "vae", "text_encoder"):
+        module = getattr(pipe, name, None)
+        if module is None:
+            continue
+        for t in [*module.parameters(), *module.buffers()]:
+            t.data = t.data.clone()
 
 
 def _from_hub_cache(cls, repo_id: str, kwargs: dict):

@@ -1,0 +1,32 @@
+"""Shared fixtures for the library's own tests."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+import mechinterp as mi
+from mechinterp.testing.tiny import tiny_pipeline
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> mi.Model:
+    """One tiny random-weight FLUX.2-klein model (2 double + 2 single blocks) per session."""
+    return mi.Model(tiny_pipeline(seed=0))
+
+
+def _solid(rgb, size=64) -> Image.Image:
+    """A solid-colour reference image."""
+    return Image.new("RGB", (size, size), rgb)
+
+
+@pytest.fixture
+def edit() -> mi.Edit:
+    """A 64x64 colour edit with a red reference."""
+    return mi.Edit("draw a ball in this color", reference=_solid((220, 30, 30)), seed=3, height=64, width=64)
+
+
+@pytest.fixture
+def solid():
+    """Factory for solid-colour reference images: ``solid((r, g, b), size=64)``."""
+    return _solid

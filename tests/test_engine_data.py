@@ -1,0 +1,66 @@
+"""Interventions are plain frozen, hashable data with stable keys."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import mechinterp as mi
+from mechinterp.engine.interventions import interventions_key
+from mechinterp.engine.sites import SiteTable
+
+GROUP = st.sampled_from(mi.GROUPS)
+
+
+@given(src=GROUP, dst=GROUP, steps=st.none() | st.lists(st.integers(0, 3), min_size=1, max_size=3))
+def test_knockouts_are_hashable_values(src, dst, steps):
+    a, b = mi.Knockout(src, dst, steps=steps), mi.Knockout(src, dst, steps=steps)
+    assert a == b and hash(a) == hash(b) and a.key() == b.key()
+    assert mi.Knockout.from_dict(a.to_dict()) == a
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.source = "image"
+
+
+def test_patch_equality_follows_values():
+    t = torch.arange(6.0).reshape(2, 3)
+    assert mi.Patch("single.0", t) == mi.Patch("single.0", t.clone())
+    assert hash(mi.Patch("single.0", t)) == hash(mi.Patch("single.0", t.clone()))
+    assert mi.Patch("single.0", t) != mi.Patch("single.0", t + 1)
+    assert mi.Patch("single.0", t) != mi.Patch("single.0", t, tokens="text.pad")
+
+
+def test_keys_are_canonical_over_site_spellings():
+    table = SiteTable(8, 24)
+    assert interventions_key([mi.Knockout("ref", "text", sites=(17,))], table) == \
+        interventions_key([mi.Knockout("ref", "text", sites=("single.9",))], table)
+    assert interventions_key([mi.RefDrop(7)], table) == interventions_key([mi.RefDrop("double.7")], table)
+    assert interventions_key([mi.RefDrop(7)], table) != interventions_key([mi.RefDrop(8)], table)
+
+
+def test_ref_drop_expands_to_the_brief():
+    table = SiteTable(8, 24)
+    kos = mi.RefDrop("single.9").expand(table)
+    assert kos[0] == mi.Knockout("ref", "image", tuple(f"double.{i}" for i in range(8)) + tuple(f"single.{j}" for j in range(10)))
+    after = tuple(f"single.{j}" for j in range(10, 24))
+    assert set(kos[1:]) == {mi.Knockout(s, d, after) for s, d in [("ref", "image"), ("ref", "text"), ("image", "ref"), ("text", "ref")]}
+    last = mi.RefDrop(31).expand(table)
+    assert last == [mi.Knockout("ref", "image", tuple(s.name for s in table.blocks))]
+
+
+def test_bad_intervention_arguments():
+    with pytest.raises(ValueError, match="site must be"):
+        mi.Capture(1.5)
+    with pytest.raises(ValueError, match="at least one step"):
+        mi.Knockout("ref", "text", steps=[])
+    with pytest.raises(ValueError, match="steps must be non-negative"):
+        mi.Capture("embed", steps=-1)
+    with pytest.raises(ValueError, match="patch values must be"):
+        mi.Patch("embed", [1, 2, 3])
+    with pytest.raises(ValueError, match="needs 'source' and 'dest'"):
+        mi.Knockout.from_dict({"source": "ref", "to": "text"})
+    with pytest.raises(ValueError, match="'embed' has none"):
+        mi.Knockout("ref", "text", sites=("embed",)).resolved(SiteTable(2, 2))

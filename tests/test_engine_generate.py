@@ -1,0 +1,100 @@
+"""Generation invariants that the maths gives exactly: reruns, raw pipeline, self-patching, isolation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import mechinterp as mi
+from mechinterp.engine.layout import TEXT_GROUPS
+
+GROUPS_WITH_REF = ("text", "text.content", "text.padding", "text.template", "text.pad", "image", "ref")
+
+
+def test_two_runs_are_bit_identical(tiny_model, edit):
+    a, b = tiny_model.generate(edit), tiny_model.generate(edit)
+    assert np.array_equal(a.array, b.array)
+    assert a.image.tobytes() == b.image.tobytes()
+
+
+def test_no_interventions_equals_raw_pipeline(tiny_model, edit):
+    ours = tiny_model.generate(edit)
+    raw = tiny_model.pipe(**tiny_model.pipeline_kwargs(edit), output_type="np").images[0]
+    assert np.array_equal(ours.array, raw)
+    raw_pil = tiny_model.pipe(**tiny_model.pipeline_kwargs(edit)).images[0]
+    assert ours.image.tobytes() == raw_pil.tobytes()
+
+
+def test_different_seeds_differ(tiny_model, edit):
+    assert not np.array_equal(tiny_model.generate(edit).array, tiny_model.generate(edit.replace(seed=4)).array)
+
+
+@pytest.mark.parametrize("group", GROUPS_WITH_REF)
+def test_self_patch_is_identity_at_every_site(tiny_model, edit, group):
+    sites = [s for s in tiny_model.sites if not (s == "embed" and group not in TEXT_GROUPS)]
+    clean = tiny_model.generate(edit, capture=[mi.Capture(s, group) for s in sites])
+    for site in sites:
+        patched = tiny_model.generate(edit, [mi.Patch(site, clean.captures, group)])
+        assert np.array_equal(patched.array, clean.array), site
+
+
+def test_self_patch_with_a_subset_of_a_full_text_capture(tiny_model, edit):
+    clean = tiny_model.generate(edit, capture=["single.0"])
+    for group in ("text.padding", "text.content", "text.pad"):
+        patched = tiny_model.generate(edit, [mi.Patch("single.0", clean.captures, group)])
+        assert np.array_equal(patched.array, clean.array), group
+
+
+def test_patching_another_runs_values_changes_the_image(tiny_model, edit, solid):
+    other = edit.replace(reference=solid((30, 30, 220)), seed=9)
+    src = tiny_model.generate(other, capture=["double.1"])
+    clean = tiny_model.generate(edit)
+    patched = tiny_model.generate(edit, [mi.Patch("double.1", src.captures, "text")])
+    assert not np.array_equal(patched.array, clean.array)
+
+
+def test_cutting_the_reference_off_equals_no_reference(tiny_model, edit):
+    cut = [mi.Knockout("ref", "image"), mi.Knockout("ref", "text"), mi.Knockout("image", "ref"), mi.Knockout("text", "ref")]
+    isolated = tiny_model.generate(edit, cut)
+    no_ref = tiny_model.generate(edit.replace(reference=None))
+    np.testing.assert_allclose(isolated.array, no_ref.array, atol=1e-5)
+
+
+def test_ref_drop_changes_with_cutoff(tiny_model, edit):
+    blocks = [s.name for s in tiny_model.table.blocks]
+    first = tiny_model.generate(edit, [mi.RefDrop(blocks[0])])
+    last = tiny_model.generate(edit, [mi.RefDrop(blocks[-1])])
+    assert not np.array_equal(first.array, last.array)
+
+
+def test_ref_drop_at_last_block_equals_ref_to_image_knockout(tiny_model, edit):
+    last = tiny_model.table.blocks[-1].name
+    a = tiny_model.generate(edit, [mi.RefDrop(last)])
+    b = tiny_model.generate(edit, [mi.Knockout("ref", "image")])
+    assert np.array_equal(a.array, b.array)
+
+
+def test_flat_index_and_name_are_the_same_site(tiny_model, edit):
+    a = tiny_model.generate(edit, capture=[2])
+    b = tiny_model.generate(edit, capture=["single.0"])
+    assert torch.equal(a.captures[("single.0", 0)], b.captures[("single.0", 0)])
+
+
+def test_knockout_changes_the_image(tiny_model, edit):
+    clean = tiny_model.generate(edit)
+    ko = tiny_model.generate(edit, [mi.Knockout("ref", "text")])
+    assert not np.array_equal(clean.array, ko.array)
+
+
+def test_captures_have_one_row_per_token(tiny_model, edit):
+    layout = tiny_model.layout(edit)
+    g = tiny_model.generate(edit, capture=[mi.Capture("double.0", "image", steps=(0, 2)), mi.Capture("embed", "text.content")])
+    assert set(g.captures) == {("double.0", 0), ("double.0", 2), ("embed", 0), ("embed", 1), ("embed", 2), ("embed", 3)}
+    assert g.captures[("double.0", 0)].shape == (layout.n_image, tiny_model.transformer.inner_dim)
+    assert g.captures[("embed", 1)].shape[0] == len(layout["text.content"])
+
+
+def test_embed_capture_is_constant_over_steps(tiny_model, edit):
+    g = tiny_model.generate(edit, capture=["embed"])
+    assert torch.equal(g.captures[("embed", 0)], g.captures[("embed", 3)])
