@@ -19,7 +19,7 @@ COMMANDS: dict[str, str] = {
     "merge": "mechinterp.report.cli",
     "tasks": "mechinterp.tasks.cli",
     "organisms": "mechinterp.organisms.cli",
-    "bench": "mechinterp.bench_cli",
+    "bench": "mechinterp.bench.cli",
 }
 
 
