@@ -1,8 +1,9 @@
 """The paper's three interventions as experiments over a model and edits.
 
-Each function returns an ``ExperimentResult`` holding every image a judge needs, by role
-(``reference``, ``i2i``, ``t2i_baseline``, ``lens``, ``knockout``, ``ref_drop``,
-``source_reference``, ``target_reference``, ``source_i2i``, ``target_i2i``, ``patched``), and the
+Each function returns an ``ExperimentResult`` holding every image a judge needs, by role —
+the judges' role names (``reference``, ``i2i_baseline``, ``t2i_baseline``, ``lens_output``,
+``knockout_output``, ``ref_drop_output``, ``source_reference``, ``target_reference``,
+``source_baseline``, ``target_baseline``, ``patched_output``) — and the
 ``Generation`` behind each, so baselines can be shared and cached by callers (pass
 ``baseline=`` to reuse a clean I2I generation of the same edit).
 """
@@ -70,7 +71,7 @@ def t2i_lens(model: Model, edit: Edit, site: SiteLike, *, same_layer: bool = Fal
     if t2i_baseline is None or t2i_baseline.edit != lens:
         t2i_baseline = model.generate(lens)
     params = {"site": site, "same_layer": same_layer, "lens_steps": lens.steps}
-    return ExperimentResult("t2i_lens", params, {"i2i": i2i, "t2i_baseline": t2i_baseline, "lens": out}, _refs(edit))
+    return ExperimentResult("t2i_lens", params, {"i2i_baseline": i2i, "t2i_baseline": t2i_baseline, "lens_output": out}, _refs(edit))
 
 
 def knockout(model: Model, edit: Edit, source: str, dest: str, *, sites=None, baseline: Generation | None = None) -> ExperimentResult:
@@ -78,14 +79,14 @@ def knockout(model: Model, edit: Edit, source: str, dest: str, *, sites=None, ba
     ko = Knockout(source, dest, sites)
     out = model.generate(edit, [ko])
     params = {"source": source, "dest": dest, "sites": "all" if sites is None else list(ko.resolved(model.table).sites)}
-    return ExperimentResult("knockout", params, {"i2i": _clean(model, edit, baseline), "knockout": out}, _refs(edit))
+    return ExperimentResult("knockout", params, {"i2i_baseline": _clean(model, edit, baseline), "knockout_output": out}, _refs(edit))
 
 
 def ref_drop(model: Model, edit: Edit, cutoff: SiteLike, *, baseline: Generation | None = None) -> ExperimentResult:
     """Reference drop at ``cutoff``: ref→image blocked up to it, the reference cut off after it."""
     cutoff = model.table.name(cutoff)
     out = model.generate(edit, [RefDrop(cutoff)])
-    return ExperimentResult("ref_drop", {"cutoff": cutoff}, {"i2i": _clean(model, edit, baseline), "ref_drop": out}, _refs(edit))
+    return ExperimentResult("ref_drop", {"cutoff": cutoff}, {"i2i_baseline": _clean(model, edit, baseline), "ref_drop_output": out}, _refs(edit))
 
 
 def ref_drop_sweep(model: Model, edit: Edit, cutoffs=None, *, baseline: Generation | None = None) -> dict[str, ExperimentResult]:
@@ -112,6 +113,6 @@ def i2i_patch(model: Model, source: Edit, target: Edit, site: SiteLike, *, token
         raise ValueError(f"source and target must run the same number of steps, got {source.steps} and {target.steps}")
     src = model.generate(source, capture=[Capture(site, "text")])
     patched = model.generate(target, [Patch(site, src.captures, tokens)])
-    gens = {"source_i2i": src, "target_i2i": _clean(model, target, target_baseline), "patched": patched}
+    gens = {"source_baseline": src, "target_baseline": _clean(model, target, target_baseline), "patched_output": patched}
     refs = {**_refs(source, "source_reference"), **_refs(target, "target_reference")}
     return ExperimentResult("i2i_patch", {"site": site, "tokens": tokens}, gens, refs)

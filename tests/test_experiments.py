@@ -12,37 +12,37 @@ from mechinterp import experiments as ex
 
 def test_lens_overwrites_embed_with_the_captured_text_stream(tiny_model, edit):
     r = ex.t2i_lens(tiny_model, edit, "single.0")
-    assert set(r.images) == {"reference", "i2i", "t2i_baseline", "lens"}
+    assert set(r.images) == {"reference", "i2i_baseline", "t2i_baseline", "lens_output"}
     lens_edit = ex.lens_edit(edit)
     assert lens_edit.seed == edit.seed + 1 and lens_edit.reference is None and lens_edit.text == ""
-    captured = r.generations["i2i"].captures[("single.0", 0)]
+    captured = r.generations["i2i_baseline"].captures[("single.0", 0)]
     manual = tiny_model.generate(lens_edit, [mi.Patch("embed", captured)])
-    assert np.array_equal(manual.array, r.generations["lens"].array)
-    assert np.array_equal(r.generations["i2i"].array, tiny_model.generate(edit).array)  # capture changes nothing
-    assert not np.array_equal(r.generations["lens"].array, r.generations["t2i_baseline"].array)
+    assert np.array_equal(manual.array, r.generations["lens_output"].array)
+    assert np.array_equal(r.generations["i2i_baseline"].array, tiny_model.generate(edit).array)  # capture changes nothing
+    assert not np.array_equal(r.generations["lens_output"].array, r.generations["t2i_baseline"].array)
 
 
 def test_lens_of_the_embed_site_with_same_prompt_is_the_plain_t2i(tiny_model):
     """Patching 'embed' with the embed output of an empty-prompt run changes nothing."""
     empty = mi.Edit("", seed=1, height=64, width=64)
     r = ex.t2i_lens(tiny_model, empty.replace(seed=0), "embed")
-    assert np.array_equal(r.generations["lens"].array, r.generations["t2i_baseline"].array)
+    assert np.array_equal(r.generations["lens_output"].array, r.generations["t2i_baseline"].array)
 
 
 def test_same_layer_lens_with_one_step(tiny_model, edit):
     r = ex.t2i_lens(tiny_model, edit, 3, same_layer=True, lens_steps=1)
     assert r.params == {"site": "single.1", "same_layer": True, "lens_steps": 1}
-    assert r.generations["lens"].edit.steps == 1
-    assert r.generations["lens"].fired == {("Patch(single.1, text, steps=all)", "single.1", 0): 1}
+    assert r.generations["lens_output"].edit.steps == 1
+    assert r.generations["lens_output"].fired == {("Patch(single.1, text, steps=all)", "single.1", 0): 1}
 
 
 def test_knockout_and_ref_drop_share_a_baseline(tiny_model, edit):
     base = tiny_model.generate(edit)
     ko = ex.knockout(tiny_model, edit, "ref", "text.padding", baseline=base)
-    assert ko.generations["i2i"] is base and set(ko.images) == {"reference", "i2i", "knockout"}
+    assert ko.generations["i2i_baseline"] is base and set(ko.images) == {"reference", "i2i_baseline", "knockout_output"}
     sweep = ex.ref_drop_sweep(tiny_model, edit, baseline=base)
     assert list(sweep) == [s.name for s in tiny_model.table.blocks]
-    assert all(r.generations["i2i"] is base for r in sweep.values())
+    assert all(r.generations["i2i_baseline"] is base for r in sweep.values())
     with pytest.raises(ValueError, match="baseline must be a clean generation"):
         ex.knockout(tiny_model, edit.replace(seed=99), "ref", "text", baseline=base)
 
@@ -50,13 +50,13 @@ def test_knockout_and_ref_drop_share_a_baseline(tiny_model, edit):
 def test_i2i_patch_moves_the_sources_text_stream(tiny_model, edit, solid):
     source = edit.replace(reference=solid((30, 30, 220)), seed=11)
     r = ex.i2i_patch(tiny_model, source, edit, "double.1", tokens="text.padding")
-    assert set(r.images) == {"source_reference", "target_reference", "source_i2i", "target_i2i", "patched"}
-    src_caps = r.generations["source_i2i"].captures
+    assert set(r.images) == {"source_reference", "target_reference", "source_baseline", "target_baseline", "patched_output"}
+    src_caps = r.generations["source_baseline"].captures
     pos = tiny_model.layout(edit)["text.padding"]
     manual = tiny_model.generate(edit, [mi.Patch("double.1", {k: v[pos] for k, v in src_caps.items()}, "text.padding")])
-    assert np.array_equal(manual.array, r.generations["patched"].array)
+    assert np.array_equal(manual.array, r.generations["patched_output"].array)
     self_patch = ex.i2i_patch(tiny_model, edit, edit, "double.1")
-    assert np.array_equal(self_patch.generations["patched"].array, self_patch.generations["target_i2i"].array)
+    assert np.array_equal(self_patch.generations["patched_output"].array, self_patch.generations["target_baseline"].array)
 
 
 def test_i2i_patch_needs_matching_text(tiny_model, edit):
