@@ -68,6 +68,12 @@ def test_ref_drop_changes_with_cutoff(tiny_model, edit):
     assert not np.array_equal(first.array, last.array)
 
 
+def test_ref_drop_before_the_first_block_equals_no_reference(tiny_model, edit):
+    dropped = tiny_model.generate(edit, [mi.RefDrop("embed")])
+    no_ref = tiny_model.generate(edit.replace(reference=None))
+    np.testing.assert_allclose(dropped.array, no_ref.array, atol=1e-5)
+
+
 def test_ref_drop_at_last_block_equals_ref_to_image_knockout(tiny_model, edit):
     last = tiny_model.table.blocks[-1].name
     a = tiny_model.generate(edit, [mi.RefDrop(last)])

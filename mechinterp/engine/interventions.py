@@ -218,7 +218,11 @@ _REF_EDGES = (("ref", "image"), ("ref", "text"), ("image", "ref"), ("text", "ref
 @dataclass(frozen=True)
 class RefDrop:
     """Reference drop: ``ref→image`` blocked up to and including ``cutoff``; past it every edge
-    into and out of the reference (ref→image, ref→text, image→ref, text→ref) is cut."""
+    into and out of the reference (ref→image, ref→text, image→ref, text→ref) is cut.
+
+    ``cutoff="embed"`` (before the first block) cuts the reference off in every block, which
+    is the same as generating without it.
+    """
 
     cutoff: SiteLike
     steps: tuple[int, ...] | None = None
@@ -230,11 +234,12 @@ class RefDrop:
     def expand(self, table: SiteTable) -> list[Knockout]:
         """The primitive knockouts this drop is made of, on ``table``'s blocks."""
         cut = table.resolve(self.cutoff)
-        if cut.kind == "embed":
-            raise ValueError("a reference drop's cutoff must be a block site, not 'embed'")
-        before = tuple(s.name for s in table.range(None, cut.name))
-        after = tuple(s.name for s in table.blocks[cut.flat + 1 :])
-        out = [Knockout("ref", "image", before, self.steps)]
+        if cut.kind == "embed":  # cutoff before the first block: the reference is cut everywhere
+            before, after = (), tuple(s.name for s in table.blocks)
+        else:
+            before = tuple(s.name for s in table.range(None, cut.name))
+            after = tuple(s.name for s in table.blocks[cut.flat + 1 :])
+        out = [Knockout("ref", "image", before, self.steps)] if before else []
         if after:
             out += [Knockout(src, dst, after, self.steps) for src, dst in _REF_EDGES]
         return out
