@@ -55,23 +55,39 @@ def lens_edit(edit: Edit, steps: int | None = None) -> Edit:
 
 
 def t2i_lens(model: Model, edit: Edit, site: SiteLike, *, same_layer: bool = False, lens_steps: int | None = None,
-             t2i_baseline: Generation | None = None) -> ExperimentResult:
+             tokens: str = "text", t2i_baseline: Generation | None = None) -> ExperimentResult:
     """T2I Lens: read what the text stream carries after ``site`` in the I2I edit.
 
     Captures the text stream after ``site`` at step 0 of the I2I run, then runs an
     empty-prompt, reference-free generation (seed + 1) whose ``embed`` output — or, with
     ``same_layer=True``, the output of ``site`` itself — is overwritten at every step.
+    ``tokens`` restricts the overwrite to a text group of the I2I edit (``text.padding``,
+    ``text.content``, ...); the other positions keep the lens run's own activations.
     """
+    if tokens not in TEXT_GROUPS:
+        raise ValueError(f"t2i_lens reads text tokens; got {tokens!r}, expected one of {', '.join(TEXT_GROUPS)}")
     site = model.table.name(site)
     i2i = model.generate(edit, capture=[Capture(site, "text", steps=0)])
     text = i2i.captures[(site, 0)]
     lens = lens_edit(edit, lens_steps)
     target = site if same_layer else "embed"
-    out = model.generate(lens, [Patch(target, text, "text")])
-    if t2i_baseline is None or t2i_baseline.edit != lens:
-        t2i_baseline = model.generate(lens)
-    params = {"site": site, "same_layer": same_layer, "lens_steps": lens.steps}
-    return ExperimentResult("t2i_lens", params, {"i2i_baseline": i2i, "t2i_baseline": t2i_baseline, "lens_output": out}, _refs(edit))
+    if tokens == "text":
+        if t2i_baseline is None or t2i_baseline.edit != lens:
+            t2i_baseline = model.generate(lens)
+        patch = Patch(target, text, "text")
+    else:
+        t2i_baseline = model.generate(lens, capture=[Capture(target, "text")])
+        rows = i2i.layout[tokens]
+        values = {}
+        for key, own in t2i_baseline.captures.items():
+            mixed = own.clone()
+            mixed[rows] = text[rows].to(mixed.dtype)
+            values[key] = mixed
+        patch = Patch(target, values, "text")
+    out = model.generate(lens, [patch])
+    params = {"site": site, "same_layer": same_layer, "lens_steps": lens.steps, "tokens": tokens}
+    gens = {"i2i_baseline": i2i, "t2i_baseline": t2i_baseline, "lens_output": out}
+    return ExperimentResult("t2i_lens", params, gens, _refs(edit))
 
 
 def knockout(model: Model, edit: Edit, source: str, dest: str, *, sites=None, baseline: Generation | None = None) -> ExperimentResult:

@@ -31,7 +31,7 @@ def test_lens_of_the_embed_site_with_same_prompt_is_the_plain_t2i(tiny_model):
 
 def test_same_layer_lens_with_one_step(tiny_model, edit):
     r = ex.t2i_lens(tiny_model, edit, 3, same_layer=True, lens_steps=1)
-    assert r.params == {"site": "single.1", "same_layer": True, "lens_steps": 1}
+    assert r.params == {"site": "single.1", "same_layer": True, "lens_steps": 1, "tokens": "text"}
     assert r.generations["lens_output"].edit.steps == 1
     assert r.generations["lens_output"].fired == {("Patch(single.1, text, steps=all)", "single.1", 0): 1}
 
@@ -64,3 +64,17 @@ def test_i2i_patch_needs_matching_text(tiny_model, edit):
         ex.i2i_patch(tiny_model, edit.replace(instruction="draw a hat in this color"), edit, "single.0")
     with pytest.raises(ValueError, match="patches text tokens"):
         ex.i2i_patch(tiny_model, edit, edit, "single.0", tokens="image")
+
+
+def test_lens_restricted_to_a_token_group(tiny_model, edit):
+    full = ex.t2i_lens(tiny_model, edit, "double.1")
+    padding = ex.t2i_lens(tiny_model, edit, "double.1", tokens="text.padding")
+    content = ex.t2i_lens(tiny_model, edit, "double.1", tokens="text.content")
+    assert not np.array_equal(padding.generations["lens_output"].array, full.generations["lens_output"].array)
+    assert not np.array_equal(padding.generations["lens_output"].array, content.generations["lens_output"].array)
+    # the positions outside the group keep the lens run's own activations: patching the
+    # empty-prompt run's own (seed-independent) embed output back gives the plain T2I image
+    own = ex.t2i_lens(tiny_model, ex.lens_edit(edit), "embed", tokens="text.padding")
+    assert np.array_equal(own.generations["lens_output"].array, own.generations["t2i_baseline"].array)
+    with pytest.raises(ValueError, match="reads text tokens"):
+        ex.t2i_lens(tiny_model, edit, "double.1", tokens="ref")
