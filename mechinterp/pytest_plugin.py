@@ -1,10 +1,28 @@
 """pytest plugin for the claims suite (registered through the ``pytest11`` entry point).
 
-Declares the claim markers so ``--strict-markers`` passes in any project that installs
-mechinterp.
+Options (each also ``mechinterp_<name>`` in ``[tool.pytest.ini_options]`` and
+``MECHINTERP_<NAME>`` in the environment): ``--model``, ``--judge``, ``--samples``, ``--budget``,
+``--seed``, ``--cache-dir``, ``--data-dir``, ``--device``, ``--dtype``, ``--report``, ``--shard``.
+
+A claim test is a function taking the ``claim`` argument and marked
+``@pytest.mark.claims(experiment=..., relation=...)``; the plugin parametrizes it over the
+matching claims of the registry (ids like ``test_knockout[ref->text-color]``, the claim's
+markers applied) and the ``check_claim`` fixture runs, judges, decides and asserts: *holds*
+passes, *refuted* fails with the numbers, *inconclusive* is an xfail with the reason. Users add
+claims as ``*.claims.toml`` files anywhere under the test paths; they are collected the same way.
 """
 
 from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+
+from mechinterp.suite.settings import OPTIONS, resolve
 
 #: claim markers: family and experiment of each paper claim
 CLAIM_MARKERS: dict[str, str] = {
@@ -18,8 +36,247 @@ CLAIM_MARKERS: dict[str, str] = {
     "refdrop": "reference-drop claims",
 }
 
+_SESSION_KEY = pytest.StashKey()
+_RUN_DIR_KEY = pytest.StashKey()
+
+
+# -- options and configuration ------------------------------------------------------------------
+def pytest_addoption(parser) -> None:
+    """Add the suite's options, ini keys and (implicitly) environment variables."""
+    group = parser.getgroup("mechinterp", "mechinterp claims suite")
+    for opt in OPTIONS:
+        group.addoption(opt.flag, dest=opt.name, default=None,
+                        help=f"{opt.help} [ini: {opt.ini}; env: {opt.env}]")
+        parser.addini(opt.ini, opt.help, default=None)
+
 
 def pytest_configure(config) -> None:
-    """Register the claim markers."""
+    """Register markers, validate options, pin a GPU per xdist worker, pick the run folder."""
     for name, text in CLAIM_MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    config.addinivalue_line("markers", "claims(experiment=None, relation=False, family=None): "
+                                       "parametrize a claim test over the registry's matching claims")
+    try:
+        settings = resolve(config)
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from None
+    config.stash[_SESSION_KEY] = None
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") in ("load", "no"):
+        config.option.dist = "loadgroup"  # keep a claim family (and its relations) on one worker
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        _pin_gpu(worker)
+        run_dir = Path(config.workerinput.get("mechinterp_run_dir"))
+    else:
+        run_dir = settings.report or Path(config.rootpath) / "reports" / _run_name(settings.model)
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(_XdistHooks(run_dir), "mechinterp-xdist")
+    config.stash[_RUN_DIR_KEY] = run_dir
+
+
+def _run_name(model: str | None) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    short = (model or "padding-routed").rstrip("/").split("/")[-1]
+    return f"{stamp}-{short}"
+
+
+def _pin_gpu(worker: str) -> None:
+    """One GPU per worker (``gw3`` → the 4th visible GPU, round robin) when several are visible."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    try:
+        import torch
+
+        ids = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:
+        return
+    if len(ids) > 1:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ids[int(worker.lstrip("gw") or 0) % len(ids)]
+
+
+class _XdistHooks:
+    """Controller-side xdist hooks: tell every worker the run folder."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def pytest_configure_node(self, node) -> None:
+        node.workerinput["mechinterp_run_dir"] = str(self.run_dir)
+
+
+# -- registry and parametrization -----------------------------------------------------------------
+def _registry(config):
+    from mechinterp.claims import load_registry
+
+    key = "_mechinterp_registry"
+    if not hasattr(config, key):
+        setattr(config, key, {c.id: c for c in load_registry()})
+    return getattr(config, key)
+
+
+def claim_test_id(claim) -> str:
+    """``knockout[ref->text]-color`` → ``ref->text-color`` (the test function names the experiment)."""
+    cid = claim.id
+    if "[" in cid and "]" in cid:
+        inner = cid[cid.index("[") + 1 : cid.rindex("]")]
+        return inner + cid[cid.rindex("]") + 1 :]
+    return cid
+
+
+def claim_params(claims, group_by: str = "family") -> list:
+    """``pytest.param`` per claim with its markers and an xdist group keeping relations with their cells."""
+    params = []
+    for c in claims:
+        marks = [getattr(pytest.mark, m) for m in c.markers]
+        kind = next((m for m in c.markers if m in ("lens", "knockout", "patching", "refdrop")), "other")
+        marks.append(pytest.mark.xdist_group(name=f"{c.family or 'any'}-{kind}"))
+        params.append(pytest.param(c, id=claim_test_id(c), marks=marks))
+    return params
+
+
+def select_claims(registry: dict, experiment: str | None = None, relation: bool = False, family: str | None = None) -> list:
+    """The registry's claims of one experiment (or the relations), optionally of one family."""
+    out = []
+    for c in registry.values():
+        if relation != c.is_relation:
+            continue
+        if experiment and (c.experiment is None or c.experiment.name != experiment):
+            continue
+        if family and c.family != family:
+            continue
+        out.append(c)
+    return out
+
+
+def pytest_generate_tests(metafunc) -> None:
+    """Parametrize claim tests over the registry."""
+    marker = metafunc.definition.get_closest_marker("claims")
+    if marker is None or "claim" not in metafunc.fixturenames:
+        return
+    claims = select_claims(_registry(metafunc.config), **marker.kwargs)
+    metafunc.parametrize("claim", claim_params(claims))
+
+
+def shard_of(nodeid: str, n: int) -> int:
+    """Deterministic 1-based shard of a test id (crc32, stable across machines)."""
+    return zlib.crc32(nodeid.encode()) % n + 1
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Apply ``--shard I/N``: keep the claim tests of this shard (other tests always run)."""
+    settings = resolve(config)
+    if settings.shard is None:
+        return
+    i, n = settings.shard
+    keep, drop = [], []
+    for item in items:
+        is_claim = "claim" in getattr(item, "fixturenames", ()) or isinstance(item, ClaimItem)
+        (drop if is_claim and shard_of(item.nodeid, n) != i else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+# -- running a claim -------------------------------------------------------------------------------
+def _session(config):
+    from mechinterp.suite.session import SuiteSession
+
+    if config.stash.get(_SESSION_KEY, None) is None:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        sess = SuiteSession(resolve(config), config.stash[_RUN_DIR_KEY], worker)
+        sess.registry = _registry(config)
+        config.stash[_SESSION_KEY] = sess
+    return config.stash[_SESSION_KEY]
+
+
+def run_claim(config, claim, user_properties: list) -> None:
+    """Run a claim and turn its decision into the test outcome (pass / fail / xfail / skip)."""
+    from mechinterp.suite.runner import ClaimSkipped
+
+    sess = _session(config)
+    try:
+        outcome = sess.check(claim, sess.registry)
+    except ClaimSkipped as err:
+        pytest.skip(str(err))
+    props = {"claim_id": claim.id, "k": outcome.k, "n": outcome.n, "abstained": outcome.abstained,
+             "rate": outcome.rate, "ci_low": round(outcome.low, 6), "ci_high": round(outcome.high, 6),
+             "hypothesis": str(claim.hypothesis), "decision": outcome.decision.value}
+    if outcome.k2 is not None:
+        props.update(k2=outcome.k2, n2=outcome.n2)
+    user_properties.extend(props.items())
+    decision = outcome.decision.value
+    if decision == "refuted":
+        pytest.fail(f"refuted: {outcome.summary()}", pytrace=False)
+    if decision == "inconclusive":
+        pytest.xfail(f"inconclusive: {outcome.summary()}")
+
+
+@pytest.fixture
+def check_claim(request):
+    """``check_claim(claim)``: run, judge and decide a claim; the decision is the test outcome."""
+    return lambda claim: run_claim(request.config, claim, request.node.user_properties)
+
+
+# -- user claims as data files -----------------------------------------------------------------------
+def pytest_collect_file(file_path: Path, parent):
+    """Collect ``*.claims.toml`` files: each claim in them becomes a test."""
+    if file_path.name.endswith(".claims.toml"):
+        return ClaimFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ClaimFile(pytest.File):
+    """A user's claim file (same schema as ``claims/registry.toml``)."""
+
+    def collect(self):
+        from mechinterp.claims import load_registry
+
+        registry = _registry(self.config)
+        for claim in load_registry(self.path):
+            registry.setdefault(claim.id, claim)
+            item = ClaimItem.from_parent(self, name=claim.id, claim=claim)
+            for m in claim.markers:
+                item.add_marker(m)
+            yield item
+
+
+class ClaimItem(pytest.Item):
+    """One claim from a user's claim file."""
+
+    def __init__(self, *, claim, **kwargs):
+        super().__init__(**kwargs)
+        self.claim = claim
+
+    def runtest(self) -> None:
+        run_claim(self.config, self.claim, self.user_properties)
+
+    def reportinfo(self):
+        return self.path, None, f"claim {self.claim.id}"
+
+
+# -- the run folder and reports ----------------------------------------------------------------------
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Workers save their metadata; the controller merges every part into one run folder and reports."""
+    config = session.config
+    run_dir: Path = config.stash.get(_RUN_DIR_KEY, None)
+    sess = config.stash.get(_SESSION_KEY, None)
+    if run_dir is None:
+        return
+    if sess is not None:
+        (run_dir / "parts").mkdir(parents=True, exist_ok=True)
+        (run_dir / "parts" / f"{sess.worker}.meta.json").write_text(json.dumps(sess.metadata(), default=str))
+    if os.environ.get("PYTEST_XDIST_WORKER") or not (run_dir / "parts").is_dir():
+        return
+    from mechinterp.suite.report import finish_run
+
+    config._mechinterp_report = finish_run(run_dir)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Say where the run's reports are."""
+    report = getattr(config, "_mechinterp_report", None)
+    if report:
+        terminalreporter.write_sep("-", "mechinterp")
+        terminalreporter.write_line(f"run folder: {report['run_dir']}")
+        terminalreporter.write_line(f"report:     {report['html']}")
+        terminalreporter.write_line(f"junit:      {report['junit']}")
+        terminalreporter.write_line("decisions:  " + ", ".join(f"{k} {v}" for k, v in sorted(report["decisions"].items())))

@@ -1,0 +1,249 @@
+"""The claim registry: every number and relation the paper asserts, as data.
+
+``claims/registry.toml`` (beside the package, or in any repository that ships its own
+``claims/`` folder) holds ``[[table]]`` layouts and ``[[claim]]`` records. A *cell* claim is
+one pooled rate (a table cell or a figure's rate) with a threshold hypothesis; a
+*relation* claim compares two cell claims ``a`` and ``b`` with a hypothesis on ``a - b``.
+
+Claim ids read ``<experiment>[<setting>]-<subject>``, e.g. ``knockout[ref->text]-color``,
+``patching[single.9:text.padding]-color``, ``lens[double.7]-human``, and relations
+``rel[ko.text>ko.image]-color``; they are valid pytest ids. The header of the TOML file
+documents the scheme and the threshold vocabulary.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from mechinterp.stats import Decision, Hypothesis, Interval, decide
+
+FAMILIES = ("color", "style", "human", "scene")
+TASK_FAMILIES = ("color", "style", "style_real", "human", "add", "remove")
+POLARITIES = ("pass", "inverted")
+MARKERS = ("color", "style", "human", "scene", "lens", "knockout", "patching", "refdrop")
+#: experiment name -> its pytest marker
+EXPERIMENTS = {"t2i_lens": "lens", "knockout": "knockout", "ref_drop": "refdrop", "i2i_patch": "patching"}
+QUESTION_PREFIXES = ("lens", "ko_text", "ko_text_padding", "ko_text_content", "ko_image", "patch")
+QUESTION_SUBJECTS = ("color", "style", "identity", "scene")
+_SITE = re.compile(r"^(embed|double\.\d+|single\.\d+)$")
+_SITE_KEYS = ("site", "cutoff")
+
+
+def default_registry_path() -> Path:
+    """The registry shipped with the project: ``<repo>/claims/registry.toml``."""
+    import mechinterp
+
+    return Path(mechinterp.__file__).resolve().parents[1] / "claims" / "registry.toml"
+
+
+def registry_path(path: str | Path | None = None) -> Path:
+    """Resolve a registry location: a TOML file, a ``claims/`` folder, or a repo root."""
+    if path is None:
+        return default_registry_path()
+    p = Path(path)
+    for candidate in (p, p / "registry.toml", p / "claims" / "registry.toml"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no claim registry at {p} (looked for {p}, {p}/registry.toml, {p}/claims/registry.toml)")
+
+
+@dataclass(frozen=True)
+class PaperValue:
+    """A printed cell: percent value with its Wilson bars, and the paper's sample count."""
+
+    value: float
+    plus: float
+    minus: float
+    n: int | None = None
+
+    @property
+    def text(self) -> str:
+        """As printed: ``86.2 +3.3 −4.2``."""
+        return f"{self.value:.1f} +{self.plus:.1f} \u2212{self.minus:.1f}"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment of the engine with its parameters (site, groups, tokens, ...)."""
+
+    name: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """One parameter, or ``default``."""
+        return dict(self.params).get(key, default)
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"name": ..., **params}`` for JSON and reports."""
+        return {"name": self.name, **dict(self.params)}
+
+    def __str__(self) -> str:
+        return self.name + "(" + ", ".join(f"{k}={v}" for k, v in self.params) + ")"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper: what is measured, what the paper printed, what is tested."""
+
+    id: str
+    statement: str
+    hypothesis: Hypothesis
+    where: str = ""
+    family: str | None = None
+    tasks: tuple[str, ...] = ()
+    experiment: Experiment | None = None
+    question: str | None = None
+    polarity: str = "pass"
+    markers: tuple[str, ...] = ()
+    paper: PaperValue | None = None
+    cells: tuple[str, ...] = ()
+    csv: str | None = None
+    a: str | None = None
+    b: str | None = None
+
+    @property
+    def is_relation(self) -> bool:
+        """True for a comparison between two cell claims."""
+        return self.a is not None
+
+    @property
+    def has_released_data(self) -> bool:
+        """True when the authors released per-sample verdicts for this cell."""
+        return self.csv is not None
+
+    def success(self, passed: bool) -> bool:
+        """Map a judge's raw pass to this claim's reported outcome (applies the polarity)."""
+        return bool(passed) if self.polarity == "pass" else not passed
+
+    def decide(self, k: int, n: int, k2: int | None = None, n2: int | None = None) -> tuple[Decision, Interval]:
+        """Decide the hypothesis: ``(k, n)`` for a cell, ``(k1, n1, k2, n2)`` for a relation."""
+        return decide(self.hypothesis, k, n, k2, n2)
+
+
+@dataclass(frozen=True)
+class Table:
+    """Layout of one paper table: ordered rows and columns as ``(key, label)`` pairs."""
+
+    id: str
+    title: str
+    rows: tuple[tuple[str, str], ...]
+    columns: tuple[tuple[str, str], ...]
+    cells: dict[tuple[str, str], str] = field(default_factory=dict, compare=False, hash=False)
+
+
+def _choice(value: Any, valid: tuple[str, ...] | dict, what: str, cid: str) -> Any:
+    if value not in valid:
+        raise ValueError(f"claim {cid!r}: {what} {value!r} is not one of {', '.join(valid)}")
+    return value
+
+
+def _experiment(raw: dict, cid: str) -> Experiment:
+    raw = dict(raw)
+    name = _choice(raw.pop("name", None), EXPERIMENTS, "experiment", cid)
+    for key in _SITE_KEYS:
+        if key in raw and not _SITE.match(str(raw[key])):
+            raise ValueError(f"claim {cid!r}: {key} {raw[key]!r} is not a site (embed, double.N, single.N)")
+    return Experiment(name, tuple(sorted(raw.items())))
+
+
+def _cell_claim(raw: dict, cid: str) -> dict:
+    family = _choice(raw.get("family"), FAMILIES, "family", cid)
+    tasks = tuple(_choice(t, TASK_FAMILIES, "task family", cid) for t in raw.get("tasks", ()))
+    exp = _experiment(raw.get("experiment", {}), cid)
+    question = str(raw.get("question", ""))
+    prefix, _, subject = question.partition(".")
+    if prefix not in QUESTION_PREFIXES or subject not in QUESTION_SUBJECTS:
+        raise ValueError(
+            f"claim {cid!r}: question {question!r} must be <prefix>.<subject> with prefix in "
+            f"{', '.join(QUESTION_PREFIXES)} and subject in {', '.join(QUESTION_SUBJECTS)}"
+        )
+    markers = tuple(_choice(m, MARKERS, "marker", cid) for m in raw.get("markers", ()))
+    for needed in (family, EXPERIMENTS[exp.name]):
+        if needed not in markers:
+            raise ValueError(f"claim {cid!r}: markers {list(markers)} must include {needed!r}")
+    paper = PaperValue(**raw["paper"]) if "paper" in raw else None
+    return dict(family=family, tasks=tasks, experiment=exp, question=question, markers=markers, paper=paper,
+                polarity=_choice(raw.get("polarity", "pass"), POLARITIES, "polarity", cid),
+                cells=tuple(raw.get("cells", ())), csv=raw.get("csv"))
+
+
+def _parse(data: dict) -> tuple[list[Claim], list[Table]]:
+    claims: list[Claim] = []
+    by_id: dict[str, Claim] = {}
+    for raw in data.get("claim", []):
+        cid = str(raw.get("id", ""))
+        if not cid or cid in by_id:
+            raise ValueError(f"claim id {cid!r} is empty or duplicated")
+        hyp = Hypothesis.parse(str(raw.get("hypothesis", "")))
+        common = dict(id=cid, statement=str(raw.get("statement", "")), where=str(raw.get("where", "")), hypothesis=hyp)
+        if "a" in raw or "b" in raw:
+            a, b = (by_id.get(raw.get(x)) for x in ("a", "b"))
+            if a is None or b is None or a.is_relation or b.is_relation:
+                raise ValueError(f"relation {cid!r}: a={raw.get('a')!r}, b={raw.get('b')!r} must name earlier cell claims")
+            if not hyp.is_comparison:
+                raise ValueError(f"relation {cid!r}: hypothesis {hyp} must be about 'a - b' or '|a - b|'")
+            fam = a.family if a.family == b.family else None
+            markers = tuple(dict.fromkeys(a.markers + b.markers))
+            claim = Claim(**common, family=fam, markers=markers, a=a.id, b=b.id)
+        else:
+            if hyp.is_comparison:
+                raise ValueError(f"cell claim {cid!r}: hypothesis {hyp} must be about 'rate'")
+            claim = Claim(**common, **_cell_claim(raw, cid))
+        claims.append(claim)
+        by_id[cid] = claim
+    tables = []
+    for raw in data.get("table", []):
+        rows = tuple((r["key"], r["label"]) for r in raw["rows"])
+        cols = tuple((c["key"], c["label"]) for c in raw["columns"])
+        tables.append(Table(raw["id"], raw.get("title", raw["id"]), rows, cols))
+    by_table = {t.id: t for t in tables}
+    for claim in claims:
+        for cell in claim.cells:
+            tid, _, rest = cell.partition(":")
+            row, _, col = rest.partition(":")
+            table = by_table.get(tid)
+            if table is None or row not in dict(table.rows) or col not in dict(table.columns):
+                raise ValueError(f"claim {claim.id!r}: cell {cell!r} is not <table>:<row>:<column> of a declared table")
+            if (row, col) in table.cells:
+                raise ValueError(f"cell {cell!r} claimed by both {table.cells[(row, col)]!r} and {claim.id!r}")
+            table.cells[(row, col)] = claim.id
+    return claims, tables
+
+
+@lru_cache(maxsize=16)
+def _load(path: Path, stamp: tuple[int, int]) -> tuple[tuple[Claim, ...], tuple[Table, ...]]:
+    with open(path, "rb") as fh:
+        claims, tables = _parse(tomllib.load(fh))
+    return tuple(claims), tuple(tables)
+
+
+def _cached(path: str | Path | None) -> tuple[tuple[Claim, ...], tuple[Table, ...]]:
+    p = registry_path(path).resolve()
+    st = p.stat()
+    return _load(p, (st.st_mtime_ns, st.st_size))
+
+
+def load_registry(path: str | Path | None = None) -> list[Claim]:
+    """Load and validate the claims (default: the project's ``claims/registry.toml``)."""
+    return list(_cached(path)[0])
+
+
+def load_tables(path: str | Path | None = None) -> list[Table]:
+    """Load the paper-table layouts declared in the same registry file."""
+    return list(_cached(path)[1])
+
+
+def claims_by_id(claims: list[Claim]) -> dict[str, Claim]:
+    """Index claims by id."""
+    return {c.id: c for c in claims}
+
+
+__all__ = [
+    "Claim", "EXPERIMENTS", "Experiment", "FAMILIES", "MARKERS", "PaperValue", "Table",
+    "claims_by_id", "default_registry_path", "load_registry", "load_tables", "registry_path",
+]

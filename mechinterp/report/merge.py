@@ -1,0 +1,72 @@
+"""Pool several run folders' verdicts (not their rates) into one run folder.
+
+Sharded or resumed runs each hold part of the samples; pooling the verdicts and deciding
+again is the only honest way to combine them (averaging rates would weight shards
+wrongly and intervals cannot be added). A sample judged in two runs counts once: the
+first run's verdict is kept and conflicting duplicates are counted in the metadata.
+Runs of different models cannot be pooled.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from mechinterp.report.run import Run, Verdict, load_run, write_run
+
+
+def _embed_images(v: Verdict, src: Path) -> Verdict:
+    images = []
+    for img in v.images:
+        img = dict(img)
+        if "path" in img:
+            source = (src / img.pop("path")).resolve()
+            if source.is_relative_to(src.resolve()) and source.is_file():
+                img["png"] = base64.b64encode(source.read_bytes()).decode("ascii")
+        images.append(img)
+    return Verdict(v.claim_id, v.task_id, v.question_id, v.passed, v.reason, v.judge, images)
+
+
+def _same(values: list[Any], what: str) -> Any:
+    distinct = {repr(v) for v in values}
+    if len(distinct) > 1:
+        raise ValueError(f"cannot merge runs with different {what}: {sorted(distinct)}")
+    return values[0] if values else None
+
+
+def merge_runs(run_dirs: list[str | Path], out_dir: str | Path, registry: str | Path | None = None) -> Run:
+    """Pool the verdicts of ``run_dirs`` into a new run at ``out_dir`` and decide again.
+
+    Images given as paths are embedded (base64) so the merged folder stands alone.
+    """
+    if not run_dirs:
+        raise ValueError("merge needs at least one run folder")
+    runs = [load_run(d, registry) for d in run_dirs]
+    model = _same([r.metadata.get("model") for r in runs], "models")
+    pooled: dict[tuple[str, str], Verdict] = {}
+    duplicates = conflicts = 0
+    for run in runs:
+        for v in run.verdicts:
+            key = (v.claim_id, v.task_id)
+            if key in pooled:
+                duplicates += 1
+                conflicts += pooled[key].passed != v.passed
+                continue
+            pooled[key] = _embed_images(v, run.path)
+    starts = [r.metadata.get("started") for r in runs if r.metadata.get("started")]
+    ends = [r.metadata.get("finished") for r in runs if r.metadata.get("finished")]
+    usd = [r.metadata.get("cost", {}).get("usd") for r in runs]
+    meta = {
+        "name": "merged",
+        "model": model,
+        "judge": _same([r.metadata.get("judge") for r in runs], "judges"),
+        "seeds": [r.metadata.get("seeds") for r in runs],
+        "git_commit": sorted({str(r.metadata.get("git_commit")) for r in runs}),
+        "cost": {"usd": sum(u for u in usd if u) if any(usd) else None},
+        "started": min(starts) if starts else None,
+        "finished": max(ends) if ends else None,
+        "merged_from": [str(r.path) for r in runs],
+        "merge": {"duplicates": duplicates, "conflicts": conflicts},
+    }
+    return write_run(out_dir, meta, list(pooled.values()), registry)

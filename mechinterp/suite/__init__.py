@@ -1,0 +1,1 @@
+"""The claims suite machinery: generation cache, claim runner and run bookkeeping."""

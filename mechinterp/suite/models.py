@@ -1,0 +1,37 @@
+"""Resolve ``--model``: an organism name, a local folder, or a Hugging Face hub id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mechinterp
+
+#: the embedded default: the organism built so that every colour claim of the paper holds
+DEFAULT_MODEL = "padding-routed"
+
+
+def organisms_dir() -> Path:
+    """Where the shipped model organisms live (``fixtures/organisms`` of the checkout)."""
+    return Path(mechinterp.__file__).resolve().parents[1] / "fixtures" / "organisms"
+
+
+def shipped_organisms() -> list[str]:
+    """Names of the organisms shipped in ``fixtures/organisms``."""
+    root = organisms_dir()
+    return sorted(p.name for p in root.iterdir() if (p / "model_index.json").exists()) if root.is_dir() else []
+
+
+def resolve_model(spec: str | None) -> str:
+    """Turn a ``--model`` value into something ``mechinterp.load`` opens (folder path or hub id).
+
+    Organism names win over same-named relative folders; anything else is passed through,
+    and ``mechinterp.load`` names it in its error when it is neither a folder nor cached.
+    """
+    spec = spec or DEFAULT_MODEL
+    candidate = organisms_dir() / spec
+    if "/" not in spec and (candidate / "model_index.json").exists():
+        return str(candidate)
+    if "/" not in spec and not Path(spec).exists():
+        raise ValueError(f"unknown model {spec!r}: not a shipped organism ({', '.join(shipped_organisms()) or 'none'}), "
+                         "not a local folder and not a Hugging Face id (owner/name)")
+    return spec

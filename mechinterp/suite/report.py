@@ -1,0 +1,50 @@
+"""Turn a finished (possibly multi-worker) run folder into ``run.json``, ``junit.xml`` and ``report.html``."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from mechinterp.suite.session import PARTS, merge_parts
+
+
+def _merged_metadata(run_dir: Path) -> dict:
+    metas = []
+    for p in sorted((run_dir / PARTS).glob("*.meta.json")):
+        try:
+            metas.append(json.loads(p.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    if not metas:
+        return {}
+    meta = dict(metas[0])
+    meta["workers"] = len(metas)
+    meta["judge_cost_usd"] = round(sum(m.get("judge_cost_usd", 0.0) for m in metas), 4)
+    gens = [m.get("generations", {}) for m in metas]
+    meta["generations"] = {k: sum(g.get(k, 0) for g in gens) for k in ("generated", "cache_hits")}
+    return meta
+
+
+def finish_run(run_dir: Path) -> dict:
+    """Pool the workers' verdicts into the run folder and write both reports.
+
+    The decision of each claim is its sequential test's (what the claim test asserted); the
+    interval shown beside it is the plain 95 % Wilson (or Newcombe) interval of all its verdicts.
+    """
+    from mechinterp.report import load_run, write_report, write_run
+    from mechinterp.report.run import RESULTS_FILE, atomic_write
+
+    rows, decisions = merge_parts(run_dir)
+    meta = _merged_metadata(run_dir)
+    write_run(run_dir, meta, rows)
+    results_path = run_dir / RESULTS_FILE
+    results = json.loads(results_path.read_text())
+    for cid, d in decisions.items():
+        if cid in results:
+            results[cid]["decision"] = d["decision"]
+    atomic_write(results_path, json.dumps(results, indent=1, ensure_ascii=False))
+    run = load_run(run_dir)
+    junit, html = write_report(run)
+    return {"run_dir": str(run_dir), "junit": str(junit), "html": str(html),
+            "decisions": dict(Counter(r.decision for r in run.results.values()))}

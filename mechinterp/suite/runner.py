@@ -1,0 +1,207 @@
+"""Run one claim end to end: tasks → experiment → judge bundle → verdicts → decision.
+
+A ``ClaimRunner`` holds the model (behind the generation cache), the judges and the run
+settings. ``run(claim)`` draws tasks in the claim's fixed seeded order, runs the claim's
+experiment on each, asks the judge the claim's question, and stops as soon as the
+group-sequential test (``mechinterp.stats.SequentialTest``) settles the decision or the
+sample budget is used up. Relations run their two cells (each once per session) and decide
+on the difference.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from mechinterp import experiments as ex
+from mechinterp.claims import Claim
+from mechinterp.report.run import Verdict as VerdictRow
+from mechinterp.stats import SequentialTest
+from mechinterp.stats.hypothesis import Decision
+
+#: experiment image role → the role name the judges' questions use for it
+ROLE_ALIASES = {"ref_drop_output": "knockout_output"}
+THUMB = 96
+
+
+class ClaimSkipped(Exception):
+    """The claim cannot run here (data, judge or site missing); the message says what."""
+
+
+@dataclass
+class ClaimOutcome:
+    """What one claim came to in this run."""
+
+    claim: Claim
+    decision: Decision
+    k: int
+    n: int
+    abstained: int
+    low: float
+    high: float
+    rows: list[VerdictRow] = field(default_factory=list)
+    looks: list[int] = field(default_factory=list)
+    k2: int | None = None
+    n2: int | None = None
+
+    @property
+    def rate(self) -> float | None:
+        """The claim's reported rate (success fraction), or the difference for relations."""
+        if self.k2 is not None:
+            return None if not (self.n and self.n2) else self.k / self.n - self.k2 / self.n2
+        return None if not self.n else self.k / self.n
+
+    def summary(self) -> str:
+        """One line: decision, counts, rate, interval and hypothesis."""
+        rate = "n/a" if self.rate is None else f"{100 * self.rate:.1f}%"
+        counts = f"k={self.k}/n={self.n}" + (f" vs k={self.k2}/n={self.n2}" if self.k2 is not None else "")
+        return (f"{self.claim.id}: {self.decision.value} — {counts}, rate {rate}, 95% interval "
+                f"[{100 * self.low:.1f}%, {100 * self.high:.1f}%], hypothesis {self.claim.hypothesis}"
+                + (f", {self.abstained} abstained" if self.abstained else ""))
+
+
+def thumbnail(image: Image.Image, size: int = THUMB) -> str:
+    """A small base64 PNG of an image for the report's grids."""
+    im = image.copy()
+    im.thumbnail((size, size))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+class ClaimRunner:
+    """Runs claims on one model with one judge policy and shared caches."""
+
+    def __init__(self, model, judge_for: Callable[[str], object], *, samples: int = 64, seed: int = 0,
+                 data_dir=None, looks: int = 4, alpha: float = 0.05, size: int | None = None, steps: int | None = None,
+                 on_generation: Callable[[], None] | None = None):
+        self.model = model
+        self.judge_for = judge_for
+        self.samples = samples
+        self.seed = seed
+        self.data_dir = data_dir
+        self.looks = looks
+        self.alpha = alpha
+        meta = getattr(model, "meta", {}) or {}
+        self.size = size or int(meta.get("default_size", 1024))
+        self.steps = steps or int(meta.get("steps", 4))
+        self.site_map = dict(meta.get("site_map", {}))
+        self.on_generation = on_generation
+        self._done: dict[str, ClaimOutcome] = {}
+
+    # -- sites and tasks ----------------------------------------------------------------------
+    def site(self, site: str) -> str:
+        """The model's site for a claim's (paper-numbered) site, through the model's site map."""
+        mapped = self.site_map.get(site, site)
+        try:
+            return self.model.table.name(mapped)
+        except ValueError as err:
+            raise ClaimSkipped(f"site {site!r} does not exist on model {self.model.model_id!r} and its "
+                               f"mechinterp.json has no site_map entry for it ({err})") from err
+
+    def items(self, claim: Claim) -> list:
+        """The claim's tasks (or pairs, for patching) in its sampling order, up to the budget."""
+        from mechinterp.tasks import load_family, load_pairs, sample
+
+        family = claim.tasks[0] if claim.tasks else claim.family
+        try:
+            if claim.experiment.name == "i2i_patch":
+                items = load_pairs(family, self.data_dir)
+            else:
+                items = load_family(family, self.data_dir)
+        except (FileNotFoundError, ValueError) as err:
+            raise ClaimSkipped(f"task family {family!r} is not available: {err}") from err
+        return sample(items, min(self.samples, len(items)), seed=self.seed)
+
+    def _edit(self, task, steps=None):
+        return task.to_edit(height=self.size, width=self.size, steps=steps or self.steps)
+
+    # -- one sample ---------------------------------------------------------------------------
+    def experiment(self, claim: Claim, item) -> ex.ExperimentResult:
+        """Run the claim's experiment on one task (or pair)."""
+        e = claim.experiment
+        if e.name == "t2i_lens":
+            lens_steps = e.get("steps") if e.get("same_layer") else None
+            return ex.t2i_lens(self.model, self._edit(item), self.site(e.get("site")), same_layer=bool(e.get("same_layer")),
+                               lens_steps=lens_steps, tokens=e.get("tokens", "text"))
+        if e.name == "knockout":
+            blocks = e.get("blocks", "all")
+            sites = None if blocks in (None, "all") else [self.site(s) for s in blocks]
+            return ex.knockout(self.model, self._edit(item), e.get("source"), e.get("dest"), sites=sites)
+        if e.name == "ref_drop":
+            cutoff = e.get("cutoff")
+            return ex.ref_drop(self.model, self._edit(item), cutoff if cutoff == "embed" else self.site(cutoff))
+        if e.name == "i2i_patch":
+            source, target = item.to_edits(height=self.size, width=self.size, steps=self.steps)
+            return ex.i2i_patch(self.model, source, target, self.site(e.get("site")), tokens=e.get("tokens", "text"))
+        raise ClaimSkipped(f"claim {claim.id!r} names unknown experiment {e.name!r}")
+
+    def bundle(self, claim: Claim, result: ex.ExperimentResult) -> list[Image.Image]:
+        """The images of the claim's question, in the question's role order."""
+        from mechinterp.judges import QUESTIONS
+
+        question = QUESTIONS[claim.question]
+        images = {ROLE_ALIASES.get(role, role): im for role, im in result.images.items()}
+        missing = [r for r in question.roles if r not in images]
+        if missing:
+            raise ValueError(f"experiment {result.experiment!r} gives no image for roles {missing} of question {claim.question!r}")
+        return [images[r] for r in question.roles]
+
+    # -- a claim ------------------------------------------------------------------------------
+    def run(self, claim: Claim, registry: dict[str, Claim] | None = None) -> ClaimOutcome:
+        """Run ``claim`` (relations: its two cells from ``registry``) and decide it."""
+        if claim.id in self._done:
+            return self._done[claim.id]
+        outcome = self._run_relation(claim, registry or {}) if claim.is_relation else self._run_cell(claim)
+        self._done[claim.id] = outcome
+        return outcome
+
+    def _run_cell(self, claim: Claim) -> ClaimOutcome:
+        if claim.experiment is None or claim.question is None:
+            raise ClaimSkipped(f"claim {claim.id!r} has no experiment/question to run")
+        judge = self.judge_for(claim.question)
+        items = self.items(claim)
+        test = SequentialTest(claim.hypothesis, budget=len(items), alpha=self.alpha, looks=min(self.looks, len(items)))
+        rows: list[VerdictRow] = []
+        k = n = abstained = 0
+        pending: list = []
+        for i, item in enumerate(items):
+            result = self.experiment(claim, item)
+            pending.append((item, result, self.bundle(claim, result)))
+            if self.on_generation:
+                self.on_generation()
+            if (i + 1) in test.schedule or i + 1 == len(items):
+                verdicts = judge.judge_many([(claim.question, imgs) for _, _, imgs in pending])
+                for (it, res, imgs), v in zip(pending, verdicts):
+                    task_id = getattr(it, "pair_id", None) or it.task_id
+                    rows.append(VerdictRow(claim.id, task_id, claim.question, v.passed, v.reason, v.judge,
+                                           [{"role": r, "png": thumbnail(im)} for r, im in zip(_roles(claim), imgs)]))
+                    if v.passed is None:
+                        abstained += 1
+                    else:
+                        n += 1
+                        k += claim.success(v.passed)
+                pending = []
+                test.update(k, n)
+                if test.done:
+                    break
+        _, ci = claim.decide(k, n)
+        return ClaimOutcome(claim, test.decision, k, n, abstained, ci.low, ci.high, rows, [lk.n for lk in test.history])
+
+    def _run_relation(self, claim: Claim, registry: dict[str, Claim]) -> ClaimOutcome:
+        missing = [c for c in (claim.a, claim.b) if c not in registry]
+        if missing:
+            raise ClaimSkipped(f"relation {claim.id!r} refers to unknown claims {missing}")
+        a, b = self.run(registry[claim.a], registry), self.run(registry[claim.b], registry)
+        decision, ci = claim.decide(a.k, a.n, b.k, b.n)
+        return ClaimOutcome(claim, decision, a.k, a.n, a.abstained + b.abstained, ci.low, ci.high, [], [], b.k, b.n)
+
+
+def _roles(claim: Claim) -> tuple[str, ...]:
+    from mechinterp.judges import QUESTIONS
+
+    return QUESTIONS[claim.question].roles

@@ -1,0 +1,155 @@
+"""One suite session per pytest process: the model, judges, caches and the claims' outcomes.
+
+Workers (pytest-xdist) each hold one; they share the on-disk generation and verdict caches
+and write their verdict rows to ``<run>/parts/<worker>.jsonl``. The controller (or the only
+process, without xdist) merges the parts into one run folder with ``junit.xml`` and
+``report.html`` at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from mechinterp.suite.models import resolve_model
+from mechinterp.suite.runner import ClaimOutcome, ClaimRunner, ClaimSkipped
+from mechinterp.suite.settings import Settings
+
+PARTS = "parts"
+
+
+class BudgetExhausted(ClaimSkipped):
+    """The run's generation or dollar budget is used up."""
+
+
+class SuiteSession:
+    """Lazily loads what claims need and runs them; ``check(claim)`` is what a claim test calls."""
+
+    def __init__(self, settings: Settings, run_dir: Path, worker: str = "main"):
+        self.settings = settings
+        self.run_dir = run_dir
+        self.worker = worker
+        self._model = None
+        self._runner: ClaimRunner | None = None
+        self._judges: dict[str, object] = {}
+        self._verdict_cache = None
+        self.registry = None
+
+    # -- resources --------------------------------------------------------------------------
+    @property
+    def model(self):
+        """The model behind the generation cache (loaded on first use, once per process)."""
+        if self._model is None:
+            import mechinterp
+            from mechinterp.suite.gencache import CachingModel, GenerationCache
+
+            path = resolve_model(self.settings.model)
+            model = mechinterp.load(path, device=self.settings.device, dtype=self.settings.dtype)
+            self._model = CachingModel(model, GenerationCache(self.settings.cache_dir))
+        return self._model
+
+    @property
+    def runner(self) -> ClaimRunner:
+        """The claim runner (one per process, so cells shared by relations run once)."""
+        if self._runner is None:
+            self._runner = ClaimRunner(self.model, self.judge_for, samples=self.settings.samples, seed=self.settings.seed,
+                                       data_dir=self.settings.data_dir, on_generation=self._check_budget)
+        return self._runner
+
+    def _cache(self):
+        if self._verdict_cache is None:
+            from mechinterp.judges import VerdictCache
+
+            self._verdict_cache = VerdictCache(self.settings.cache_dir)
+        return self._verdict_cache
+
+    def judge_for(self, question_id: str):
+        """The judge for a question under ``--judge`` (auto: objective colour judge, else Anthropic)."""
+        kind = self.settings.judge
+        objective = question_id.endswith(".color")
+        if kind == "color" or (kind == "auto" and objective):
+            if not objective:
+                raise ClaimSkipped(f"--judge color answers only colour questions; {question_id!r} needs --judge anthropic")
+            kind = "color"
+        elif kind == "auto":
+            kind = "anthropic"
+        if kind not in self._judges:
+            self._judges[kind] = self._make_judge(kind)
+        return self._judges[kind]
+
+    def _make_judge(self, kind: str):
+        from mechinterp.judges import AnthropicJudge, ColorJudge
+
+        if kind == "color":
+            return ColorJudge(cache=self._cache())
+        if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
+            raise ClaimSkipped("the Anthropic judge needs ANTHROPIC_API_KEY in the environment (or use --judge color for colour claims)")
+        return AnthropicJudge(batch=(kind == "anthropic-batch"), cache=self._cache())
+
+    def _check_budget(self) -> None:
+        s = self.settings
+        if s.budget_generations is not None and self.model.generated >= s.budget_generations:
+            raise BudgetExhausted(f"generation budget of {s.budget_generations} used up in worker {self.worker}")
+        if s.budget_dollars is not None and self.cost() >= s.budget_dollars:
+            raise BudgetExhausted(f"judge budget of ${s.budget_dollars:.2f} used up in worker {self.worker}")
+
+    def cost(self) -> float:
+        """Judge dollars spent by this process so far."""
+        total = 0.0
+        for judge in self._judges.values():
+            usage = getattr(judge, "usage", None)
+            total += float(getattr(usage, "cost_usd", 0.0) or 0.0)
+        return total
+
+    # -- claims -----------------------------------------------------------------------------
+    def check(self, claim, registry: dict) -> ClaimOutcome:
+        """Run one claim and record its verdict rows; raises ``ClaimSkipped`` when it cannot run."""
+        outcome = self.runner.run(claim, registry)
+        self._record(outcome)
+        return outcome
+
+    def _record(self, outcome: ClaimOutcome) -> None:
+        rows = list(outcome.rows)
+        if outcome.claim.is_relation:  # its cells' rows, recorded once per worker
+            for cid in (outcome.claim.a, outcome.claim.b):
+                rows += self.runner.run(self.registry[cid], self.registry).rows if self.registry else []
+        parts = self.run_dir / PARTS
+        parts.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"claim": outcome.claim.id, "decision": outcome.decision.value, "looks": outcome.looks,
+                           "rows": [asdict(r) for r in rows], "time": time.time()}, ensure_ascii=False)
+        with open(parts / f"{self.worker}.jsonl", "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def metadata(self) -> dict:
+        """Run metadata for the report (model id, judge, seed, caches, cost)."""
+        meta = {"model": {"id": self.settings.model or "padding-routed"}, "judge": self.settings.judge,
+                "seed": self.settings.seed, "samples": self.settings.samples}
+        if self._model is not None:
+            meta["model"].update({"path": str(self._model.model_id), "fingerprint": self._model.fingerprint,
+                                  "revision": self._model.meta.get("revision")})
+            meta["generations"] = {"generated": self._model.generated, "cache_hits": self._model.cache.hits}
+        meta["judge_cost_usd"] = round(self.cost(), 4)
+        return meta
+
+
+def merge_parts(run_dir: Path) -> tuple[list, dict[str, dict]]:
+    """All workers' verdict rows (deduplicated by claim and task) and the sequential decisions."""
+    from mechinterp.report.run import Verdict
+
+    rows: dict[tuple[str, str], Verdict] = {}
+    decisions: dict[str, dict] = {}
+    for part in sorted((run_dir / PARTS).glob("*.jsonl")):
+        for line in part.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a killed worker
+            decisions[rec["claim"]] = {"decision": rec["decision"], "looks": rec["looks"]}
+            for r in rec["rows"]:
+                rows.setdefault((r["claim_id"], r["task_id"]), Verdict.from_dict(r))
+    return list(rows.values()), decisions

@@ -1,0 +1,139 @@
+"""Suite settings: every option from the command line, ``[tool.pytest.ini_options]`` or the environment.
+
+Precedence: command line, then environment (``MECHINTERP_<NAME>``), then the ini file, then
+the default. One table (``OPTIONS``) defines them all, so the pytest options, the ini keys
+and the environment variables cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+JUDGES = ("auto", "color", "anthropic", "anthropic-batch")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One suite option: its name, default and help text."""
+
+    name: str
+    default: str | None
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "mechinterp_" + self.name
+
+    @property
+    def env(self) -> str:
+        return "MECHINTERP_" + self.name.upper()
+
+
+OPTIONS = (
+    Option("model", None, "organism name, local folder or Hugging Face id (default: the 'padding-routed' organism)"),
+    Option("judge", "auto", "auto (objective judge where one exists, else Anthropic), color, anthropic, anthropic-batch"),
+    Option("samples", "64", "maximum tasks (or pairs) per claim; sampling stops earlier once a claim is decided"),
+    Option("budget", None, "total budget per worker: N generations, or $X of judge cost (e.g. '2000' or '$25')"),
+    Option("seed", "0", "seed of the tasks' sampling order"),
+    Option("cache_dir", ".mechinterp-cache", "folder of the generation and verdict caches (shared by workers and reruns)"),
+    Option("data_dir", None, "data directory with the style/human/SUN397 images (see docs/data-dir.md)"),
+    Option("device", None, "torch device (default: cuda when available, else cpu)"),
+    Option("dtype", None, "model dtype: float32, bfloat16, float16 (default: as saved)"),
+    Option("report", None, "run folder for junit.xml/report.html (default: reports/<timestamp>-<model>)"),
+    Option("shard", None, "run shard I of N of the claims ('I/N', 1-based) for a CI matrix"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved suite settings."""
+
+    model: str | None
+    judge: str
+    samples: int
+    budget_generations: int | None
+    budget_dollars: float | None
+    seed: int
+    cache_dir: Path
+    data_dir: Path | None
+    device: str | None
+    dtype: str | None
+    report: Path | None
+    shard: tuple[int, int] | None
+
+
+def raw_value(config, opt: Option) -> str | None:
+    """An option's value by precedence: command line, environment, ini, default."""
+    cli = config.getoption(opt.name.replace("-", "_"), default=None)
+    if cli not in (None, ""):
+        return str(cli)
+    if os.environ.get(opt.env):
+        return os.environ[opt.env]
+    ini = config.getini(opt.ini)
+    if ini not in (None, ""):
+        return str(ini)
+    return opt.default
+
+
+def parse_budget(text: str | None) -> tuple[int | None, float | None]:
+    """``'2000'`` → 2000 generations; ``'$25'`` / ``'25$'`` → 25 dollars; ``None`` → no budget."""
+    if text is None:
+        return None, None
+    t = text.strip()
+    m = re.fullmatch(r"\$?\s*(\d+(?:\.\d+)?)\s*\$?", t)
+    if not m:
+        raise ValueError(f"--budget {text!r}: expected a number of generations ('2000') or dollars ('$25')")
+    if "$" in t:
+        return None, float(m.group(1))
+    if "." in m.group(1):
+        raise ValueError(f"--budget {text!r}: a generation budget is a whole number")
+    return int(m.group(1)), None
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``'2/4'`` → (2, 4); ``None`` → no sharding."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not (1 <= int(m.group(1)) <= int(m.group(2))):
+        raise ValueError(f"--shard {text!r}: expected I/N with 1 <= I <= N, e.g. 1/4")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _int(opt: str, text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"--{opt} {text!r}: expected an integer") from None
+    if value < minimum:
+        raise ValueError(f"--{opt} {text!r}: must be >= {minimum}")
+    return value
+
+
+def resolve(config) -> Settings:
+    """Read every suite option from ``config``; ``ValueError`` naming the option on bad values."""
+    v = {o.name: raw_value(config, o) for o in OPTIONS}
+    if v["judge"] not in JUDGES:
+        raise ValueError(f"--judge {v['judge']!r}: expected one of {', '.join(JUDGES)}")
+    generations, dollars = parse_budget(v["budget"])
+    return Settings(
+        model=v["model"],
+        judge=v["judge"],
+        samples=_int("samples", v["samples"], 1),
+        budget_generations=generations,
+        budget_dollars=dollars,
+        seed=_int("seed", v["seed"], 0),
+        cache_dir=Path(v["cache_dir"]).expanduser(),
+        data_dir=Path(v["data_dir"]).expanduser() if v["data_dir"] else None,
+        device=v["device"],
+        dtype=v["dtype"],
+        report=Path(v["report"]).expanduser() if v["report"] else None,
+        shard=parse_shard(v["shard"]),
+    )

@@ -1,0 +1,166 @@
+"""The claim registry: completeness against the paper's tables, validation, resolution."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mechinterp.claims import (
+    EXPERIMENTS, MARKERS, claims_by_id, default_registry_path, load_registry, load_tables, registry_path,
+)
+from mechinterp.pytest_plugin import CLAIM_MARKERS
+from mechinterp.stats import Decision
+
+CLAIMS = load_registry()
+INDEX = claims_by_id(CLAIMS)
+ID_PATTERN = re.compile(r"^(lens|knockout|patching|refdrop|rel)\[[^\]\s]+\]-(color|style|human|add|remove)$")
+
+
+def test_every_table_cell_of_the_paper_is_a_claim():
+    tables = {t.id: t for t in load_tables()}
+    assert sorted(tables) == ["D1", "T1", "T2", "T3"]
+    shape = {tid: (len(t.rows), len(t.columns)) for tid, t in tables.items()}
+    assert shape == {"T1": (1, 5), "T2": (2, 3), "T3": (3, 3), "D1": (4, 3)}
+    for t in tables.values():
+        assert len(t.cells) == len(t.rows) * len(t.columns), f"{t.id} has empty cells"
+        for cid in t.cells.values():
+            assert INDEX[cid].paper is not None and INDEX[cid].csv is not None
+
+
+def test_table_2_is_the_subset_of_d1_with_the_same_claims():
+    tables = {t.id: t for t in load_tables()}
+    for key, cid in tables["T2"].cells.items():
+        assert tables["D1"].cells[key] == cid
+
+
+def test_ids_follow_the_documented_scheme_and_are_pytest_friendly():
+    for c in CLAIMS:
+        assert ID_PATTERN.match(c.id), c.id
+        assert "::" not in c.id and " " not in c.id
+    assert len(INDEX) == len(CLAIMS)
+
+
+def test_markers_are_declared_by_the_plugin():
+    assert set(MARKERS) == set(CLAIM_MARKERS)
+    for c in CLAIMS:
+        assert c.markers and set(c.markers) <= set(CLAIM_MARKERS), c.id
+
+
+def test_cell_claims_record_experiment_question_and_polarity():
+    for c in CLAIMS:
+        if c.is_relation:
+            continue
+        assert c.experiment.name in EXPERIMENTS and c.question and c.polarity in ("pass", "inverted")
+        assert EXPERIMENTS[c.experiment.name] in c.markers and c.family in c.markers
+    # parameters as in the paper
+    assert INDEX["lens[single.9]-color"].experiment.as_dict() == {
+        "name": "t2i_lens", "site": "single.9", "same_layer": True, "steps": 1, "tokens": "text"}
+    assert INDEX["knockout[ref->text.padding]-style"].experiment.get("dest") == "text.padding"
+    assert INDEX["patching[double.7:text]-style"].tasks == ("style", "style_real")
+    assert INDEX["refdrop[single.9]-color"].experiment.get("cutoff") == "single.9"
+    assert INDEX["refdrop[double.7]-style"].experiment.get("cutoff") == "double.7"
+
+
+def test_polarity_is_inverted_exactly_where_the_readme_says():
+    inverted = sorted(c.id for c in CLAIMS if c.polarity == "inverted" and c.has_released_data)
+    assert inverted == ["knockout[ref->image]-color", "knockout[ref->image]-human",
+                        "knockout[ref->image]-style", "lens[double.7]-human"]
+    # ref-drop reuses the ko_image question, so it reports a destroy rate too
+    assert {c.polarity for c in CLAIMS if c.id.startswith("refdrop")} == {"inverted"}
+    assert INDEX["lens[double.7]-human"].success(False) is True
+
+
+def test_relational_claims_of_the_text_are_present():
+    rel = {c.id: c for c in CLAIMS if c.is_relation}
+    assert str(rel["rel[ko.text>ko.image]-color"].hypothesis) == "a - b > 0"
+    assert rel["rel[ko.image>ko.text]-human"].a == "knockout[ref->image]-human"
+    assert str(rel["rel[patch.padding~patch.all]-style"].hypothesis) == "|a - b| <= 0.15"
+    assert str(rel["rel[patch.padding>>patch.content]-color"].hypothesis) == "a - b >= 0.5"
+    assert str(INDEX["lens[double.7]-human"].hypothesis) == "rate <= 0.05"  # lens identity never observed
+    for c in rel.values():
+        assert not INDEX[c.a].is_relation and not INDEX[c.b].is_relation
+
+
+def test_claims_without_released_data_are_marked():
+    no_data = sorted(c.id for c in CLAIMS if not c.is_relation and not c.has_released_data)
+    assert no_data == ["refdrop[double.7]-style", "refdrop[embed]-color", "refdrop[embed]-style",
+                       "refdrop[single.9]-color"]
+    assert all("no released CSV" in INDEX[c].where for c in no_data)
+
+
+def test_questions_and_polarities_agree_with_the_judges_question_bank():
+    questions = pytest.importorskip("mechinterp.judges.questions").QUESTIONS
+    for c in CLAIMS:
+        if not c.is_relation:
+            assert c.question in questions, f"{c.id}: unknown question {c.question!r}"
+            assert getattr(questions[c.question], "polarity", c.polarity) == c.polarity, c.id
+
+
+def test_claim_decide_dispatches_on_kind():
+    assert INDEX["knockout[ref->text]-color"].decide(276, 320)[0] is Decision.HOLDS
+    assert INDEX["rel[ko.image>ko.text]-human"].decide(69, 90, 41, 90)[0] is Decision.HOLDS
+    with pytest.raises(ValueError):
+        INDEX["rel[ko.image>ko.text]-human"].decide(69, 90)
+
+
+def test_claims_are_hashable_and_frozen():
+    assert len({*CLAIMS}) == len(CLAIMS)
+    with pytest.raises(AttributeError):
+        CLAIMS[0].id = "x"  # type: ignore[misc]
+
+
+def test_registry_resolves_from_a_users_repository(tmp_path: Path):
+    (tmp_path / "claims").mkdir()
+    shutil.copy(default_registry_path(), tmp_path / "claims" / "registry.toml")
+    for where in (tmp_path, tmp_path / "claims", tmp_path / "claims" / "registry.toml"):
+        assert registry_path(where) == tmp_path / "claims" / "registry.toml"
+    assert [c.id for c in load_registry(tmp_path)] == [c.id for c in CLAIMS]
+    with pytest.raises(FileNotFoundError, match="no claim registry"):
+        registry_path(tmp_path / "nowhere")
+
+
+GOOD = """
+[[claim]]
+id = "knockout[ref->text]-color"
+family = "color"
+tasks = ["color"]
+experiment = { name = "knockout", source = "ref", dest = "text" }
+question = "ko_text.color"
+polarity = "pass"
+markers = ["color", "knockout"]
+hypothesis = "rate >= 0.5"
+"""
+
+
+@pytest.mark.parametrize("old,new,match", [
+    ('family = "color"', 'family = "colour"', "family 'colour' is not one of color, style"),
+    ('name = "knockout"', 'name = "ko"', "experiment 'ko' is not one of"),
+    ('dest = "text"', 'dest = "text", site = "double.99x"', "site 'double.99x' is not a site"),
+    ('polarity = "pass"', 'polarity = "flip"', "polarity 'flip'"),
+    ('question = "ko_text.color"', 'question = "ko.colour"', "question 'ko.colour'"),
+    ('markers = ["color", "knockout"]', 'markers = ["color"]', "must include 'knockout'"),
+    ('markers = ["color", "knockout"]', 'markers = ["color", "knockout", "fast"]', "marker 'fast'"),
+    ('hypothesis = "rate >= 0.5"', 'hypothesis = "a - b > 0"', "must be about 'rate'"),
+    ('tasks = ["color"]', 'tasks = ["colour"]', "task family 'colour'"),
+])
+def test_invalid_registries_are_rejected_with_the_bad_value(tmp_path: Path, old, new, match):
+    path = tmp_path / "registry.toml"
+    path.write_text(GOOD.replace(old, new))
+    with pytest.raises(ValueError, match=re.escape(match)):
+        load_registry(path)
+
+
+def test_duplicate_ids_bad_relations_and_cells_are_rejected(tmp_path: Path):
+    path = tmp_path / "registry.toml"
+    path.write_text(GOOD + GOOD)
+    with pytest.raises(ValueError, match="duplicated"):
+        load_registry(path)
+    path.write_text(GOOD + '[[claim]]\nid = "rel[x>y]-color"\na = "knockout[ref->text]-color"\nb = "nope"\nhypothesis = "a - b > 0"\n')
+    with pytest.raises(ValueError, match="must name earlier cell claims"):
+        load_registry(path)
+    path.write_text(GOOD.replace('hypothesis', 'cells = ["T9:x:y"]\nhypothesis'))
+    with pytest.raises(ValueError, match="T9:x:y"):
+        load_registry(path)

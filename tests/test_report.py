@@ -1,0 +1,272 @@
+"""Run folders, JUnit, HTML, compare and merge on synthetic runs (no model, no network)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mechinterp.cli import main
+from mechinterp.report import (
+    Verdict, compare_runs, evaluate, junit_properties, load_run, merge_runs, write_html, write_junit,
+    write_report, write_run,
+)
+from mechinterp.report.html import claim_slug
+from mechinterp.claims import load_registry
+from mechinterp.stats import newcombe
+
+KO_TEXT, KO_IMAGE, LENS_HUMAN = "knockout[ref->text]-color", "knockout[ref->image]-color", "lens[double.7]-human"
+REL = "rel[ko.text>ko.image]-color"
+XSS = "<script>document.body.setAttribute('data-pwned','1')</script> & \"quotes\""
+
+
+def _png(rgb, size=32) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _verdicts(run_dir: Path, ko_text_pass: int, n: int = 40, start: int = 0) -> list[Verdict]:
+    """``n`` tasks: KO ref->text passes ``ko_text_pass`` times; KO ref->image keeps colour in 36 of 40."""
+    (run_dir / "images").mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(start, start + n):
+        ref = run_dir / "images" / f"ref_{i}.png"
+        ref.write_bytes(_png((200, 20 + i % 200, 30)))
+        images = [{"label": "reference", "path": f"images/ref_{i}.png"},
+                  {"label": "knockout <b>", "png": base64.b64encode(_png((90, 90, 90))).decode()}]
+        reason = XSS if i == start else f"sample {i}"
+        out.append(Verdict(KO_TEXT, f"t{i}", "ko_text.color", i - start < ko_text_pass, reason, "fake-judge", images))
+        out.append(Verdict(KO_IMAGE, f"t{i}", "ko_image.color", i - start < 36 * n // 40, "kept", "fake-judge"))
+    out += [Verdict(LENS_HUMAN, f"h{i}", "lens.identity", True, "different person", "fake-judge") for i in range(start, start + 20)]
+    out.append(Verdict(LENS_HUMAN, f"h_abstain{start}", "lens.identity", None, "cannot determine", "fake-judge"))
+    return out
+
+
+META = {"name": "synthetic", "model": {"id": "tiny/klein", "revision": "abc123"}, "judge": {"name": "fake"},
+        "seeds": [0, 1], "cost": {"usd": 0.5}, "started": "2025-01-01T00:00:00", "finished": "2025-01-01T01:00:00"}
+
+
+@pytest.fixture
+def make_run(tmp_path: Path):
+    def make(name: str, ko_text_pass: int, n: int = 40, start: int = 0, **meta):
+        run_dir = tmp_path / name
+        return write_run(run_dir, {**META, **meta}, _verdicts(run_dir, ko_text_pass, n, start))
+    return make
+
+
+def test_write_and_load_round_trip(make_run):
+    run = make_run("a", ko_text_pass=34)
+    assert sorted(p.name for p in run.path.iterdir()) == ["images", "results.json", "run.json", "verdicts.jsonl"]
+    loaded = load_run(run.path)
+    assert loaded.verdicts == run.verdicts and loaded.metadata["model"]["revision"] == "abc123"
+    assert loaded.metadata["format"] == 1 and "git_commit" in loaded.metadata
+    r = loaded.results
+    assert (r[KO_TEXT].k, r[KO_TEXT].n, r[KO_TEXT].decision) == (34, 40, "holds")
+    assert (r[KO_IMAGE].k, r[KO_IMAGE].n) == (4, 40)  # inverted: 36 kept -> 4 destroyed
+    assert (r[LENS_HUMAN].k, r[LENS_HUMAN].n, r[LENS_HUMAN].abstained) == (0, 20, 1)
+    assert (r[REL].k, r[REL].n, r[REL].k2, r[REL].n2, r[REL].decision) == (34, 40, 4, 40, "holds")
+    assert r[KO_TEXT].paper_text == "86.2 +3.3 \u22124.2" and r[KO_TEXT].paper_rate == pytest.approx(0.862)
+    assert set(r) == {KO_TEXT, KO_IMAGE, LENS_HUMAN, REL}  # claims without data are not reported
+    # results.json is what the run reported; dropping it recomputes the same values
+    (run.path / "results.json").unlink()
+    assert load_run(run.path).results == r
+
+
+def test_evaluate_rejects_unknown_claims_and_duplicates():
+    claims = load_registry()
+    with pytest.raises(ValueError, match="unknown claim 'nope'"):
+        evaluate([Verdict("nope", "t", None, True)], claims)
+    twice = [Verdict(KO_TEXT, "t1", "ko_text.color", True)] * 2
+    with pytest.raises(ValueError, match="duplicate verdict.*'t1'"):
+        evaluate(twice, claims)
+
+
+def test_writes_are_atomic(make_run, monkeypatch):
+    run = make_run("a", ko_text_pass=34)
+    before = (run.path / "results.json").read_bytes()
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_run(run.path, META, [])
+    assert (run.path / "results.json").read_bytes() == before
+    assert not [p for p in run.path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_junit_parses_and_carries_the_evidence(make_run):
+    run = make_run("a", ko_text_pass=22)  # 55% destroyed: inconclusive against >= 0.5
+    root = ET.parse(write_junit(run)).getroot()
+    suite = root.find("testsuite")
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert set(cases) == set(run.results) and suite.get("tests") == "4"
+    props = {p.get("name"): p.get("value") for p in cases[KO_TEXT].iter("property")}
+    assert {k: props[k] for k in ("k", "n", "decision", "hypothesis", "paper_text")} == {
+        "k": "22", "n": "40", "decision": "inconclusive", "hypothesis": "rate >= 0.5", "paper_text": "86.2 +3.3 \u22124.2"}
+    assert float(props["ci_low"]) < float(props["rate"]) == 0.55 < float(props["ci_high"])
+    assert cases[KO_TEXT].find("skipped") is not None and cases[KO_IMAGE].find("failure") is None
+    rel = {p.get("name"): p.get("value") for p in cases[REL].iter("property")}
+    assert (rel["a"], rel["b"], rel["k2"], rel["n2"]) == (KO_TEXT, KO_IMAGE, "4", "40")
+
+
+def test_junit_properties_survive_pytest_xdist(tmp_path: Path, make_run):
+    pytest.importorskip("xdist")
+    run = make_run("a", ko_text_pass=34)
+    props = {cid: junit_properties(res) for cid, res in run.results.items()}
+    (tmp_path / "props.json").write_text(json.dumps(props))
+    (tmp_path / "test_claims.py").write_text(textwrap.dedent("""
+        import json, pathlib, pytest
+        PROPS = json.loads((pathlib.Path(__file__).parent / "props.json").read_text())
+        @pytest.mark.parametrize("cid", sorted(PROPS))
+        def test_claim(cid, record_property):
+            for name, value in PROPS[cid]:
+                record_property(name, value)
+    """))
+    xml = tmp_path / "junit.xml"
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # only xdist: workers stay light (no torch)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "xdist", "-n", "2", "-p", "no:cacheprovider",
+                           "-o", "addopts=",
+                           f"--junitxml={xml}", "--rootdir", str(tmp_path), str(tmp_path / "test_claims.py")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cases = list(ET.parse(xml).getroot().iter("testcase"))
+    assert len(cases) == 4
+    for case in cases:
+        got = [(p.get("name"), p.get("value")) for p in case.iter("property")]
+        cid = dict(got)["claim_id"]
+        assert cid in case.get("name") and got == [tuple(pair) for pair in props[cid]]
+        assert {"k", "n", "rate", "ci_low", "ci_high", "hypothesis", "decision", "paper_text"} <= dict(got).keys()
+
+
+def test_html_report_shows_paper_vs_run_and_escapes_judge_text(make_run):
+    run = make_run("a", ko_text_pass=34)
+    index = write_html(run).read_text()
+    assert "Table 2: Attention knockout" in index and "paper 86.2 +3.3 \u22124.2" in index
+    assert "run 85.0 +" in index and 'class="badge holds"' in index
+    assert "Content-Security-Policy" in index and "tiny/klein" in index and "abc123" in index
+    page = (run.path / "claims" / claim_slug(KO_TEXT)).read_text()
+    assert "<script" not in page and "&lt;script&gt;document.body.setAttribute(&#x27;data-pwned&#x27;" in page
+    assert "&amp; &quot;quotes&quot;" in page and "knockout &lt;b&gt;" in page
+    assert len(re.findall(r'src="data:image/png;base64,', page)) >= 2 * 40
+    assert not re.search(r'(src|href)="(https?:|file:|//)', index + page)  # self-contained
+
+
+def test_html_embeds_only_png_from_inside_the_run(make_run, tmp_path: Path):
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(_png((1, 2, 3)))
+    run = make_run("a", ko_text_pass=34)
+    run.verdicts[0].images[:] = [{"label": "escape", "path": "../secret.png"},
+                                 {"label": "not png", "png": base64.b64encode(b"GIF89a....").decode()},
+                                 {"label": "bad b64", "png": "%%%"}]
+    write_html(run)
+    page = (run.path / "claims" / claim_slug(KO_TEXT)).read_text()
+    first = page[page.index("<b>t0</b>"):page.index("<b>t1</b>")]
+    assert "data:image" not in first and first.count("(no image)") == 3
+
+
+def _chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                           "--disable-sync", f"--user-data-dir={tmp / 'chromium-profile'}", *args],
+                          capture_output=True, text=True, timeout=90)
+
+
+chromium = pytest.mark.skipif(not Path("/usr/bin/chromium").exists(),
+                              reason="/usr/bin/chromium is absent (apt-get install chromium to run this test)")
+
+
+@chromium
+def test_report_opens_in_headless_chromium_and_shows_the_table(make_run, tmp_path: Path):
+    run = make_run("a", ko_text_pass=34)
+    index = write_html(run)
+    shot = tmp_path / "shot.png"
+    proc = _chromium(f"--screenshot={shot}", "--window-size=1200,900", index.as_uri(), tmp=tmp_path)
+    assert shot.is_file(), proc.stderr[-2000:]
+    with Image.open(shot) as im:
+        px = im.convert("RGB")
+        assert px.size == (1200, 900)
+        colours = px.getcolors(maxcolors=1 << 20)
+    counts = {rgb: c for c, rgb in colours}
+    # the holds badge (#1a7f37) and the table header background (#f6f8fa) are rendered
+    assert counts.get((0x1A, 0x7F, 0x37), 0) > 50 and counts.get((0xF6, 0xF8, 0xFA), 0) > 1000
+
+
+@chromium
+def test_script_in_a_judge_reason_is_rendered_as_text_in_chromium(make_run, tmp_path: Path):
+    run = make_run("a", ko_text_pass=34)
+    write_html(run)
+    page = run.path / "claims" / claim_slug(KO_TEXT)
+    dom = _chromium("--dump-dom", page.as_uri(), tmp=tmp_path).stdout
+    assert "data-pwned" in dom  # the text is there ...
+    assert "<script>" not in dom and 'data-pwned="1"' not in dom  # ... but never ran
+    assert "&lt;script&gt;document.body.setAttribute('data-pwned','1')&lt;/script&gt;" in dom
+
+
+def test_compare_flags_flipped_claims_with_a_newcombe_interval(make_run, capsys):
+    a, b = make_run("a", ko_text_pass=34), make_run("b", ko_text_pass=8)
+    changes = {c.claim_id: c for c in compare_runs(load_run(a.path), load_run(b.path))}
+    ko = changes[KO_TEXT]
+    assert (ko.decision_a, ko.decision_b, ko.flipped) == ("holds", "refuted", True)
+    ref = newcombe(8, 40, 34, 40)
+    assert (ko.diff, ko.diff_low, ko.diff_high) == (ref.estimate, ref.low, ref.high)
+    assert not changes[LENS_HUMAN].flipped and changes[REL].diff is None
+    assert main(["compare", str(a.path), str(b.path)]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith(KO_TEXT))
+    assert "holds -> refuted" in line and "FLIPPED" in line and "-65.0 [" in line
+    assert "4 claims compared, 2 flipped" in out  # the relation flips with it
+    json_path = a.path.parent / "changes.json"
+    assert main(["compare", str(a.path), str(b.path), "--fail-on-flip", "--json", str(json_path)]) == 1
+    assert {row["claim_id"] for row in json.loads(json_path.read_text()) if row["flipped"]} == {KO_TEXT, REL}
+
+
+def test_merge_pools_verdicts_not_rates(make_run, tmp_path: Path, capsys):
+    s1 = make_run("s1", ko_text_pass=40, n=40, start=0)
+    s2 = make_run("s2", ko_text_pass=0, n=20, start=40)
+    merged = merge_runs([s1.path, s2.path], tmp_path / "merged")
+    r = merged.results[KO_TEXT]
+    assert (r.k, r.n) == (40, 60)  # pooled: 40/60, not the mean of 100% and 0%
+    assert merged.metadata["merge"] == {"duplicates": 0, "conflicts": 0}
+    assert all("path" not in img for v in merged.verdicts for img in v.images)  # images embedded
+    shutil.rmtree(s1.path / "images")  # the merged folder stands alone
+    assert main(["report", str(tmp_path / "merged")]) == 0
+    assert "data:image/png" in (tmp_path / "merged" / "claims" / claim_slug(KO_TEXT)).read_text()
+    again = merge_runs([s1.path, s1.path, s2.path], tmp_path / "m2")
+    assert again.metadata["merge"]["duplicates"] == len(s1.verdicts) and again.results[KO_TEXT].n == 60
+    capsys.readouterr()
+    assert main(["merge", str(s1.path), str(s2.path), "--out", str(tmp_path / "m3")]) == 0
+    assert (tmp_path / "m3" / "report.html").is_file() and (tmp_path / "m3" / "junit.xml").is_file()
+
+
+def test_merge_refuses_to_pool_different_models(make_run, tmp_path: Path):
+    a = make_run("a", ko_text_pass=30)
+    b = make_run("b", ko_text_pass=30, start=100, model={"id": "tiny/klein", "revision": "def456"})
+    with pytest.raises(ValueError, match="different models.*abc123.*def456"):
+        merge_runs([a.path, b.path], tmp_path / "m")
+
+
+def test_tables_from_a_run_folder(make_run, capsys):
+    run = make_run("a", ko_text_pass=34)
+    assert main(["tables", "--run", str(run.path)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("KO ref→text "))
+    assert "85.0 +" in row and "\u2014" in row
+    assert main(["tables", "--run", str(run.path), "--check"]) == 1
+
+
+def test_write_report_writes_both(make_run):
+    junit, index = write_report(make_run("a", ko_text_pass=34))
+    assert junit.is_file() and index.is_file() and junit.parent == index.parent
