@@ -231,6 +231,7 @@ class ClaimFile(pytest.File):
         from mechinterp.claims import load_registry
 
         registry = _registry(self.config)
+        _session(self.config).claim_files.append(str(self.path))
         for claim in load_registry(self.path):
             registry.setdefault(claim.id, claim)
             item = ClaimItem.from_parent(self, name=claim.id, claim=claim)

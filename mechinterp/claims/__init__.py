@@ -222,14 +222,29 @@ def _load(path: Path, stamp: tuple[int, int]) -> tuple[tuple[Claim, ...], tuple[
     return tuple(claims), tuple(tables)
 
 
-def _cached(path: str | Path | None) -> tuple[tuple[Claim, ...], tuple[Table, ...]]:
+def _cached(path) -> tuple[tuple[Claim, ...], tuple[Table, ...]]:
+    if isinstance(path, (list, tuple)):  # several registries: the project's plus users' claim files
+        claims: dict[str, Claim] = {}
+        tables: list[Table] = []
+        for one in path:
+            c, t = _cached(one)
+            for claim in c:
+                if claim.id in claims and claims[claim.id] != claim:
+                    raise ValueError(f"claim {claim.id!r} is defined differently in {one} and an earlier registry")
+                claims[claim.id] = claim
+            tables += [table for table in t if table.id not in {x.id for x in tables}]
+        return tuple(claims.values()), tuple(tables)
     p = registry_path(path).resolve()
     st = p.stat()
     return _load(p, (st.st_mtime_ns, st.st_size))
 
 
-def load_registry(path: str | Path | None = None) -> list[Claim]:
-    """Load and validate the claims (default: the project's ``claims/registry.toml``)."""
+def load_registry(path: str | Path | list | None = None) -> list[Claim]:
+    """Load and validate the claims (default: the project's ``claims/registry.toml``).
+
+    ``path`` may also be a list of registry files (e.g. the project's plus a user's
+    ``*.claims.toml``); their claims are pooled, and a claim id defined twice differently is an error.
+    """
     return list(_cached(path)[0])
 
 

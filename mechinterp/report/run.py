@@ -184,7 +184,9 @@ def write_run(run_dir: str | Path, metadata: dict[str, Any], verdicts: list[Verd
     meta = {"format": FORMAT, **metadata}
     if not meta.get("git_commit"):
         meta["git_commit"] = git_commit()
-    meta.setdefault("registry", str(registry) if registry else None)
+    if isinstance(registry, (list, tuple)):
+        registry = [str(r) for r in registry]
+    meta.setdefault("registry", (registry if isinstance(registry, list) else str(registry)) if registry else None)
     atomic_write(run_dir / VERDICTS_FILE, "".join(json.dumps(asdict(v), ensure_ascii=False) + "\n" for v in verdicts))
     rows = {cid: {k: _finite(v) for k, v in asdict(r).items()} for cid, r in results.items()}
     atomic_write(run_dir / RESULTS_FILE, json.dumps(rows, indent=1, ensure_ascii=False))

@@ -21,6 +21,8 @@ def _merged_metadata(run_dir: Path) -> dict:
     meta = dict(metas[0])
     meta["workers"] = len(metas)
     meta["judge_cost_usd"] = round(sum(m.get("judge_cost_usd", 0.0) for m in metas), 4)
+    files = {f for m in metas for f in (m.get("registry") or [])}
+    meta["registry"] = sorted(files, key=lambda f: (not f.endswith("registry.toml"), f)) or None
     gens = [m.get("generations", {}) for m in metas]
     meta["generations"] = {k: sum(g.get(k, 0) for g in gens) for k in ("generated", "cache_hits")}
     return meta
@@ -37,14 +39,15 @@ def finish_run(run_dir: Path) -> dict:
 
     rows, decisions = merge_parts(run_dir)
     meta = _merged_metadata(run_dir)
-    write_run(run_dir, meta, rows)
+    registry = meta.get("registry")
+    write_run(run_dir, meta, rows, registry)
     results_path = run_dir / RESULTS_FILE
     results = json.loads(results_path.read_text())
     for cid, d in decisions.items():
         if cid in results:
             results[cid]["decision"] = d["decision"]
     atomic_write(results_path, json.dumps(results, indent=1, ensure_ascii=False))
-    run = load_run(run_dir)
-    junit, html = write_report(run)
+    run = load_run(run_dir, registry)
+    junit, html = write_report(run, registry)
     return {"run_dir": str(run_dir), "junit": str(junit), "html": str(html),
             "decisions": dict(Counter(r.decision for r in run.results.values()))}

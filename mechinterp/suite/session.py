@@ -37,6 +37,7 @@ class SuiteSession:
         self._judges: dict[str, object] = {}
         self._verdict_cache = None
         self.registry = None
+        self.claim_files: list[str] = []
 
     # -- resources --------------------------------------------------------------------------
     @property
@@ -134,6 +135,9 @@ class SuiteSession:
                                   "revision": self._model.meta.get("revision")})
             meta["generations"] = {"generated": self._model.generated, "cache_hits": self._model.cache.hits}
         meta["judge_cost_usd"] = round(self.cost(), 4)
+        from mechinterp.claims import default_registry_path
+
+        meta["registry"] = [str(default_registry_path()), *self.claim_files]
         return meta
 
 
