@@ -1,0 +1,70 @@
+"""Suite settings: precedence (command line > environment > ini > default) and parsers."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mechinterp.suite.settings import OPTIONS, parse_budget, parse_shard, raw_value, resolve
+
+
+class _Config:
+    """The two methods of ``pytest.Config`` that settings read."""
+
+    def __init__(self, cli=None, ini=None):
+        self.cli, self.ini = cli or {}, ini or {}
+
+    def getoption(self, name, default=None):
+        return self.cli.get(name, default)
+
+    def getini(self, name):
+        return self.ini.get(name)
+
+
+SAMPLES = next(o for o in OPTIONS if o.name == "samples")
+
+
+def test_precedence(monkeypatch):
+    monkeypatch.delenv("MECHINTERP_SAMPLES", raising=False)
+    assert raw_value(_Config(), SAMPLES) == "64"
+    assert raw_value(_Config(ini={"mechinterp_samples": "32"}), SAMPLES) == "32"
+    monkeypatch.setenv("MECHINTERP_SAMPLES", "16")
+    assert raw_value(_Config(ini={"mechinterp_samples": "32"}), SAMPLES) == "16"
+    assert raw_value(_Config(cli={"samples": "8"}, ini={"mechinterp_samples": "32"}), SAMPLES) == "8"
+
+
+def test_resolve_validates(monkeypatch):
+    for o in OPTIONS:
+        monkeypatch.delenv(o.env, raising=False)
+    s = resolve(_Config(cli={"budget": "$2.5", "shard": "2/3", "model": "direct"}))
+    assert (s.budget_dollars, s.budget_generations, s.shard, s.model, s.judge) == (2.5, None, (2, 3), "direct", "auto")
+    with pytest.raises(ValueError, match="--judge 'gpt': expected one of auto, color, anthropic, anthropic-batch"):
+        resolve(_Config(cli={"judge": "gpt"}))
+    with pytest.raises(ValueError, match="--samples '0': must be >= 1"):
+        resolve(_Config(cli={"samples": "0"}))
+
+
+@given(st.integers(0, 10**9))
+def test_generation_budgets(n):
+    assert parse_budget(str(n)) == (n, None)
+    assert parse_budget(f"${n}") == (None, float(n))
+
+
+@given(st.text(max_size=8))
+def test_budget_parser_never_crashes_unexpectedly(text):
+    try:
+        gens, dollars = parse_budget(text)
+    except ValueError as err:
+        assert "--budget" in str(err)
+    else:
+        assert (gens is None) != (dollars is None)
+
+
+@given(st.integers(1, 50), st.integers(0, 60))
+def test_shards(n, i):
+    if 1 <= i <= n:
+        assert parse_shard(f"{i}/{n}") == (i, n)
+    else:
+        with pytest.raises(ValueError, match="--shard"):
+            parse_shard(f"{i}/{n}")
