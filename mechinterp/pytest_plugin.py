@@ -58,20 +58,29 @@ def pytest_configure(config) -> None:
                                        "parametrize a claim test over the registry's matching claims")
     try:
         settings = resolve(config)
+        if settings.model is not None:
+            from mechinterp.suite.models import resolve_model
+
+            resolve_model(settings.model)
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
     config.stash[_SESSION_KEY] = None
     if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") in ("load", "no"):
         config.option.dist = "loadgroup"  # keep a claim family (and its relations) on one worker
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    worker = _worker_id(config)
     if worker:
         _pin_gpu(worker)
-        run_dir = Path(config.workerinput.get("mechinterp_run_dir"))
+        run_dir = Path(config.workerinput.get("mechinterp_run_dir") or settings.report or "reports/worker")
     else:
         run_dir = settings.report or Path(config.rootpath) / "reports" / _run_name(settings.model)
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(_XdistHooks(run_dir), "mechinterp-xdist")
     config.stash[_RUN_DIR_KEY] = run_dir
+
+
+def _worker_id(config) -> str | None:
+    """The xdist worker id (``gw0``...) in a worker, ``None`` in the controller or without xdist."""
+    return config.workerinput.get("workerid") if hasattr(config, "workerinput") else None
 
 
 def _run_name(model: str | None) -> str:
@@ -181,7 +190,7 @@ def _session(config):
     from mechinterp.suite.session import SuiteSession
 
     if config.stash.get(_SESSION_KEY, None) is None:
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        worker = _worker_id(config) or "main"
         sess = SuiteSession(resolve(config), config.stash[_RUN_DIR_KEY], worker)
         sess.registry = _registry(config)
         config.stash[_SESSION_KEY] = sess
@@ -265,7 +274,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if sess is not None:
         (run_dir / "parts").mkdir(parents=True, exist_ok=True)
         (run_dir / "parts" / f"{sess.worker}.meta.json").write_text(json.dumps(sess.metadata(), default=str))
-    if os.environ.get("PYTEST_XDIST_WORKER") or not (run_dir / "parts").is_dir():
+    if _worker_id(config) or not (run_dir / "parts").is_dir():
         return
     from mechinterp.suite.report import finish_run
 

@@ -1,0 +1,179 @@
+"""What every judge shares: bundle validation, the cache protocol, order-preserving results.
+
+A judge subclass supplies ``supports(question)``, ``model`` and ``_judge_fresh(bundles,
+deliver)``; this base class turns ``judge_many`` into: validate every bundle, answer what the
+cache already holds, claim the rest so no other worker judges them too, judge the claimed
+ones, store each verdict as soon as it exists, then wait for bundles other workers are
+judging. Verdicts come back in input order; identical bundles in one call are judged once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from PIL import Image
+
+from mechinterp.judges.cache import VerdictCache, bundle_key
+from mechinterp.judges.images import pixel_digest
+from mechinterp.judges.questions import QUESTIONS, Question, get_question
+from mechinterp.judges.verdict import Verdict
+
+log = logging.getLogger(__name__)
+
+Item = tuple[str, Sequence[Image.Image]]
+
+
+class JudgeError(RuntimeError):
+    """Some bundles got no verdict; ``failures`` maps input index -> why. Verdicts that were
+    obtained are cached, so a rerun only pays for the failures."""
+
+    def __init__(self, message: str, failures: dict[int, str]) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A validated judge input: the question, its images in role order, the cache key."""
+
+    question: Question
+    images: tuple[Image.Image, ...]
+    key: str
+
+
+class Judge:
+    """Base class of judges: ``judge`` / ``judge_many`` with caching (see module doc)."""
+
+    name = "judge"
+    model = "unknown"
+    #: seconds a claim stays ours before other workers may take the bundle over
+    claim_ttl = 900.0
+    #: seconds between looks at the cache while another worker judges a bundle
+    wait_poll = 0.05
+
+    def __init__(self, cache: VerdictCache | None = None) -> None:
+        self.cache = cache
+
+    def supports(self, question: Question) -> bool:
+        """Whether this judge can answer ``question``."""
+        return True
+
+    def judge(self, question_id: str, images: Sequence[Image.Image]) -> Verdict:
+        """Judge one bundle: ``images`` are PIL images in the question's role order."""
+        return self.judge_many([(question_id, images)])[0]
+
+    def judge_many(self, items: Sequence[Item]) -> list[Verdict]:
+        """Judge many bundles; the verdicts come back in the same order."""
+        bundles = [self.bundle(i, qid, imgs) for i, (qid, imgs) in enumerate(items)]
+        by_key: dict[str, list[int]] = {}
+        for i, b in enumerate(bundles):
+            by_key.setdefault(b.key, []).append(i)
+        results: dict[str, Verdict] = {}
+        todo: list[str] = []
+        waiting: list[str] = []
+        for key in by_key:
+            hit = self.cache.get(key) if self.cache is not None else None
+            if hit is not None:
+                results[key] = hit
+            elif self.cache is None:
+                todo.append(key)
+            else:
+                state = self.cache.claim(key, self.claim_ttl)
+                (todo if state == "claimed" else waiting).append(key)
+        failures: dict[str, str] = {}
+        self._run(todo, bundles, by_key, results, failures)
+        while waiting:
+            waiting = self._wait(waiting, results)
+            if waiting:  # their owner gave up or died: judge them ourselves
+                todo = [k for k in waiting if self.cache.claim(k, self.claim_ttl) == "claimed"]
+                self._run(todo, bundles, by_key, results, failures)
+                waiting = [k for k in waiting if k not in results and k not in failures]
+                if waiting:
+                    time.sleep(self.wait_poll)
+        if failures:
+            by_index = {i: why for k, why in failures.items() for i in by_key[k]}
+            raise JudgeError(f"{self.name}: {len(by_index)} of {len(bundles)} bundles got no "
+                             f"verdict: {dict(list(by_index.items())[:5])}", by_index)
+        return [results[b.key] for b in bundles]
+
+    def bundle(self, index: int, question_id: str, images: Sequence[Image.Image]) -> Bundle:
+        """Validate one ``(question_id, images)`` item and compute its cache key."""
+        question = get_question(question_id)
+        if not self.supports(question):
+            valid = sorted(q for q, v in QUESTIONS.items() if self.supports(v))
+            raise ValueError(f"{self.name} cannot answer question {question_id!r} (item "
+                             f"{index}); it answers {valid}")
+        if isinstance(images, Image.Image) or len(images) != len(question.roles):
+            got = 1 if isinstance(images, Image.Image) else len(images)
+            raise ValueError(f"question {question_id!r} (item {index}) takes "
+                             f"{len(question.roles)} images in the order {question.roles}, "
+                             f"got {got}")
+        for role, image in zip(question.roles, images):
+            if not isinstance(image, Image.Image):
+                raise TypeError(f"question {question_id!r} (item {index}): image "
+                                f"{role!r} must be a PIL.Image.Image, got {type(image).__name__}")
+        key = bundle_key(self.model, question.system, question.question, question.labels,
+                         [pixel_digest(im) for im in images])
+        return Bundle(question, tuple(images), key)
+
+    def verdict(self, question: Question, passed: bool | None, reason: str,
+                input_tokens: int = 0, output_tokens: int = 0) -> Verdict:
+        """A fresh verdict of this judge on ``question``."""
+        return Verdict(passed, reason, f"{self.name}:{self.model}:{question.id}",
+                       input_tokens, output_tokens, cached=False)
+
+    def _run(self, keys: list[str], bundles: list[Bundle], by_key: dict[str, list[int]],
+             results: dict[str, Verdict], failures: dict[str, str]) -> None:
+        if not keys:
+            return
+        todo = {k: bundles[by_key[k][0]] for k in keys}
+        lock = threading.Lock()
+
+        def deliver(key: str, verdict: Verdict) -> None:
+            with lock:
+                if key in results or key not in todo:
+                    return  # a duplicate or stray answer: first one wins, never counted twice
+                results[key] = verdict
+            if self.cache is not None:
+                self.cache.put(key, verdict)
+
+        try:
+            failed = self._judge_fresh(list(todo.items()), deliver)
+        finally:
+            if self.cache is not None:
+                for key in keys:
+                    if key not in results:
+                        self.cache.release(key)
+        for key in keys:
+            if key not in results:
+                failures[key] = failed.get(key, "no verdict returned")
+
+    def _wait(self, keys: list[str], results: dict[str, Verdict]) -> list[str]:
+        """Poll the cache until the keys have verdicts or their claims lapse; return the
+        keys still without a verdict whose claim is gone."""
+        pending = list(keys)
+        while pending:
+            still = []
+            for key in pending:
+                hit = self.cache.get(key)
+                if hit is not None:
+                    results[key] = hit
+                elif self.cache.claim(key, self.claim_ttl) == "claimed":
+                    self.cache.release(key)  # free again: hand back to the caller
+                    return [k for k in pending if k not in results]
+                else:
+                    still.append(key)
+            pending = still
+            if pending:
+                time.sleep(self.wait_poll)
+        return []
+
+    def _judge_fresh(self, bundles: list[tuple[str, Bundle]],
+                     deliver: Callable[[str, Verdict], None]) -> dict[str, str]:
+        """Judge every ``(key, bundle)``, calling ``deliver(key, verdict)`` for each verdict;
+        return ``{key: why}`` for those that got none."""
+        raise NotImplementedError

@@ -1,0 +1,243 @@
+"""A verdict cache shared by every pytest-xdist worker: SQLite in WAL mode under a directory.
+
+Why: a full run makes thousands of judge calls; a rerun, a second worker, or a resumed run
+must not pay for (or wait on) the same bundle twice. Rows are keyed by a content hash of the
+judge model, system prompt, question and image pixels (:func:`bundle_key`).
+
+Safety properties, each tested:
+
+- concurrent writers: every write is one ``BEGIN IMMEDIATE`` transaction with a long busy
+  time-out; WAL lets readers go on while one worker writes;
+- exactly one API call per bundle across workers: a worker *claims* a key before calling the
+  judge (:meth:`VerdictCache.claim`); the others wait for the verdict, and take the claim
+  over if its owner released it or its lease ran out (a killed worker);
+- a kill mid-write loses at most the uncommitted row (SQLite's atomic commit);
+- a corrupt row (bad checksum or record) is deleted and reported as a miss, so the bundle is
+  re-judged; a corrupt or truncated database file is moved aside, its readable valid rows
+  salvaged into a fresh file.
+
+No secret is ever stored: rows hold the key hash, the verdict record and its checksum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from mechinterp.judges.verdict import Verdict
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "verdicts.sqlite"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, record TEXT NOT NULL, "
+    "checksum TEXT NOT NULL, created REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+    "expires REAL NOT NULL)",
+)
+
+
+def bundle_key(model: str, system: str, question: str, labels: Sequence[str],
+               image_digests: Sequence[str]) -> str:
+    """Content hash of everything that determines a verdict."""
+    payload = json.dumps([model, system, question, list(labels), list(image_digests)],
+                         ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _checksum(key: str, record: str) -> str:
+    return hashlib.sha256(f"{key}\n{record}".encode()).hexdigest()
+
+
+class VerdictCache:
+    """The verdict cache in ``cache_dir`` (created if missing). Safe to open from many
+    processes at once; each operation uses its own short-lived connection."""
+
+    def __init__(self, cache_dir: str | os.PathLike, busy_timeout: float = 60.0) -> None:
+        self.dir = Path(cache_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / DB_NAME
+        self.busy_timeout = busy_timeout
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.rejected = 0  #: corrupt rows found (and deleted) by this object
+        with self._file_lock():
+            self._open_or_recover()
+
+    def __repr__(self) -> str:
+        return f"VerdictCache({str(self.dir)!r})"
+
+    # -- connections and recovery --------------------------------------------------------------
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Serialise opening/recovery across processes (not ordinary reads and writes)."""
+        with open(self.dir / (DB_NAME + ".lock"), "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        # WAL + NORMAL: a commit survives a killed process (not a power cut) without an fsync
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE`` takes the write lock up front)."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def _open_or_recover(self) -> None:
+        try:
+            conn = self._connect()
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                status = conn.execute("PRAGMA quick_check").fetchone()[0]
+            finally:
+                conn.close()
+            if status == "ok":
+                return
+            reason = f"quick_check: {status}"
+        except sqlite3.DatabaseError as err:
+            reason = str(err)
+        self._recover(reason)
+
+    def _recover(self, reason: str) -> None:
+        """Move the damaged file aside and start afresh with whatever rows still verify."""
+        aside = self.path.with_name(f"{DB_NAME}.corrupt-{int(time.time())}-{os.getpid()}")
+        log.warning("verdict cache %s is damaged (%s); moved to %s and rebuilt", self.path,
+                    reason, aside.name)
+        salvaged = self._salvage()
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(self.path) + suffix)
+            if src.exists():
+                src.replace(Path(str(aside) + suffix))
+        conn = self._connect()
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.executemany("INSERT OR IGNORE INTO verdicts VALUES (?, ?, ?, ?)", salvaged)
+        finally:
+            conn.close()
+
+    def _salvage(self) -> list[tuple]:
+        rows: list[tuple] = []
+        with contextlib.suppress(sqlite3.DatabaseError):
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=1)
+            try:
+                for row in conn.execute("SELECT key, record, checksum, created FROM verdicts"):
+                    if _checksum(row[0], row[1]) == row[2]:
+                        rows.append(row)
+            finally:
+                conn.close()
+        return rows
+
+    def _guard(self, fn, *args):
+        """Run a cache operation; on a damaged database recover once and retry."""
+        try:
+            return fn(*args)
+        except sqlite3.DatabaseError as err:
+            if isinstance(err, sqlite3.OperationalError) and "locked" in str(err):
+                raise
+            with self._file_lock():
+                self._recover(str(err))
+            return fn(*args)
+
+    # -- verdicts ---------------------------------------------------------------------------
+    def get(self, key: str) -> Verdict | None:
+        """The cached verdict for ``key`` (``cached=True``), or None. A row that fails its
+        checksum or does not decode is deleted and treated as a miss."""
+        return self._guard(self._get, key)
+
+    def _get(self, key: str) -> Verdict | None:
+        conn = self._connect()
+        try:
+            row = conn.execute("SELECT record, checksum FROM verdicts WHERE key = ?",
+                               (key,)).fetchone()
+        finally:
+            conn.close()
+        if row is None:
+            return None
+        record, checksum = row
+        try:
+            if not isinstance(record, str) or _checksum(key, record) != checksum:
+                raise ValueError("checksum mismatch")
+            return Verdict.from_json(record, cached=True)
+        except ValueError as err:
+            self.rejected += 1
+            log.warning("verdict cache: corrupt row %s… (%s); it will be re-judged",
+                        key[:12], err)
+            with self._tx() as conn:
+                conn.execute("DELETE FROM verdicts WHERE key = ? AND record IS ?", (key, record))
+            return None
+
+    def put(self, key: str, verdict: Verdict) -> None:
+        """Store ``verdict`` under ``key`` and release any claim on it, atomically."""
+        record = verdict.to_json()
+        self._guard(self._put, key, record)
+
+    def _put(self, key: str, record: str) -> None:
+        with self._tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)",
+                         (key, record, _checksum(key, record), time.time()))
+            conn.execute("DELETE FROM claims WHERE key = ?", (key,))
+
+    def __len__(self) -> int:
+        conn = self._connect()
+        try:
+            return conn.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0]
+        finally:
+            conn.close()
+
+    # -- claims (one judge call per bundle across workers) -------------------------------------
+    def claim(self, key: str, ttl: float) -> str:
+        """Try to become the one worker that judges ``key``.
+
+        Returns ``"done"`` (a verdict is already stored), ``"claimed"`` (ours now, for ``ttl``
+        seconds) or ``"busy"`` (another live worker holds it).
+        """
+        return self._guard(self._claim, key, ttl)
+
+    def _claim(self, key: str, ttl: float) -> str:
+        now = time.time()
+        with self._tx() as conn:
+            if conn.execute("SELECT 1 FROM verdicts WHERE key = ?", (key,)).fetchone():
+                return "done"
+            row = conn.execute("SELECT owner, expires FROM claims WHERE key = ?",
+                               (key,)).fetchone()
+            if row is not None and row[0] != self.owner and row[1] > now:
+                return "busy"
+            conn.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)",
+                         (key, self.owner, now + ttl))
+            return "claimed"
+
+    def release(self, key: str) -> None:
+        """Give up our claim on ``key`` without a verdict (e.g. the call failed)."""
+        with contextlib.suppress(sqlite3.DatabaseError):
+            with self._tx() as conn:
+                conn.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner))

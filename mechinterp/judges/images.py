@@ -1,0 +1,75 @@
+"""Images as the judge API sees them: size limits, PNG/base64 blocks, content hashes.
+
+Why downscale locally: the API rejects an image over 8000 px on a side or 5 MB (base64) and
+silently resizes any image whose long edge exceeds 1568 px or that would cost more than
+about 1600 tokens (``width * height / 750``). Doing it here makes the tokens we pay for and
+the pixels the judge sees predictable, and keeps requests small.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import math
+
+from PIL import Image
+
+#: longest side the API keeps unresized (Anthropic vision docs)
+MAX_EDGE_PX = 1568
+#: ~1600 image tokens at width*height/750 tokens; larger images are resized by the API
+MAX_PIXELS = 1_200_000
+#: the API's per-image limit on the base64 payload
+MAX_BASE64_BYTES = 5 * 1024 * 1024
+
+
+def as_rgb(image: Image.Image) -> Image.Image:
+    """``image`` in RGB mode (alpha composited on white); errors name what was passed."""
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"expected a PIL.Image.Image, got {type(image).__name__}")
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "P") and (image.mode != "P" or "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return image.convert("RGB")
+
+
+def fit_for_api(image: Image.Image) -> Image.Image:
+    """RGB, downscaled (aspect kept) so the long edge is <= MAX_EDGE_PX and the area is
+    <= MAX_PIXELS."""
+    image = as_rgb(image)
+    w, h = image.size
+    scale = min(1.0, MAX_EDGE_PX / max(w, h), math.sqrt(MAX_PIXELS / (w * h)))
+    if scale < 1.0:
+        image = image.resize((max(1, int(w * scale)), max(1, int(h * scale))), Image.LANCZOS)
+    return image
+
+
+def png_base64(image: Image.Image) -> str:
+    """Base64 PNG of ``fit_for_api(image)``, halved further until under MAX_BASE64_BYTES."""
+    image = fit_for_api(image)
+    while True:
+        buf = io.BytesIO()
+        image.save(buf, format="PNG", optimize=False)
+        data = base64.standard_b64encode(buf.getvalue()).decode("ascii")
+        if len(data) <= MAX_BASE64_BYTES or min(image.size) <= 8:
+            return data
+        image = image.resize((max(1, image.width // 2), max(1, image.height // 2)), Image.LANCZOS)
+
+
+def image_block(image: Image.Image) -> dict:
+    """A Messages-API image content block (base64 PNG)."""
+    return {"type": "image",
+            "source": {"type": "base64", "media_type": "image/png", "data": png_base64(image)}}
+
+
+def pixel_digest(image: Image.Image) -> str:
+    """SHA-256 of the RGB pixels and size: equal images hash equal whatever file they came
+    from, and the hash does not depend on the PNG encoder's version."""
+    rgb = as_rgb(image)
+    h = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
+    h.update(rgb.tobytes())
+    return h.hexdigest()

@@ -1,0 +1,209 @@
+"""The judge question bank of the paper (Appendix E), as data.
+
+Every claim is decided by one closed yes/no question on a bundle of 2-4 labelled images.
+A :class:`Question` carries the exact wording the judge sees, the image roles in the order
+the question numbers them ("Image 1", "Image 2", ...), and its polarity: ``"pass"`` when a
+``pass: 1`` verdict means the claim's event happened, ``"inverted"`` when it means the
+opposite (lens on humans asks "different person?", the ref->image knockout asks "kept?").
+
+Provenance. The system prompt and every lens, ref->text knockout and patching question are
+copied from the paper's Appendix E (the system prompt as the authors' released code sends
+it: the paper's code block only wraps its lines). The paper prints no wording for the three
+ref->image knockout judges; theirs is copied from the authors' release
+(``scripts/judge/bundles.py`` at ChrisG777/i2i-interp@c8ecdbd), where the word "clipart" was
+globally rewritten to "style"; in ``ko_image.style`` the three places where that rewrite left
+ungrammatical text are restored to the paper's "clipart" wording. The ref->text[padding] and
+ref->text[content] variants "reuse the same question with the parenthetical ref->text
+replaced" (paper), which is what :func:`_ko_text_variant` does. Image labels follow the
+released code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal, Mapping
+
+Family = Literal["color", "style", "identity", "scene"]
+Experiment = Literal["lens", "ko_text", "ko_text_padding", "ko_text_content", "ko_image", "patch"]
+Polarity = Literal["pass", "inverted"]
+
+SYSTEM_PROMPT = (
+    "You are a strict visual judge for an image-editing interpretability experiment. "
+    "You will be shown several labeled images and asked one yes/no question about whether "
+    "a stated prediction is satisfied.\n"
+    "Respond ONLY with a single JSON object on one line, no markdown, no preamble:\n"
+    '{"pass": 0 or 1, "reason": "<one short sentence, <=25 words>"}\n'
+    'The "pass" field is 1 if the prediction is satisfied, 0 otherwise. If the question '
+    'cannot be answered from the images, reply with {"pass": 0, "reason": "cannot determine"}.'
+)
+
+PAPER = "paper Appendix E"
+RELEASE = "authors' release scripts/judge/bundles.py (the paper prints no ref->image wording)"
+
+
+@dataclass(frozen=True)
+class Question:
+    """One judge question: what is asked, of which images, and what ``pass`` means."""
+
+    id: str
+    family: Family
+    experiment: Experiment
+    system: str
+    question: str
+    roles: tuple[str, ...]
+    polarity: Polarity
+    labels: tuple[str, ...]
+    source: str = PAPER
+
+    def __post_init__(self) -> None:
+        if len(self.labels) != len(self.roles) or not 2 <= len(self.roles) <= 4:
+            raise ValueError(f"question {self.id!r}: expected 2-4 roles with one label each, "
+                             f"got roles={self.roles} labels={len(self.labels)}")
+        if self.polarity not in ("pass", "inverted"):
+            raise ValueError(f"question {self.id!r}: polarity {self.polarity!r} is not one of "
+                             "'pass', 'inverted'")
+
+    def event(self, passed: bool | None) -> bool | None:
+        """Whether the claim's event happened, given a verdict's ``passed`` (None stays None)."""
+        if passed is None:
+            return None
+        return passed if self.polarity == "pass" else not passed
+
+
+LENS_ROLES = ("reference", "t2i_baseline", "lens_output")
+KO_ROLES = ("reference", "i2i_baseline", "knockout_output")
+PATCH_ROLES = ("source_reference", "target_reference", "target_baseline", "patched_output")
+
+_LENS_OUTPUT = "Image 3 - same generation, but with text tokens patched in from a " \
+               "reference-conditioned i2i pass:"
+_KO_CLAUSE = {
+    "ko_text": "with the ref->text attention path completely blocked",
+    "ko_text_padding": "with ref->text attention blocked ONLY at the text-padding positions",
+    "ko_text_content": "with ref->text attention blocked ONLY at the text-content positions",
+    "ko_image": "with the ref->image attention path completely blocked",
+}
+_KO_REFERENCE = {"color": "solid color reference", "style": "clipart / cartoon style reference",
+                 "identity": "reference photo of a person"}
+_KO_BASELINE = {"color": "clean reference-conditioned i2i baseline",
+                "style": "clean reference-conditioned i2i baseline",
+                "identity": "clean reference-conditioned i2i baseline (this should look like "
+                            "the person in Image 1)"}
+
+_LENS = {
+    "color": ("solid color reference", "text-to-image baseline (no patching) of the prompt",
+              "Compared to Image 2, does Image 3 take on the predominant solid color of Image 1? "
+              "Reply 1 if the color of Image 1 is now visibly present in Image 3 (and was not "
+              "in Image 2).", "pass"),
+    "style": ("clipart / cartoon style reference", "clean text-to-image baseline",
+              "Compared to Image 2, does Image 3 adopt a clipart / cartoon / illustrated / "
+              "unrealistic style similar to Image 1? Look at the subject and the background / "
+              "rest of the image - clipart-y style anywhere in the image counts as evidence. "
+              "Reply 1 if Image 3 looks more clipart-like / less photographic than Image 2.",
+              "pass"),
+    "identity": ("reference photo of a person",
+                 "text-to-image baseline of the same scene description",
+                 "Focus on the person in Image 3. Is the person in Image 3 a recognizably "
+                 "DIFFERENT individual (different face, hair, build, identity) from the person "
+                 "in Image 1? Reply 1 if a viewer would say it is a different person; reply 0 "
+                 "only if it is the same person.", "inverted"),
+    "scene": ("reference image used to condition the source i2i pass",
+              "clean text-to-image baseline of the prompt",
+              "Compared to Image 2, does Image 3 contain ANY visible information drawn from "
+              "Image 1 - things like colors, textures, layout, style, distinctive shapes, or "
+              "specific subject features? Reply 1 if you can point to anything in Image 3 that "
+              "came from Image 1 and was not in Image 2.", "pass"),
+}
+
+_KO_TEXT = {
+    "color": "Compared to Image 2, has Image 3 LOST the predominant solid color of Image 1? "
+             "Reply 1 if the color is significantly removed (color depended on ref->text).",
+    "style": "Compared to Image 2, has Image 3 LOST the clipart / cartoon style of Image 1 and "
+             "become more photographic / realistic? Reply 1 if Image 3 became more realistic "
+             "when ref->text was blocked.",
+    "identity": "Focus on the person in Image 3. Compared to Image 2, has Image 3 LOST the "
+                "identity of the person in Image 1 - i.e. does the person in Image 3 look like "
+                "a recognizably DIFFERENT individual (different face, hair, build) from the "
+                "person in Image 1? Reply 1 if blocking ref->text destroyed the reference "
+                "identity; reply 0 if Image 3 still looks like the same person as Image 1.",
+}
+
+_KO_IMAGE = {
+    "color": "Compared to Image 2, does Image 3 STILL show the predominant solid color of "
+             "Image 1? Reply 1 if the color is preserved (color survives blocking ref->image).",
+    "style": "Compared to Image 2, does Image 3 STILL look clipart / cartoon-like (similar "
+             "style to Image 1)? Look at the subject and the background / rest of the image - "
+             "clipart-y style anywhere in the image counts as evidence. Reply 1 if the clipart "
+             "style was preserved when ref->image was blocked.",
+    "identity": "Focus on the person in Image 3. Does Image 3 STILL look like the same "
+                "individual as Image 1 (same face, hair, build)? Reply 1 if the reference "
+                "identity is preserved despite blocking ref->image; reply 0 if Image 3 now "
+                "looks like a different person from Image 1.",
+}
+
+_PATCH = {
+    "color": (("solid color reference for the SOURCE i2i pass",
+               "solid color reference for the TARGET i2i pass",
+               "clean i2i generation conditioned on Image 2 (no patching)"),
+              "Compared to Image 3 (which should show the color of Image 2), does Image 4 take "
+              "on the color of Image 1 (the source) instead? Reply 1 if Image 4 is more like "
+              "Image 1's color than Image 2's."),
+    "style": (("clipart SOURCE reference", "real-photo TARGET reference (same subject)",
+               "clean i2i generation conditioned on Image 2"),
+              "Compared to Image 3, has Image 4 become MORE clipart / cartoon / unrealistic in "
+              "style (matching Image 1)? Look at the subject and the background / rest of the "
+              "image - clipart-y style anywhere in the image counts as evidence. Reply 1 if "
+              "Image 4 looks more clipart-like than Image 3."),
+    "identity": (("photo of person A (SOURCE i2i reference)",
+                  "photo of person B (TARGET i2i reference)",
+                  "clean i2i generation conditioned on person B"),
+                 "Focus on the person in Image 4. Does the person in Image 4 look more like "
+                 "person A (Image 1, the source) than like person B (Image 2, the target)? "
+                 "Reply 1 if A's identity transferred over."),
+}
+
+
+def _ko_text_variant(question: str, experiment: str) -> str:
+    """Replace the one ``ref->text`` parenthetical by ``ref->text[padding|content]``."""
+    if experiment == "ko_text":
+        return question
+    if question.count("ref->text") != 1:
+        raise AssertionError(f"expected exactly one 'ref->text' in {question!r}")
+    return question.replace("ref->text", f"ref->text[{experiment.rsplit('_', 1)[1]}]")
+
+
+def _build() -> dict[str, Question]:
+    bank: list[Question] = []
+    for family, (ref, base, text, polarity) in _LENS.items():
+        bank.append(Question(f"lens.{family}", family, "lens", SYSTEM_PROMPT, text, LENS_ROLES,
+                             polarity, (f"Image 1 - {ref}:", f"Image 2 - {base}:", _LENS_OUTPUT)))
+    for experiment in ("ko_text", "ko_text_padding", "ko_text_content", "ko_image"):
+        texts = _KO_IMAGE if experiment == "ko_image" else _KO_TEXT
+        for family, text in texts.items():
+            labels = (f"Image 1 - {_KO_REFERENCE[family]}:", f"Image 2 - {_KO_BASELINE[family]}:",
+                      f"Image 3 - same i2i, but {_KO_CLAUSE[experiment]}:")
+            bank.append(Question(
+                f"{experiment}.{family}", family, experiment, SYSTEM_PROMPT,
+                _ko_text_variant(text, experiment) if experiment != "ko_image" else text,
+                KO_ROLES, "inverted" if experiment == "ko_image" else "pass", labels,
+                RELEASE if experiment == "ko_image" else PAPER))
+    for family, (labels, text) in _PATCH.items():
+        bank.append(Question(
+            f"patch.{family}", family, "patch", SYSTEM_PROMPT, text, PATCH_ROLES, "pass",
+            tuple(f"Image {i} - {label}:" for i, label in enumerate(labels, 1))
+            + ("Image 4 - same target generation, but with text-token activations patched "
+               "from the SOURCE i2i pass:",)))
+    return {q.id: q for q in bank}
+
+
+#: question id -> :class:`Question`, read-only
+QUESTIONS: Mapping[str, Question] = MappingProxyType(_build())
+
+
+def get_question(question_id: str) -> Question:
+    """The question with this id; the error lists every valid id."""
+    try:
+        return QUESTIONS[question_id]
+    except (KeyError, TypeError):
+        raise KeyError(f"unknown question id {question_id!r}; expected one of "
+                       f"{sorted(QUESTIONS)}") from None

@@ -1,0 +1,209 @@
+"""The verdict cache: sharing across processes and xdist workers, corruption, kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mechinterp.judges import AnthropicJudge, ColorJudge, Verdict, VerdictCache
+from mechinterp.judges.cache import DB_NAME, bundle_key
+from mechinterp.testing.fake_anthropic import fake_anthropic  # noqa: F401 - fixture
+
+SECRET = "sk-ant-test-SECRET"
+PACKAGE_DIR = Path(__file__).resolve().parents[1] / "mechinterp"
+
+#: Subprocesses below only need mechinterp.judges; registering the package without running
+#: mechinterp/__init__.py (which imports the engine and torch) saves seconds per process.
+PRELUDE = f"""
+import sys, types
+_pkg = types.ModuleType("mechinterp")
+_pkg.__path__ = [{str(PACKAGE_DIR)!r}]
+sys.modules.setdefault("mechinterp", _pkg)
+"""
+
+
+def verdict(i: int) -> Verdict:
+    return Verdict(i % 2 == 0, f"reason {i} " + "x" * 400, "anthropic:claude-opus-4-7:lens.color",
+                   4000 + i, 40)
+
+
+def key(i: int) -> str:
+    return bundle_key("m", "system", "question", ["label"], [f"digest{i}"])
+
+
+def color_bundle():
+    green = (50, 170, 80)
+    return ("ko_text.color", [Image.new("RGB", (32, 32), green), Image.new("RGB", (32, 32), green),
+                              Image.new("RGB", (32, 32), (128, 128, 128))])
+
+
+def test_put_get_and_wal_mode(tmp_path):
+    cache = VerdictCache(tmp_path)
+    assert cache.get(key(1)) is None
+    cache.put(key(1), verdict(1))
+    again = VerdictCache(tmp_path)
+    assert again.get(key(1)) == Verdict(**{**verdict(1).__dict__, "cached": True})
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_key_depends_on_every_input():
+    base = ("m", "s", "q", ["l"], ["d"])
+    keys = {bundle_key(*base)}
+    for i, changed in enumerate(("m2", "s2", "q2", ["l2"], ["d2"])):
+        args = list(base)
+        args[i] = changed
+        keys.add(bundle_key(*args))
+    assert len(keys) == 6
+
+
+def test_corrupt_row_is_rejected_and_rejudged(tmp_path):
+    cache = VerdictCache(tmp_path)
+    judge = ColorJudge(cache=cache)
+    first = judge.judge(*color_bundle())
+    assert first.passed is True and not first.cached
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    conn.execute("UPDATE verdicts SET record = replace(record, 'true', 'false')")
+    conn.commit()
+    conn.close()
+    second = judge.judge(*color_bundle())
+    assert second == first and cache.rejected == 1  # re-judged, not the tampered row
+    assert judge.judge(*color_bundle()).cached
+
+
+def test_truncated_database_is_recovered(tmp_path, caplog):
+    cache = VerdictCache(tmp_path)
+    for i in range(100):
+        cache.put(key(i), verdict(i))
+    path = tmp_path / DB_NAME
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    size = path.stat().st_size
+    assert size > 20_000
+    with open(path, "r+b") as fh:
+        fh.truncate(size // 2)
+    recovered = VerdictCache(tmp_path)
+    assert "damaged" in caplog.text
+    hits = [recovered.get(key(i)) for i in range(100)]
+    assert all(h is None or h == Verdict(**{**verdict(i).__dict__, "cached": True})
+               for i, h in enumerate(hits))
+    recovered.put(key(1000), verdict(1000))
+    assert recovered.get(key(1000)) is not None
+    with open(path, "r+b") as fh:  # a header torn in half: not even a database any more
+        fh.truncate(50)
+    assert VerdictCache(tmp_path).get(key(1000)) is None
+
+
+def test_a_kill_mid_write_leaves_a_consistent_cache(tmp_path):
+    script = PRELUDE + textwrap.dedent(f"""
+        from mechinterp.judges.cache import VerdictCache
+        from mechinterp.judges.verdict import Verdict
+        cache = VerdictCache({str(tmp_path)!r})
+        i = 0
+        while True:
+            cache.put(f"k{{i}}", Verdict(True, "r" * 500, "j:m:lens.color", i, 1))
+            i += 1
+            if i == 50:
+                print("ready", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    cache = VerdictCache(tmp_path)
+    n = len(cache)
+    assert n >= 50
+    assert all(cache.get(f"k{i}") is not None for i in range(n)) and cache.rejected == 0
+
+
+def test_claims_give_one_worker_each_bundle_and_lapse(tmp_path):
+    a, b = VerdictCache(tmp_path), VerdictCache(tmp_path)
+    assert a.claim(key(1), ttl=60) == "claimed"
+    assert b.claim(key(1), ttl=60) == "busy"
+    a.put(key(1), verdict(1))
+    assert b.claim(key(1), ttl=60) == "done"
+    assert a.claim(key(2), ttl=0.0) == "claimed"  # a worker that died holding a claim
+    assert b.claim(key(2), ttl=60) == "claimed"
+
+
+def test_a_judge_takes_over_a_bundle_whose_owner_died(tmp_path):
+    dead = VerdictCache(tmp_path)
+    judge = ColorJudge(cache=VerdictCache(tmp_path))
+    item = judge.bundle(0, *color_bundle())
+    assert dead.claim(item.key, ttl=0.3) == "claimed"
+    start = time.monotonic()
+    assert judge.judge(*color_bundle()).passed is True
+    assert 0.25 <= time.monotonic() - start < 5
+
+
+WORKER_TEST = PRELUDE + """
+import json, os
+from PIL import Image
+from mechinterp.judges import AnthropicJudge, VerdictCache
+
+def test_judge_the_shared_bundles():
+    judge = AnthropicJudge(api_key=os.environ["FAKE_KEY"], base_url=os.environ["FAKE_URL"],
+                           cache=VerdictCache(os.environ["CACHE_DIR"]), backoff_base=0.001,
+                           max_concurrency=2)
+    items = [("lens.color", [Image.new("RGB", (8, 8), (i * 30, 0, 0))] * 3) for i in range(6)]
+    verdicts = judge.judge_many(items)
+    out = os.path.join(os.environ["OUT_DIR"], os.environ["PYTEST_XDIST_WORKER"] + ".json")
+    with open(out, "w") as fh:
+        json.dump([[v.passed, v.reason, v.input_tokens, v.cached] for v in verdicts], fh)
+"""
+
+
+def test_two_judges_in_threads_call_the_api_once_per_bundle(tmp_path, fake_anthropic):  # noqa: F811
+    """The claim protocol without process start-up: two caches (two owners) on one directory."""
+    fake_anthropic.delay = 0.05
+    items = [("lens.color", [Image.new("RGB", (8, 8), (i * 30, 0, 0))] * 3) for i in range(6)]
+    judges = [AnthropicJudge(api_key=SECRET, base_url=fake_anthropic.base_url, max_concurrency=2,
+                             cache=VerdictCache(tmp_path)) for _ in range(2)]
+    for judge in judges:
+        judge.wait_poll = 0.01
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda j: j.judge_many(items), judges))
+    assert len(fake_anthropic.message_requests()) == 6
+    assert [a.cached + b.cached for a, b in zip(*results)] == [1] * 6
+    assert sum(j.usage.calls for j in judges) == 6
+
+
+def test_two_xdist_workers_call_the_api_once_per_bundle(tmp_path, fake_anthropic):  # noqa: F811
+    fake_anthropic.delay = 0.1  # keep calls in flight long enough for the workers to collide
+    fake_anthropic.responder = lambda body: json.dumps(
+        {"pass": 1, "reason": f"call {len(fake_anthropic.message_requests())}"})
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_worker.py").write_text(WORKER_TEST)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "FAKE_URL": fake_anthropic.base_url, "FAKE_KEY": SECRET,
+           "CACHE_DIR": str(tmp_path / "cache"), "OUT_DIR": str(out)}
+    # plugins this run does not need are switched off: each costs seconds per worker
+    no_plugins = ["-p", "no:cacheprovider", "-p", "no:mechinterp", "-p", "no:hypothesispytest"]
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "--dist", "each", "-q", *no_plugins,
+         "-c", str(tmp_path / "pytest.ini"), str(tmp_path / "test_worker.py")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = [json.loads(p.read_text()) for p in sorted(out.glob("gw*.json"))]
+    assert len(results) == 2
+    assert len(fake_anthropic.message_requests()) == 6
+    assert [r[:3] for r in results[0]] == [r[:3] for r in results[1]]
+    assert [a[3] + b[3] for a, b in zip(*results)] == [1] * 6  # each fresh once, cached once

@@ -1,0 +1,157 @@
+"""The question bank against the paper's Appendix E and the authors' released verdicts."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mechinterp.judges import QUESTIONS, SYSTEM_PROMPT, ColorJudge, get_question
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+PAPER = SHARED / "paper" / "002_571447450c379c4a.txt"
+VERDICTS = SHARED / "reference" / "i2i-interp" / "verdicts"
+
+EXPECTED_IDS = (
+    {f"lens.{f}" for f in ("color", "style", "identity", "scene")}
+    | {f"{e}.{f}" for e in ("ko_text", "ko_text_padding", "ko_text_content", "ko_image", "patch")
+       for f in ("color", "style", "identity")}
+)
+
+#: released CSV stem -> question id (the README's table of which CSV feeds which cell)
+CSV_QUESTION = {
+    "i2i_unc_color_text_lens": "lens.color", "i2i_unc_style_text_lens": "lens.style",
+    "i2i_unc_style_text_lens_padding": "lens.style",
+    "i2i_unc_style_text_lens_content": "lens.style",
+    "i2i_unc_dreambench_human_identity": "lens.identity", "i2i_unc_add": "lens.scene",
+    "i2i_unc_remove": "lens.scene",
+    **{f"ko_{src}_ref_to_text{suffix}": f"ko_text{suffix}.{fam}"
+       for src, fam in (("color", "color"), ("style", "style"), ("dreambench_human", "identity"))
+       for suffix in ("", "_padding", "_content")},
+    **{f"ko_{src}_ref_to_image": f"ko_image.{fam}"
+       for src, fam in (("color", "color"), ("style", "style"), ("dreambench_human", "identity"))},
+    **{f"i2i2i_{src}{suffix}": f"patch.{fam}"
+       for src, fam in (("color", "color"), ("style", "style"), ("dreambench_humans", "identity"))
+       for suffix in ("", "_text_padding", "_text_content")},
+}
+
+
+def norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def paper_appendix_e() -> tuple[str, set[str]]:
+    """(system prompt, questions) as printed in the paper's Appendix E."""
+    if not PAPER.exists():
+        pytest.skip(f"paper text not found at {PAPER}")
+    text = PAPER.read_text()
+    section = text[text.index("E VLM-as-judge prompts"):
+                   text.index("F VLM-assisted instruction generation")]
+    blocks = re.findall(r"```\n(.*?)```", section, re.S)
+    prose = re.sub(r"```\n.*?```", "", section, flags=re.S)
+    questions = {norm(b) for b in blocks[1:]}
+    questions |= {norm(line) for line in prose.splitlines()
+                  if line.startswith(("Compared to", "Focus on"))}
+    return norm(blocks[0]), questions
+
+
+def test_bank_has_exactly_the_issue_ids():
+    assert set(QUESTIONS) == EXPECTED_IDS
+
+
+def test_every_paper_question_is_in_the_bank_verbatim():
+    system, paper_questions = paper_appendix_e()
+    assert len(paper_questions) == 10  # lens 4, ref->text knockout 3, patching 3
+    assert norm(SYSTEM_PROMPT) == system
+    from_paper = {norm(q.question) for q in QUESTIONS.values()
+                  if q.experiment in ("lens", "ko_text", "patch")}
+    assert from_paper == paper_questions
+    assert all(q.system == SYSTEM_PROMPT for q in QUESTIONS.values())
+
+
+def test_knockout_variants_only_swap_the_parenthetical():
+    for family in ("color", "style", "identity"):
+        full = QUESTIONS[f"ko_text.{family}"].question
+        for variant in ("padding", "content"):
+            q = QUESTIONS[f"ko_text_{variant}.{family}"]
+            assert q.question == full.replace("ref->text", f"ref->text[{variant}]")
+            assert f"ref->text[{variant}]" in q.question and q.roles == QUESTIONS[
+                f"ko_text.{family}"].roles
+
+
+@pytest.mark.parametrize("qid", sorted(EXPECTED_IDS))
+def test_roles_match_the_images_the_question_names(qid):
+    q = QUESTIONS[qid]
+    mentioned = {int(n) for n in re.findall(r"Image (\d)", q.question)}
+    assert max(mentioned) == len(q.roles) == len(q.labels)
+    assert [label.split(" - ")[0] for label in q.labels] == [
+        f"Image {i}" for i in range(1, len(q.roles) + 1)]
+    assert len(set(q.roles)) == len(q.roles)
+    assert q.id == f"{q.experiment}.{q.family}"
+
+
+def test_roles_and_polarity_by_experiment():
+    for q in QUESTIONS.values():
+        expected_roles = {
+            "lens": ("reference", "t2i_baseline", "lens_output"),
+            "patch": ("source_reference", "target_reference", "target_baseline",
+                      "patched_output"),
+        }.get(q.experiment, ("reference", "i2i_baseline", "knockout_output"))
+        assert q.roles == expected_roles
+        inverted = q.id == "lens.identity" or q.experiment == "ko_image"
+        assert q.polarity == ("inverted" if inverted else "pass"), q.id
+    assert QUESTIONS["ko_image.color"].event(True) is False
+    assert QUESTIONS["ko_text.color"].event(True) is True
+    assert QUESTIONS["lens.color"].event(None) is None
+
+
+def test_color_judge_answers_every_color_question_and_nothing_else():
+    judge = ColorJudge()
+    color_ids = {q for q in QUESTIONS if q.endswith(".color")}
+    assert {q for q, v in QUESTIONS.items() if judge.supports(v)} == color_ids
+    with pytest.raises(ValueError, match=r"cannot answer question 'lens.style'.*lens.color"):
+        judge.judge("lens.style", [Image.new("RGB", (8, 8))] * 3)
+
+
+def test_errors_name_the_bad_value_and_the_choices():
+    with pytest.raises(KeyError, match=r"unknown question id 'lens.colour'.*'lens.color'"):
+        get_question("lens.colour")
+    with pytest.raises(ValueError,
+                       match=r"takes 4 images in the order \('source_reference'.*got 3"):
+        ColorJudge().judge("patch.color", [Image.new("RGB", (8, 8))] * 3)
+    with pytest.raises(TypeError, match="'t2i_baseline' must be a PIL.Image.Image, got str"):
+        ColorJudge().judge("lens.color", [Image.new("RGB", (8, 8)), "x.png",
+                                          Image.new("RGB", (8, 8))])
+
+
+def read_verdicts(stem: str) -> list[dict]:
+    with open(VERDICTS / f"{stem}.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def released():
+    if not VERDICTS.is_dir():
+        pytest.skip(f"released verdicts not found at {VERDICTS}")
+    return {p.stem for p in VERDICTS.glob("*.csv")}
+
+
+def test_every_released_judge_maps_to_a_question(released):
+    assert released == set(CSV_QUESTION)
+    for stem in released:
+        assert read_verdicts(stem)[0]["model"] == "claude-opus-4-7"
+
+
+@pytest.mark.parametrize("stem,k,n", [
+    ("ko_color_ref_to_text", 276, 320),            # README: 86.2
+    ("i2i2i_color_text_padding", 381, 448),        # README: 85.0
+    ("i2i_unc_dreambench_human_identity", 0, 90),  # README: 0.0 (inverted)
+])
+def test_polarity_reproduces_the_released_rates(released, stem, k, n):
+    question = QUESTIONS[CSV_QUESTION[stem]]
+    rows = read_verdicts(stem)
+    events = [question.event(row["pass"] == "1") for row in rows]
+    assert (sum(events), len(events)) == (k, n)

@@ -1,0 +1,104 @@
+"""The pytest plugin through pytester: options, markers, sharding, claim files, run folders, xdist."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mechinterp.testing.tiny import save_pipeline, tiny_pipeline
+
+pytest_plugins = ["pytester"]
+CLAIMS = Path(__file__).resolve().parents[1] / "claims"
+
+USER_CLAIMS = """
+schema = 1
+
+[[claim]]
+id = "knockout[ref->text.template]-color"
+statement = "Blocking the chat-template tokens from the reference destroys the colour."
+family = "color"
+tasks = ["color"]
+experiment = { name = "knockout", source = "ref", dest = "text.template", blocks = "all" }
+question = "ko_text_padding.color"
+polarity = "pass"
+markers = ["color", "knockout"]
+hypothesis = "rate >= 0.5"
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A saved tiny random model whose site map sends the paper's sites to its own blocks."""
+    path = tmp_path_factory.mktemp("tinymodel")
+    pipe = tiny_pipeline()
+    pipe.mechinterp_meta.update(site_map={"single.9": "single.1", "double.7": "double.1"}, default_size=64)
+    save_pipeline(pipe, path)
+    return path
+
+
+def _copy_claims(pytester) -> None:
+    for f in CLAIMS.glob("test_*.py"):
+        pytester.path.joinpath(f.name).write_text(f.read_text())
+
+
+def test_marker_selection_and_strict_markers(pytester):
+    _copy_claims(pytester)
+    result = pytester.runpytest("--collect-only", "-q", "-m", "color", "--strict-markers")
+    out = result.stdout.str()
+    assert result.ret == 0
+    assert "test_knockout[ref->text.padding-color]" in out and "test_patching[single.9:text.padding-color]" in out
+    assert "-style]" not in out and "-human]" not in out
+    everything = pytester.runpytest("--collect-only", "-q").stdout.str()
+    assert "test_knockout[ref->image-human]" in everything and "test_lens[double.7-add]" in everything
+
+
+def test_shards_partition_the_claims(pytester):
+    _copy_claims(pytester)
+    ids = []
+    for i in (1, 2, 3):
+        out = pytester.runpytest("--collect-only", "-q", "--shard", f"{i}/3").stdout.lines
+        ids.append({line for line in out if "::" in line})
+    full = {line for line in pytester.runpytest("--collect-only", "-q").stdout.lines if "::" in line}
+    assert set().union(*ids) == full and sum(map(len, ids)) == len(full) and all(ids)
+
+
+def test_bad_option_is_a_usage_error(pytester):
+    _copy_claims(pytester)
+    result = pytester.runpytest("--judge", "gpt")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--judge 'gpt': expected one of auto, color, anthropic, anthropic-batch*"])
+
+
+def test_unknown_model_is_named(pytester, tmp_path):
+    _copy_claims(pytester)
+    result = pytester.runpytest("-m", "color", "--model", "no-such-organism", "--cache-dir", str(tmp_path))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown model 'no-such-organism': not a shipped organism*"])
+
+
+def test_user_claim_file_runs_and_lands_in_the_report(pytester, tiny_dir, tmp_path):
+    pytester.path.joinpath("mine.claims.toml").write_text(USER_CLAIMS)
+    report = tmp_path / "run"
+    result = pytester.runpytest("mine.claims.toml", "--model", str(tiny_dir), "--samples", "4",
+                                "--cache-dir", str(tmp_path / "cache"), "--report", str(report), "-rA")
+    assert "mine.claims.toml::knockout[ref->text.template]-color" in result.stdout.str()
+    results = json.loads((report / "results.json").read_text())
+    assert "knockout[ref->text.template]-color" in results
+    assert (report / "report.html").exists() and (report / "junit.xml").exists()
+
+
+def test_xdist_gives_the_same_decisions_and_one_report(pytester, tiny_dir, tmp_path):
+    _copy_claims(pytester)
+    args = ["-m", "color and knockout", "--model", str(tiny_dir), "--samples", "6", "--cache-dir", str(tmp_path / "cache")]
+    serial = pytester.runpytest_subprocess(*args, "--report", str(tmp_path / "serial"), "-p", "no:randomly")
+    parallel = pytester.runpytest_subprocess(*args, "--report", str(tmp_path / "parallel"), "-n", "2")
+    a = json.loads((tmp_path / "serial" / "results.json").read_text())
+    b = json.loads((tmp_path / "parallel" / "results.json").read_text())
+    assert a.keys() == b.keys() and len(a) >= 5
+    assert {c: (r["decision"], r["k"], r["n"]) for c, r in a.items()} == {c: (r["decision"], r["k"], r["n"]) for c, r in b.items()}
+    outcomes = lambda r: {k: v for k, v in r.parseoutcomes().items() if k != "deselected"}  # noqa: E731
+    assert outcomes(serial) == outcomes(parallel)
+    meta = json.loads((tmp_path / "parallel" / "run.json").read_text())
+    assert meta["workers"] == 2 and (tmp_path / "parallel" / "junit.xml").exists()
