@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from mechinterp.testing.fake_anthropic import fake_anthropic  # noqa: F401  (fixture)
+
 from mechinterp.testing.tiny import save_pipeline, tiny_pipeline
 
 pytest_plugins = ["pytester"]
@@ -102,3 +104,58 @@ def test_xdist_gives_the_same_decisions_and_one_report(pytester, tiny_dir, tmp_p
     assert outcomes(serial) == outcomes(parallel)
     meta = json.loads((tmp_path / "parallel" / "run.json").read_text())
     assert meta["workers"] == 2 and (tmp_path / "parallel" / "junit.xml").exists()
+
+
+ANTHROPIC_CLAIMS = """
+schema = 1
+
+[[claim]]
+id = "knockout[ref->text]-color-holds"
+statement = "Every bundle is judged 'lost' by the fake judge, so a majority claim holds."
+family = "color"
+tasks = ["color"]
+experiment = { name = "knockout", source = "ref", dest = "text", blocks = "all" }
+question = "ko_text.color"
+polarity = "pass"
+markers = ["color", "knockout"]
+hypothesis = "rate >= 0.5"
+
+[[claim]]
+id = "knockout[ref->image]-color-refuted"
+statement = "'Kept' (pass) inverts to not destroyed, so a majority-destroyed claim is refuted."
+family = "color"
+tasks = ["color"]
+experiment = { name = "knockout", source = "ref", dest = "image", blocks = "all" }
+question = "ko_image.color"
+polarity = "inverted"
+markers = ["color", "knockout"]
+hypothesis = "rate >= 0.5"
+"""
+
+
+def test_anthropic_judge_end_to_end_against_the_fake_server(pytester, tiny_dir, tmp_path, fake_anthropic, monkeypatch):
+    """The real SDK, through the plugin, against a loopback server: holds passes, refuted fails with numbers."""
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_anthropic.base_url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-SECRET")
+    pytester.path.joinpath("fake.claims.toml").write_text(ANTHROPIC_CLAIMS)
+    report = tmp_path / "run"
+    result = pytester.runpytest("fake.claims.toml", "--judge", "anthropic", "--model", str(tiny_dir), "--samples", "8",
+                                "--cache-dir", str(tmp_path / "cache"), "--report", str(report))
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "refuted: knockout[ref->image]-color-refuted: refuted — k=0/n=" in out and "hypothesis rate >= 0.5" in out
+    sent = fake_anthropic.message_requests()
+    assert sent and all(len([b for b in r.json["messages"][0]["content"] if b["type"] == "image"]) == 3 for r in sent)
+    assert all("sk-ant-test-SECRET" in (r.headers.get("x-api-key", "") + r.headers.get("authorization", "")) for r in sent)
+    assert all(b"sk-ant-test-SECRET" not in r.raw for r in sent)  # a header, never the body
+    for path in report.rglob("*"):
+        if path.is_file():
+            assert b"sk-ant-test-SECRET" not in path.read_bytes(), path
+    results = json.loads((report / "results.json").read_text())
+    assert results["knockout[ref->text]-color-holds"]["decision"] == "holds"
+    assert results["knockout[ref->image]-color-refuted"]["decision"] == "refuted"
+    # a rerun is answered from the verdict and generation caches: no new API call
+    before = len(fake_anthropic.message_requests())
+    pytester.runpytest("fake.claims.toml", "--judge", "anthropic", "--model", str(tiny_dir), "--samples", "8",
+                       "--cache-dir", str(tmp_path / "cache"), "--report", str(tmp_path / "again")).assert_outcomes(passed=1, failed=1)
+    assert len(fake_anthropic.message_requests()) == before
