@@ -27,7 +27,7 @@ SAMPLES = next(o for o in OPTIONS if o.name == "samples")
 
 def test_precedence(monkeypatch):
     monkeypatch.delenv("MECHINTERP_SAMPLES", raising=False)
-    assert raw_value(_Config(), SAMPLES) == "64"
+    assert raw_value(_Config(), SAMPLES) == "128"
     assert raw_value(_Config(ini={"mechinterp_samples": "32"}), SAMPLES) == "32"
     monkeypatch.setenv("MECHINTERP_SAMPLES", "16")
     assert raw_value(_Config(ini={"mechinterp_samples": "32"}), SAMPLES) == "16"

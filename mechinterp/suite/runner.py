@@ -88,15 +88,27 @@ class ClaimRunner:
         self.alpha = alpha
         meta = getattr(model, "meta", {}) or {}
         self.size = size or int(meta.get("default_size", 1024))
-        self.steps = steps or int(meta.get("steps", 4))
+        self.steps = steps or int(meta.get("steps", meta.get("default_steps", 4)))
         self.site_map = dict(meta.get("site_map", {}))
+        self.family_sites = dict(meta.get("sites", {}))
         self.on_generation = on_generation
         self._done: dict[str, ClaimOutcome] = {}
 
     # -- sites and tasks ----------------------------------------------------------------------
-    def site(self, site: str) -> str:
-        """The model's site for a claim's (paper-numbered) site, through the model's site map."""
-        mapped = self.site_map.get(site, site)
+    def site(self, site: str, family: str | None = None) -> str:
+        """The model's site for a claim's (paper-numbered) site.
+
+        A model's ``mechinterp.json`` may map paper sites to its own (``site_map``:
+        ``{"single.9": "single.1"}``) or name the one site where each family binds
+        (``sites``: ``{"color": "double.0"}``, as the organisms do); otherwise the paper's
+        site is used as it is (FLUX.2-klein).
+        """
+        if site in self.site_map:
+            mapped = self.site_map[site]
+        elif family in self.family_sites and site != "embed":
+            mapped = self.family_sites[family]
+        else:
+            mapped = site
         try:
             return self.model.table.name(mapped)
         except ValueError as err:
@@ -126,18 +138,18 @@ class ClaimRunner:
         e = claim.experiment
         if e.name == "t2i_lens":
             lens_steps = e.get("steps") if e.get("same_layer") else None
-            return ex.t2i_lens(self.model, self._edit(item), self.site(e.get("site")), same_layer=bool(e.get("same_layer")),
+            return ex.t2i_lens(self.model, self._edit(item), self.site(e.get("site"), claim.family), same_layer=bool(e.get("same_layer")),
                                lens_steps=lens_steps, tokens=e.get("tokens", "text"))
         if e.name == "knockout":
             blocks = e.get("blocks", "all")
-            sites = None if blocks in (None, "all") else [self.site(s) for s in blocks]
+            sites = None if blocks in (None, "all") else [self.site(s, claim.family) for s in blocks]
             return ex.knockout(self.model, self._edit(item), e.get("source"), e.get("dest"), sites=sites)
         if e.name == "ref_drop":
             cutoff = e.get("cutoff")
-            return ex.ref_drop(self.model, self._edit(item), cutoff if cutoff == "embed" else self.site(cutoff))
+            return ex.ref_drop(self.model, self._edit(item), self.site(cutoff, claim.family))
         if e.name == "i2i_patch":
             source, target = item.to_edits(height=self.size, width=self.size, steps=self.steps)
-            return ex.i2i_patch(self.model, source, target, self.site(e.get("site")), tokens=e.get("tokens", "text"))
+            return ex.i2i_patch(self.model, source, target, self.site(e.get("site"), claim.family), tokens=e.get("tokens", "text"))
         raise ClaimSkipped(f"claim {claim.id!r} names unknown experiment {e.name!r}")
 
     def bundle(self, claim: Claim, result: ex.ExperimentResult) -> list[Image.Image]:

@@ -39,7 +39,7 @@ class Option:
 OPTIONS = (
     Option("model", None, "organism name, local folder or Hugging Face id (default: the 'padding-routed' organism)"),
     Option("judge", "auto", "auto (objective judge where one exists, else Anthropic), color, anthropic, anthropic-batch"),
-    Option("samples", "64", "maximum tasks (or pairs) per claim; sampling stops earlier once a claim is decided"),
+    Option("samples", "128", "maximum tasks (or pairs) per claim; sampling stops earlier once a claim is decided"),
     Option("budget", None, "total budget per worker: N generations, or $X of judge cost (e.g. '2000' or '$25')"),
     Option("seed", "0", "seed of the tasks' sampling order"),
     Option("cache_dir", ".mechinterp-cache", "folder of the generation and verdict caches (shared by workers and reruns)"),
