@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import mechinterp as mi
 from mechinterp import experiments as ex

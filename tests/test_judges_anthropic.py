@@ -16,7 +16,6 @@ from mechinterp.judges import (QUESTIONS, SYSTEM_PROMPT, AnthropicClient, Anthro
                                JudgeAPIError, JudgeError, VerdictCache)
 from mechinterp.judges.images import MAX_EDGE_PX, MAX_PIXELS
 from mechinterp.judges.usage import BATCH_DISCOUNT, PRICES_USD_PER_MTOK
-from mechinterp.testing.fake_anthropic import fake_anthropic  # noqa: F401 - fixture
 
 SECRET = "sk-ant-test-SECRET"
 

@@ -14,12 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from mechinterp.judges import AnthropicJudge, ColorJudge, Verdict, VerdictCache
 from mechinterp.judges.cache import DB_NAME, bundle_key
-from mechinterp.testing.fake_anthropic import fake_anthropic  # noqa: F401 - fixture
 
 SECRET = "sk-ant-test-SECRET"
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "mechinterp"

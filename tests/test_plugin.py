@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from mechinterp.testing.fake_anthropic import fake_anthropic  # noqa: F401  (fixture)
 
 from mechinterp.testing.tiny import save_pipeline, tiny_pipeline
 

@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mechinterp.claims import Claim, claims_by_id, load_registry
+from mechinterp.io import atomic_write
 
 FORMAT = 1
 RUN_FILE, VERDICTS_FILE, RESULTS_FILE = "run.json", "verdicts.jsonl", "results.json"
@@ -84,21 +83,6 @@ class Run:
     metadata: dict[str, Any]
     verdicts: list[Verdict]
     results: dict[str, ClaimResult]
-
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write a file so readers never see a partial one (temp file + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def git_commit(cwd: str | Path | None = None) -> str | None:

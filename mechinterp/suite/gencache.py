@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from PIL import Image
 
 from mechinterp.engine.edit import image_png_bytes
+from mechinterp.io import atomic_write
 from mechinterp.engine.interventions import Capture, Captures, interventions_key
 from mechinterp.engine.model import Generation, Model, _as_capture
 
@@ -58,19 +58,6 @@ def model_fingerprint(model: Model) -> str:
     return h.hexdigest()[:32]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class GenerationCache:
     """Generations stored by content key under ``root`` (safe for concurrent xdist workers)."""
 
@@ -104,16 +91,16 @@ class GenerationCache:
 
         folder = self._dir(key)
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(folder / "image.png", image_png_bytes(generation.image))
-        _atomic_write(folder / "array.npy", _npy_bytes(generation.array))
+        atomic_write(folder / "image.png", image_png_bytes(generation.image))
+        atomic_write(folder / "array.npy", _npy_bytes(generation.array))
         caps = {}
         for (site, step), t in generation.captures.items():
             caps[f"{site}|{step}"] = t.detach().cpu().clone()
             caps[f"{site}|{step}|pos"] = generation.captures.positions[(site, step)].cpu().clone()
         if caps:
-            _atomic_write(folder / "captures.safetensors", save_tensors(caps))
+            atomic_write(folder / "captures.safetensors", save_tensors(caps))
         record = {"key": key, "captures": bool(caps), **(meta or {})}
-        _atomic_write(folder / "record.json", json.dumps(record, sort_keys=True, default=str).encode())
+        atomic_write(folder / "record.json", json.dumps(record, sort_keys=True, default=str), fsync=True)
 
     def array(self, key: str) -> np.ndarray | None:
         """The float image array stored with ``key``."""

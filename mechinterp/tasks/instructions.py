@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from PIL import Image
 
+from mechinterp.io import atomic_write
 from mechinterp.judges.images import image_block, pixel_digest
 from mechinterp.tasks.records import TaskDataError, task_seed
 
@@ -133,15 +132,7 @@ class ProposalCache:
         """Store a proposal (with bookkeeping such as model and tokens) under ``key``."""
         data = self._read()
         data[key] = {"add_object": proposal.add_object, "remove_object": proposal.remove_object, **info}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def default_client() -> CompletionClient:

@@ -1,0 +1,30 @@
+"""Atomic file writes: the one way every cache, run folder and model file in mechinterp is written."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes, *, fsync: bool = False) -> Path:
+    """Write ``data`` to ``path`` so readers never see a partial file (temp file + ``os.replace``).
+
+    The temporary file sits in the same folder (so the rename is atomic); with ``fsync`` the
+    bytes reach the disk before the rename, so a crash cannot leave a renamed empty file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; caches and reports are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
