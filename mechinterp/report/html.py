@@ -35,7 +35,7 @@ th{background:#f6f8fa}
 .holds{background:#1a7f37}.refuted{background:#cf222e}.inconclusive{background:#9a6700}
 .paper{color:#57606a;font-size:12px;white-space:nowrap}.run{font-weight:600;white-space:nowrap}
 .grid{display:flex;flex-wrap:wrap;gap:12px}
-.bundle{border:1px solid #d0d7de;border-radius:6px;padding:6px;width:360px}
+.bundle{border:1px solid #d0d7de;border-radius:6px;padding:6px;width:360px;overflow-wrap:anywhere}
 .bundle img{width:80px;height:80px;object-fit:contain;border:1px solid #eee}
 .fig{display:inline-block;margin:2px;font-size:11px;text-align:center;width:82px;overflow:hidden}
 .reason{font-size:12px;white-space:pre-wrap;word-break:break-word}
