@@ -115,3 +115,14 @@ def test_sampling_order_is_seeded_stable_and_prefix_preserving():
     assert order != sampling_order(ids, seed=8)
     grown = sampling_order(ids + ["task_new"], seed=7)
     assert [t for t in grown if t != "task_new"] == order
+
+
+def test_finish_spends_the_rest_when_data_run_out():
+    """Abstentions can leave fewer verdicts than the budget: the last look still happens."""
+    from mechinterp.stats import SequentialTest
+    from mechinterp.stats.hypothesis import Decision, Hypothesis
+
+    test = SequentialTest(Hypothesis.parse("rate >= 0.5"), budget=32, looks=1)
+    assert test.update(27, 27) is Decision.INCONCLUSIVE and not test.history  # 27 < the look at 32
+    assert test.finish(27, 27) is Decision.HOLDS
+    assert test.finish(0, 27) is Decision.HOLDS  # done: further data change nothing

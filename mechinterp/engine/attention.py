@@ -1,19 +1,51 @@
 """Attention knockouts as diffusers attention processors that wrap the stock ones.
 
-A knockout never edits weights and never monkey-patches ``forward``: the wrapper computes a
-boolean ``[1, 1, S, S]`` mask (``True`` = may attend) for the current block and step, merges
-it with any mask it was given, and calls the processor it wraps, which hands the mask to SDPA.
+A knockout never edits weights and never monkey-patches ``forward``: ``KnockoutProcessor``
+replaces a block's processor and resolves, per block and step, which edges are blocked. It
+then computes attention one of three ways (``mode``):
+
+- ``"split"`` (the default through ``"auto"``): exact query splitting — queries grouped by
+  their blocked key set, one unmasked attention call per group (``fast_attention.SplitPlan``);
+- ``"flex"``: one ``flex_attention`` call with a ``BlockMask`` built once per layout and step set;
+- ``"dense"``: the reference path — a boolean ``[1, 1, S, S]`` mask (``True`` = may attend)
+  merged with any mask it was given and handed to the wrapped processor, which passes it to SDPA.
+
+The fast paths reproduce the stock processors' maths, so they are used only when the wrapped
+processor *is* a stock one and no other mask or keyword came with the call; anything else (a
+user's custom processor, a nested knockout, a caller's mask) takes the dense path, so the
+wrapped processor still sees every mask.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from mechinterp.engine.fast_attention import (
+    Blocked,
+    SplitPlan,
+    finish,
+    flex_attend,
+    flex_available,
+    flex_block_mask,
+    is_stock,
+    project,
+)
 from mechinterp.engine.layout import TokenLayout
+
+MODES = ("auto", "split", "flex", "dense")
+
+
+def check_mode(mode: str) -> str:
+    """Validate a knockout mode; ``ValueError`` listing the valid ones otherwise."""
+    if mode not in MODES:
+        raise ValueError(f"unknown knockout mode {mode!r}; valid modes: {', '.join(MODES)}")
+    if mode == "flex" and not flex_available():
+        raise ValueError("knockout mode 'flex' needs torch.nn.attention.flex_attention, which this torch build lacks")
+    return mode
 
 
 @dataclass(frozen=True)
@@ -26,7 +58,7 @@ class Edge:
     label: str
 
 
-def allowed_mask(edges: Sequence[Edge], seq_len: int, device=None) -> torch.Tensor:
+def allowed_mask(edges: Sequence[Edge | Blocked], seq_len: int, device=None) -> torch.Tensor:
     """Boolean ``[1, 1, S, S]`` mask with every edge in ``edges`` blocked.
 
     ``ValueError`` if some query would be left with no key at all (SDPA would return NaN).
@@ -50,64 +82,145 @@ def merge_masks(mask: torch.Tensor, given: torch.Tensor | None, dtype: torch.dty
     return given + torch.zeros_like(given).masked_fill(~mask, float("-inf")).to(given.dtype)
 
 
-class KnockoutRule:
-    """The knockout edges of one block, resolved per step, with masks built once and reused."""
+#: plans shared across ``Intervene`` contexts (a suite runs the same knockout on many edits of one
+#: layout); keyed by the blocked positions, so equal edge sets share one plan
+_PLAN_CACHE: OrderedDict = OrderedDict()
+_PLAN_CACHE_SIZE = 256
 
-    def __init__(self, site: str, edges: Sequence[Edge], layout: TokenLayout, clock: Callable[[], int], fired: Counter):
+
+def _build_plan(kind: str, blocked: list[Blocked], seq_len: int, device):
+    if kind == "dense":  # S x S masks are large (75 MB at 8,704 tokens): never kept past their context
+        return allowed_mask(blocked, seq_len, device)
+    key = (kind, seq_len, str(device), tuple((e.source.numpy().tobytes(), e.dest.numpy().tobytes()) for e in blocked))
+    if key in _PLAN_CACHE:
+        _PLAN_CACHE.move_to_end(key)
+        return _PLAN_CACHE[key]
+    with torch.inference_mode(False):  # shared plans must hold normal tensors (autograd runs reuse them)
+        if kind == "split":
+            plan = SplitPlan(blocked, seq_len)
+        else:
+            SplitPlan(blocked, seq_len)  # same validation (no query left without keys)
+            plan = flex_block_mask(blocked, seq_len, device)
+    _PLAN_CACHE[key] = plan
+    while len(_PLAN_CACHE) > _PLAN_CACHE_SIZE:
+        _PLAN_CACHE.popitem(last=False)
+    return plan
+
+
+class KnockoutRule:
+    """The knockout edges of one block, resolved per step and sequence length, plans built once.
+
+    ``short`` is the number of trailing (reference) tokens a truncating reference drop may have
+    removed before this block: the sequence is then ``layout.seq_len - short`` long, and edges
+    are restricted to the positions that remain.
+    """
+
+    def __init__(self, site: str, edges: Sequence[Edge], layout: TokenLayout, clock: Callable[[], int], fired: Counter,
+                 short: int = 0):
         self.site = site
         self.edges = list(edges)
         self.layout = layout
         self.clock = clock
         self.fired = fired
-        self._masks: dict[tuple[int, ...], torch.Tensor] = {}
+        self.short = short
+        self._blocked: dict[tuple, list[Blocked]] = {}
+        self._plans: dict[tuple, object] = {}
 
-    def mask_for_step(self, step: int, device) -> torch.Tensor | None:
-        """Mask for ``step`` (``None`` when no edge is active then)."""
+    def blocked(self, step: int, seq_len: int) -> tuple[tuple, list[Blocked]] | None:
+        """The edges active at ``step`` on a ``seq_len`` sequence (``None`` when none); counts firing."""
         active = tuple(i for i, e in enumerate(self.edges) if e.steps is None or step in e.steps)
         if not active:
             return None
-        key = active
-        if key not in self._masks:
-            self._masks[key] = allowed_mask([self.edges[i] for i in active], self.layout.seq_len, device)
         for i in active:
             self.fired[(self.edges[i].label, self.site, step)] += 1
-        return self._masks[key]
+        key = (active, seq_len)
+        if key not in self._blocked:
+            out = []
+            for i in active:
+                e = self.edges[i]
+                src, dst = e.source[e.source < seq_len], e.dest[e.dest < seq_len]
+                if src.numel() and dst.numel():  # an edge into a dropped reference is vacuous
+                    out.append(Blocked(src, dst, e.label))
+            self._blocked[key] = out
+        return key, self._blocked[key]
+
+    def plan(self, kind: str, key: tuple, blocked: list[Blocked], seq_len: int, device):
+        """The ``dense`` mask, ``split`` plan or ``flex`` block mask for one active edge set (cached)."""
+        cache_key = (kind, key, str(device))
+        if cache_key not in self._plans:
+            self._plans[cache_key] = _build_plan(kind, blocked, seq_len, device) if blocked else None
+        return self._plans[cache_key]
+
+    def mask_for_step(self, step: int, device, seq_len: int | None = None) -> torch.Tensor | None:
+        """Dense mask for ``step`` (``None`` when no edge is active then)."""
+        seq_len = self.layout.seq_len if seq_len is None else seq_len
+        found = self.blocked(step, seq_len)
+        return None if found is None else self.plan("dense", found[0], found[1], seq_len, device)
 
     def check_length(self, seq_len: int) -> None:
         """Fail loudly when the model's joint sequence does not match the layout."""
-        if seq_len != self.layout.seq_len:
-            raise RuntimeError(
-                f"joint sequence at {self.site} has {seq_len} tokens but the edit's layout has "
-                f"{self.layout.seq_len} (text {self.layout.text_len} + image {self.layout.n_image} + ref {self.layout.n_ref})"
-            )
+        if seq_len == self.layout.seq_len or (self.short and seq_len == self.layout.seq_len - self.short):
+            return
+        raise RuntimeError(
+            f"joint sequence at {self.site} has {seq_len} tokens but the edit's layout has "
+            f"{self.layout.seq_len} (text {self.layout.text_len} + image {self.layout.n_image} + ref {self.layout.n_ref})"
+        )
 
 
-class DoubleKnockoutProcessor:
-    """Wraps a double-stream processor ``(attn, hidden, encoder_hidden, mask, rotary)``."""
+_DOUBLE_ARGS = ("encoder_hidden_states", "attention_mask", "image_rotary_emb")
+_SINGLE_ARGS = ("attention_mask", "image_rotary_emb")
 
-    def __init__(self, inner, rule: KnockoutRule):
+
+class KnockoutProcessor:
+    """Wraps a double-stream ``(attn, hidden, encoder_hidden, mask, rotary)`` or single-stream
+    ``(attn, hidden, mask, rotary)`` processor and applies the rule's knockouts."""
+
+    def __init__(self, inner, rule: KnockoutRule, double: bool, mode: str = "auto"):
         self.inner = inner
         self.rule = rule
+        self.double = double
+        self.mode = check_mode(mode)
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None, **kwargs):
-        seq = hidden_states.shape[1] + (0 if encoder_hidden_states is None else encoder_hidden_states.shape[1])
-        self.rule.check_length(seq)
-        mask = self.rule.mask_for_step(self.rule.clock(), hidden_states.device)
-        if mask is not None:
-            attention_mask = merge_masks(mask, attention_mask, hidden_states.dtype)
-        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb, **kwargs)
+    def _fast(self, mask, kwargs) -> str | None:
+        if self.mode == "dense" or mask is not None or kwargs or not is_stock(self.inner):
+            return None
+        return "flex" if self.mode == "flex" else "split"
+
+    @torch.compiler.disable
+    def __call__(self, attn, hidden_states, *args, **kwargs):
+        """Run the block's attention with this step's knockouts (eager under ``torch.compile``:
+        the rule's Python bookkeeping must run every call, and compiled blocks graph-break here)."""
+        names = _DOUBLE_ARGS if self.double else _SINGLE_ARGS
+        given = dict(zip(names, args))
+        given.update({n: kwargs.pop(n) for n in names if n in kwargs})
+        enc = given.get("encoder_hidden_states")
+        mask, rotary = given.get("attention_mask"), given.get("image_rotary_emb")
+        seq_len = hidden_states.shape[1] + (0 if enc is None else enc.shape[1])
+        self.rule.check_length(seq_len)
+        found = self.rule.blocked(self.rule.clock(), seq_len)
+        fast = self._fast(mask, kwargs)
+        if found is not None and found[1] and fast is not None:
+            q, k, v, mlp = project(attn, hidden_states, enc, rotary)
+            plan = self.rule.plan(fast, found[0], found[1], seq_len, q.device)
+            if fast == "flex":
+                out = flex_attend(q, k, v, plan)
+            else:
+                out = plan.attend(q, k, v, backend=getattr(self.inner, "_attention_backend", None),
+                                  parallel_config=getattr(self.inner, "_parallel_config", None))
+            return finish(attn, out.to(q.dtype), enc, mlp)
+        if found is not None and found[1]:
+            dense = self.rule.plan("dense", found[0], found[1], seq_len, hidden_states.device)
+            mask = merge_masks(dense, mask, hidden_states.dtype)
+        if self.double:
+            return self.inner(attn, hidden_states, enc, mask, rotary, **kwargs)
+        return self.inner(attn, hidden_states, mask, rotary, **kwargs)
 
 
-class SingleKnockoutProcessor:
-    """Wraps a single-stream processor ``(attn, hidden, mask, rotary)``."""
+def DoubleKnockoutProcessor(inner, rule: KnockoutRule, mode: str = "auto") -> KnockoutProcessor:
+    """A ``KnockoutProcessor`` for a double-stream block (kept for callers of the old name)."""
+    return KnockoutProcessor(inner, rule, True, mode)
 
-    def __init__(self, inner, rule: KnockoutRule):
-        self.inner = inner
-        self.rule = rule
 
-    def __call__(self, attn, hidden_states, attention_mask=None, image_rotary_emb=None, **kwargs):
-        self.rule.check_length(hidden_states.shape[1])
-        mask = self.rule.mask_for_step(self.rule.clock(), hidden_states.device)
-        if mask is not None:
-            attention_mask = merge_masks(mask, attention_mask, hidden_states.dtype)
-        return self.inner(attn, hidden_states, attention_mask, image_rotary_emb, **kwargs)
+def SingleKnockoutProcessor(inner, rule: KnockoutRule, mode: str = "auto") -> KnockoutProcessor:
+    """A ``KnockoutProcessor`` for a single-stream block (kept for callers of the old name)."""
+    return KnockoutProcessor(inner, rule, False, mode)

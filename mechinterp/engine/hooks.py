@@ -5,6 +5,12 @@ attention processors on the knocked-out blocks, and a step clock (a pre-hook on 
 transformer: one forward = one denoising step). Everything is planned and validated before
 anything is installed, and everything installed is removed in ``__exit__`` whatever happened,
 leaving pre-existing hooks and processors exactly as they were.
+
+Speed (issue 9): knockouts use exact query-splitting attention unless told otherwise
+(``knockout_mode``); a reference drop removes the reference from the sequence past its cutoff
+(``ref_drop_mode="truncate"``) when nothing asks for reference rows there; token rows are
+selected as views where they are contiguous; patch values are moved to the model's device once;
+on CUDA, captures are copied to pinned host memory asynchronously (no host sync in a hook).
 """
 
 from __future__ import annotations
@@ -15,10 +21,14 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
-from mechinterp.engine.attention import DoubleKnockoutProcessor, Edge, KnockoutRule, SingleKnockoutProcessor
+from mechinterp.engine.attention import Edge, KnockoutProcessor, KnockoutRule, check_mode
 from mechinterp.engine.interventions import Capture, Captures, Intervention, Knockout, Patch, RefDrop
 from mechinterp.engine.layout import TEXT_GROUPS, TokenLayout
+from mechinterp.engine.rows import Rows
 from mechinterp.engine.sites import Site, SiteTable
+from mechinterp.engine.truncate import RefTruncation
+
+REF_DROP_MODES = ("truncate", "mask")
 
 
 def _processor_key(site: Site) -> str:
@@ -26,35 +36,66 @@ def _processor_key(site: Site) -> str:
     return f"{prefix}.{site.block}.attn.processor"
 
 
+class SiteRows:
+    """Positions of a site's output split by stream: text rows and image-stream rows (double
+    blocks return ``(text, image+ref)``; ``embed`` and single blocks one joint tensor)."""
+
+    def __init__(self, site: Site, positions: torch.Tensor, text_len: int):
+        self.double = site.kind == "double"
+        if not self.double:
+            self.txt, self.img = Rows(positions), None
+            return
+        txt, img = positions[positions < text_len], positions[positions >= text_len] - text_len
+        self.txt = Rows(txt) if txt.numel() else None
+        self.img = Rows(img) if img.numel() else None
+
+    def gather(self, output) -> torch.Tensor:
+        """The selected rows as ``[batch, n, hidden]`` (a view when they are one span of one stream)."""
+        if not self.double:
+            return self.txt.take(output)
+        enc, hid = output
+        parts = ([self.txt.take(enc)] if self.txt else []) + ([self.img.take(hid)] if self.img else [])
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def scatter(self, output, values: torch.Tensor):
+        """``output`` with the selected rows replaced by ``values`` (in place when no grad is needed)."""
+
+        def put(t: torch.Tensor, rows: Rows, v: torch.Tensor) -> torch.Tensor:
+            if torch.is_grad_enabled():
+                t = t.clone()
+            rows.put(t, v.to(dtype=t.dtype, device=t.device).expand(t.shape[0], -1, -1))
+            return t
+
+        if not self.double:
+            return put(output, self.txt, values)
+        enc, hid = output
+        n_txt = len(self.txt) if self.txt else 0
+        if self.txt:
+            enc = put(enc, self.txt, values[:, :n_txt])
+        if self.img:
+            hid = put(hid, self.img, values[:, n_txt:])
+        return (enc, hid)
+
+
 def gather(site: Site, output, positions: torch.Tensor, text_len: int) -> torch.Tensor:
     """Rows ``positions`` (joint-sequence indices) of a site's output, as ``[batch, n, hidden]``."""
-    if site.kind != "double":
-        return output[:, positions]
-    enc, hid = output
-    txt, img = positions[positions < text_len], positions[positions >= text_len] - text_len
-    parts = ([enc[:, txt]] if txt.numel() else []) + ([hid[:, img]] if img.numel() else [])
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    return SiteRows(site, positions, text_len).gather(output)
 
 
 def scatter(site: Site, output, positions: torch.Tensor, values: torch.Tensor, text_len: int):
     """A site's output with rows ``positions`` replaced by ``values`` (in place when no grad is needed)."""
+    return SiteRows(site, positions, text_len).scatter(output, values)
 
-    def put(t: torch.Tensor, idx: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled():
-            t = t.clone()
-        t[:, idx] = v.to(dtype=t.dtype, device=t.device).expand(t.shape[0], -1, -1)
-        return t
 
-    if site.kind != "double":
-        return put(output, positions, values)
-    enc, hid = output
-    is_txt = positions < text_len
-    n_txt = int(is_txt.sum())
-    if n_txt:
-        enc = put(enc, positions[:n_txt], values[:, :n_txt])
-    if n_txt < positions.numel():
-        hid = put(hid, positions[n_txt:] - text_len, values[:, n_txt:])
-    return (enc, hid)
+def offload(rows: torch.Tensor) -> torch.Tensor:
+    """A host copy of captured rows: asynchronous into pinned memory from CUDA (no host sync),
+    an ordinary copy elsewhere. The copy is ordered on the current stream, so it is complete
+    before any later host read of a result of the same generation."""
+    if rows.device.type != "cuda":
+        return rows.clone()
+    host = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=True)
+    host.copy_(rows, non_blocking=True)
+    return host
 
 
 class _SiteAction:
@@ -64,6 +105,7 @@ class _SiteAction:
         self.item = item
         self.site = site
         self.positions = positions
+        self.rows: SiteRows | None = None  # set when installed (needs the text length)
         self.values = values or {}
         self.default = default  # patch tensor used at every step
 
@@ -78,15 +120,28 @@ class Intervene:
     known) lets patches check they have values for every step before anything runs. After the
     block, ``captures`` holds what ``Capture`` items recorded and ``fired`` counts, per
     ``(intervention, site, step)``, how often each one acted.
+
+    ``knockout_mode``: ``"auto"`` (exact query splitting where the wrapped processor is stock,
+    dense masks otherwise), ``"split"``, ``"flex"`` or ``"dense"`` (the reference path).
+    ``ref_drop_mode``: ``"truncate"`` (remove the reference past the cutoff when nothing here asks
+    for reference rows there) or ``"mask"``. ``offload_captures``: copy captures to host memory
+    (default: when the transformer is on CUDA).
     """
 
     def __init__(self, transformer: nn.Module, layout: TokenLayout, interventions: Iterable[Intervention] = (),
-                 *, table: SiteTable | None = None, n_steps: int | None = None):
+                 *, table: SiteTable | None = None, n_steps: int | None = None, knockout_mode: str = "auto",
+                 ref_drop_mode: str = "truncate", offload_captures: bool | None = None):
         self.transformer = transformer
         self.layout = layout
         self.table = table or SiteTable.for_transformer(transformer)
         self.items = list(interventions)
         self.n_steps = n_steps
+        self.knockout_mode = check_mode(knockout_mode)
+        if ref_drop_mode not in REF_DROP_MODES:
+            raise ValueError(f"unknown ref_drop_mode {ref_drop_mode!r}; valid modes: {', '.join(REF_DROP_MODES)}")
+        self.ref_drop_mode = ref_drop_mode
+        self.offload_captures = offload_captures
+        self.truncation: RefTruncation | None = None
         self.captures = Captures()
         self.fired: Counter = Counter()
         self.step = -1
@@ -110,6 +165,11 @@ class Intervene:
                     actions[site.name].append(self._plan_patch(item, site, pos))
             elif isinstance(item, (Knockout, RefDrop)):
                 kos = item.expand(self.table) if isinstance(item, RefDrop) else [item.resolved(self.table)]
+                if isinstance(item, RefDrop) and self.truncation is None and self._can_truncate(item):
+                    cut = self.table.resolve(item.cutoff)
+                    self.truncation = RefTruncation(self.table, cut, self.layout, item.steps, self.clock,
+                                                    self.fired, item.describe())
+                    kos = kos[:1]  # ref→image up to the cutoff; past it the reference is gone
                 for ko in kos:
                     edge = Edge(self.layout[ko.source], self.layout[ko.dest],
                                 None if ko.steps is None else frozenset(ko.steps), item.describe())
@@ -119,6 +179,22 @@ class Intervene:
             else:
                 raise ValueError(f"not an intervention: {item!r} (expected Capture, Patch, Knockout or RefDrop)")
         return actions, edges
+
+    def _can_truncate(self, drop: RefDrop) -> bool:
+        """Whether ``drop`` can remove the reference rather than mask it: there are blocks past
+        its cutoff, and no capture or patch here reads or writes reference rows past it."""
+        if self.ref_drop_mode != "truncate" or self.layout.n_ref == 0:
+            return False
+        cut = self.table.resolve(drop.cutoff)
+        if cut.kind == "embed" or cut.flat == len(self.table.blocks) - 1:
+            return False
+        ref = set(self.layout["ref"].tolist())
+        for it in self.items:
+            if isinstance(it, (Capture, Patch)) and ref & set(self.layout[it.tokens].tolist()):
+                site = self.table.resolve(it.site)
+                if site.kind != "embed" and site.flat > cut.flat:
+                    return False
+        return True
 
     def _check_rows(self, item: Patch, t: torch.Tensor, n: int, where: str) -> torch.Tensor:
         t = t if t.ndim == 3 else t.unsqueeze(0)
@@ -162,12 +238,24 @@ class Intervene:
 
     # -- install / remove ---------------------------------------------------------------------
     def __enter__(self) -> "Intervene":
+        self.truncation = None
         actions, edges = self._plan()
+        device = self._device()
+        if self.offload_captures is None:
+            self.offload_captures = device is not None and device.type == "cuda"
+        for acts in actions.values():
+            for act in acts:
+                act.rows = SiteRows(act.site, act.positions, self.layout.text_len)
+                if device is not None:  # patch values go to the model's device once, not per step
+                    act.values = {s: v.to(device) for s, v in act.values.items()}
+                    act.default = None if act.default is None else act.default.to(device)
         try:
             self._handles.append(self.transformer.register_forward_pre_hook(self._tick))
             for name, acts in actions.items():
                 module = self.table.module(self.transformer, name)
                 self._handles.append(module.register_forward_hook(self._site_hook(acts)))
+            if self.truncation is not None:
+                self._handles.extend(self.truncation.install(self.transformer))
             if edges:
                 self._install_processors(edges)
         except BaseException:
@@ -178,6 +266,10 @@ class Intervene:
     def __exit__(self, *exc) -> bool:
         self._remove()
         return False
+
+    def _device(self) -> torch.device | None:
+        p = next(self.transformer.parameters(), None)
+        return None if p is None or p.device.type == "meta" else p.device
 
     def _remove(self) -> None:
         while self._handles:
@@ -193,9 +285,10 @@ class Intervene:
         for name, site_edges in edges.items():
             site = self.table.resolve(name)
             key = _processor_key(site)
-            rule = KnockoutRule(site.name, site_edges, self.layout, self.clock, self.fired)
-            wrapper = DoubleKnockoutProcessor if site.kind == "double" else SingleKnockoutProcessor
-            new[key] = wrapper(saved[key], rule)
+            cut = self.truncation
+            short = self.layout.n_ref if cut is not None and site.flat > cut.cutoff.flat else 0
+            rule = KnockoutRule(site.name, site_edges, self.layout, self.clock, self.fired, short=short)
+            new[key] = KnockoutProcessor(saved[key], rule, site.kind == "double", self.knockout_mode)
         self._saved_processors = saved
         self.transformer.set_attn_processor(dict(new))
 
@@ -208,8 +301,7 @@ class Intervene:
         self.step += 1
 
     def _site_hook(self, acts: list[_SiteAction]):
-        text_len = self.layout.text_len
-
+        @torch.compiler.disable  # runs eagerly inside compiled blocks, so it fires on every call
         def hook(module, args, output):
             step = self.step
             for act in acts:
@@ -218,14 +310,27 @@ class Intervene:
                 key = (act.site.name, step)
                 self.fired[(act.item.describe(), act.site.name, step)] += 1
                 if isinstance(act.item, Capture):
-                    rows = gather(act.site, output, act.positions, text_len).detach()
-                    self.captures[key] = rows[0].clone() if rows.shape[0] == 1 else rows.clone()
+                    rows = act.rows.gather(output).detach()
+                    # one copy of the selected rows only: a gathered copy is kept, a view is copied
+                    if self.offload_captures:
+                        rows = offload(rows)
+                    elif _aliases(rows, output):
+                        rows = rows.clone()
+                    self.captures[key] = rows[0] if rows.shape[0] == 1 else rows
                     self.captures.positions[key] = act.positions
                 else:
                     values = act.values.get(step, act.default)
                     if values is None:
                         raise RuntimeError(f"{act.item.describe()}: no values for step {step}")
-                    output = scatter(act.site, output, act.positions, values, text_len)
+                    output = act.rows.scatter(output, values)
             return output
 
         return hook
+
+
+
+def _aliases(rows: torch.Tensor, output) -> bool:
+    """Whether ``rows`` shares memory with a site output (then it must be copied: later hooks
+    and in-place patches write there, and keeping it would pin the whole output)."""
+    ptr = rows.untyped_storage().data_ptr()
+    return any(t.untyped_storage().data_ptr() == ptr for t in (output if isinstance(output, tuple) else (output,)))

@@ -55,8 +55,16 @@ class Model:
     """A ``Flux2KleinPipeline`` plus everything the experiments need to intervene on it.
 
     ``sites`` lists every site in forward order; ``layout(edit)`` gives the token groups of an
-    edit; ``generate(edit, interventions, capture)`` runs the pipeline under an ``Intervene``.
+    edit; ``generate(edit, interventions, capture)`` runs the pipeline under an ``Intervene``;
+    ``generate_many(edits, ...)`` runs edits that share a shape as one batch.
+
+    ``knockout_mode`` (``"auto"``, ``"split"``, ``"flex"``, ``"dense"``) and ``ref_drop_mode``
+    (``"truncate"``, ``"mask"``) choose how knockouts and reference drops are computed; every
+    mode gives the same images to float tolerance, the defaults are the fast ones.
     """
+
+    knockout_mode: str = "auto"
+    ref_drop_mode: str = "truncate"
 
     def __init__(self, pipe, *, max_sequence_length: int | None = None, text_encoder_out_layers: Sequence[int] | None = None,
                  wiring: Iterable[Knockout] | None = None, model_id: str | None = None, meta: dict | None = None):
@@ -102,7 +110,8 @@ class Model:
         layout = self.layout(edit)
         # a wire into or out of the reference is vacuous when the edit has none (e.g. the T2I Lens run)
         wiring = [k for k in self.wiring if k.source in layout and k.dest in layout]
-        return Intervene(self.transformer, layout, [*wiring, *interventions], table=self.table, n_steps=edit.steps)
+        return Intervene(self.transformer, layout, [*wiring, *interventions], table=self.table, n_steps=edit.steps,
+                         knockout_mode=self.knockout_mode, ref_drop_mode=self.ref_drop_mode)
 
     # -- generation ---------------------------------------------------------------------------
     def pipeline_kwargs(self, edit: Edit) -> dict:
@@ -135,6 +144,16 @@ class Model:
         array = np.asarray(out.images[0], dtype=np.float32)
         image = self.pipe.image_processor.numpy_to_pil(array[None])[0]
         return Generation(image, array, ctx.captures, edit, ctx.layout, interventions, ctx.fired)
+
+    def generate_many(self, edits: Sequence[Edit], interventions: Iterable[Intervention] = (),
+                      capture: Iterable = ()) -> list[Generation]:
+        """Generate edits that share a shape (size, steps, reference token count) in one batch.
+
+        Each result equals ``generate`` of its edit to float tolerance; see ``engine.batch``.
+        """
+        from mechinterp.engine.batch import generate_many
+
+        return generate_many(self, edits, interventions, capture)
 
     def __repr__(self) -> str:
         return f"Model({self.model_id!r}, sites={len(self.sites)}, text_len={self.text_len}, wiring={len(self.wiring)})"

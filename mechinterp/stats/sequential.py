@@ -153,6 +153,20 @@ class SequentialTest:
         return self.decision
 
 
+    def finish(self, k: int, n: int, k2: int | None = None, n2: int | None = None) -> Decision:
+        """Final look when the data ran out before the budget (e.g. abstentions): spend all
+        remaining error on the counts there are. Does nothing once the test is done."""
+        if self.done or (min(n, n2) if k2 is not None and n2 is not None else n) == 0:
+            return self.decision
+        comparison = self.hypothesis.is_comparison
+        step = self.alpha - self.spent
+        confidence = 1.0 - max(step, 1e-15)
+        ci = newcombe(k, n, k2, n2, confidence) if comparison else wilson(k, n, confidence)
+        info = min(n, n2) if comparison else n
+        self.history.append(Look(info, step, ci, self.hypothesis.decide(ci)))
+        return self.decision
+
+
 def run_sequential(outcomes: Iterable[bool], test: SequentialTest) -> SequentialTest:
     """Feed per-sample outcomes (already in sampling order) one at a time until done."""
     k = n = 0

@@ -201,6 +201,7 @@ class ClaimRunner:
                 test.update(k, n)
                 if test.done:
                     break
+        test.finish(k, n)  # abstentions can leave the last look short of the budget
         _, ci = claim.decide(k, n)
         return ClaimOutcome(claim, test.decision, k, n, abstained, ci.low, ci.high, rows, [lk.n for lk in test.history])
 

@@ -1,0 +1,120 @@
+"""``mechinterp bench`` / ``python -m mechinterp.bench``: run the benches, print and save the tables.
+
+Models (``--model``, repeatable):
+
+- ``tiny``: the tiny pipeline, whole 64x64 generations (runs anywhere);
+- ``small``: a CPU-sized random transformer (2+4 blocks, 2,176 tokens), four forwards per run;
+- ``klein-9b``: a random-weight transformer of the FLUX.2-klein-9B shape at 1024² with one
+  reference (8,704 tokens, bf16), four forwards per run — CUDA only, skipped with a message
+  elsewhere.
+
+``--cost`` prints the projected GPU-hours of a full reproduction (measured on a GPU when the
+9B bench ran in the same invocation, FLOP-projected otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+MODELS = ("tiny", "small", "klein-9b")
+
+
+def register(subparsers) -> None:
+    """Add the ``bench`` subcommand to the ``mechinterp`` console script."""
+    p = subparsers.add_parser("bench", help="time interventions against clean generation; GPU cost of a reproduction",
+                              description=__doc__.splitlines()[0])
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The bench options (shared by the subcommand and ``python -m mechinterp.bench``)."""
+    p.add_argument("--model", action="append", choices=MODELS, help="model(s) to bench (default: tiny, and klein-9b on CUDA)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per setting (after one warm-up)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default=None, help="device (default: cuda when available, else cpu)")
+    p.add_argument("--no-dense", action="store_true", help="skip the dense-mask reference knockouts")
+    p.add_argument("--out", default="bench/results", help="folder for the JSON results ('' to not save)")
+    p.add_argument("--cost", action="store_true", help="print the projected GPU-hours of a full reproduction")
+    p.add_argument("--mfu", type=float, default=0.45, help="model-FLOPs utilisation assumed by projections")
+
+
+def _tiny(args, device):
+    import mechinterp as mi
+    from PIL import Image
+
+    from mechinterp.bench.harness import pipeline_settings
+    from mechinterp.testing.tiny import tiny_pipeline
+
+    model = mi.Model(tiny_pipeline(seed=0).to(device))
+    edit = mi.Edit("draw a ball in this color", reference=Image.new("RGB", (64, 64), (220, 30, 30)), seed=3,
+                   height=64, width=64)
+    config = {"model": "tiny pipeline (2 double + 2 single blocks, 64x64, text 48)", "tokens": model.layout(edit).seq_len,
+              "steps": edit.steps}
+    return config, pipeline_settings(model, edit, dense=not args.no_dense)
+
+
+def _transformer(args, device, name):
+    from mechinterp.bench.harness import transformer_settings
+    from mechinterp.bench.shapes import (KLEIN_9B, SMALL, TOKENS_1024, TOKENS_SMALL, build_transformer,
+                                         synthetic_inputs, synthetic_layout)
+
+    cfg, tokens, dtype = (KLEIN_9B, TOKENS_1024, torch.bfloat16) if name == "klein-9b" else (SMALL, TOKENS_SMALL, torch.float32)
+    transformer = build_transformer(cfg, device, dtype)
+    layout = synthetic_layout(tokens["text"], tokens["image"], tokens["ref"])
+    inputs = synthetic_inputs(cfg, layout, device, dtype)
+    from mechinterp.engine.fast_attention import flex_available
+
+    flex = device.type == "cuda" and flex_available()
+    config = {"model": f"random-weight Flux2Transformer2DModel ({name})",
+              "transformer_config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+              "tokens": tokens, "dtype": str(dtype), "steps": 4}
+    return config, transformer_settings(transformer, layout, inputs, dense=not args.no_dense, flex=flex)
+
+
+def run(args) -> int:
+    """Run the selected benches; print each ratio table and save it as JSON."""
+    from mechinterp.bench import cost, harness
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    models = args.model or (["tiny", "klein-9b"] if device.type == "cuda" else ["tiny"])
+    measured_9b = None
+    for name in models:
+        if name == "klein-9b" and device.type != "cuda":
+            print(f"[bench] skipping klein-9b: it needs a CUDA GPU (~20 GB in bf16); this run is on {device}")
+            continue
+        print(f"[bench] {name} on {device} ({args.repeats} repeats)")
+        config, settings = _tiny(args, device) if name == "tiny" else _transformer(args, device, name)
+        results = harness.run_bench(settings, device, args.repeats)
+        env = harness.environment(device)
+        print(f"\n{name}: {env['device_name']}, torch {env['torch']}, diffusers {env['diffusers']}, {env['date']}\n")
+        print(harness.table(results) + "\n")
+        if args.out:
+            path = harness.save(Path(args.out) / f"{name}-{device.type}.json", name, config, results, device)
+            print(f"[bench] saved {path}")
+        if name == "klein-9b":
+            measured_9b = results
+    if args.cost:
+        if measured_9b:
+            clean = next(m for m in measured_9b if m.name == "clean")
+            lines = cost.reproduction(clean.median_s + 0.25, {m.name: m.ratio for m in measured_9b}, mfu=args.mfu)
+            print("Reproduction cost (transformer time measured on this GPU, +0.25 s/gen text encoder and VAE):")
+        else:
+            lines = cost.reproduction(mfu=args.mfu)
+            print(f"Reproduction cost (PROJECTED from FLOPs; no GPU measurement in this run; MFU {args.mfu}):")
+        print(cost.report(lines))
+        print(f"Break-even MFU for 3 H200-hours: {cost.break_even_mfu(3.0):.2f}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m mechinterp.bench``."""
+    parser = argparse.ArgumentParser(prog="python -m mechinterp.bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv if argv is not None else sys.argv[1:]))

@@ -1,0 +1,110 @@
+"""GPU cost of a full reproduction of Tables 1–3 and D1, with baseline sharing.
+
+Generation counts come from the paper's task counts (§4.1, §4.3.2; the released task and pair
+lists): 2,875 tasks in all. With sharing, every task's clean I2I generation is made once and
+carries the captures its lens and patching runs need; the T2I lens baseline depends only on
+(seed, size) and is shared across tasks; then each table adds only its intervened runs.
+
+Per-generation time is measured where a GPU bench result is given, and projected from FLOPs
+otherwise (``flops / (peak × mfu)`` plus a fixed per-generation overhead for the text encoder,
+VAE and host work). Every number says which it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mechinterp.bench.shapes import KLEIN_9B, TOKENS_1024, forward_flops
+
+PAPER_H200_HOURS = 18.0
+PAPER_TASKS = 2875
+H200_BF16_DENSE_TFLOPS = 989.0
+
+#: task counts per family (paper §4.1 and the released task lists)
+LENS_TASKS = {"colour": 320, "style": 450, "add": 789, "remove": 726, "humans": 90}
+KO_TASKS = {"colour": 320, "style": 450, "humans": 90}
+KO_SETTINGS = ("ref->text", "ref->text.padding", "ref->text.content", "ref->image")  # Table 2 + D1
+PATCH_PAIRS = {"colour": 448, "style": 450, "humans": 450}
+PATCH_VARIANTS = ("text", "text.padding", "text.content")  # Table 3
+
+
+@dataclass
+class Line:
+    """One line of the cost table: what, how many generations, seconds each, and where that came from."""
+
+    what: str
+    generations: int
+    seconds_each: float
+    source: str
+
+    @property
+    def hours(self) -> float:
+        """GPU-hours of this line."""
+        return self.generations * self.seconds_each / 3600
+
+
+def projected_generation_seconds(mfu: float, overhead_s: float, steps: int = 4, with_ref: bool = True,
+                                 cutoff_flat: int | None = None) -> float:
+    """Projected seconds of one 1024² generation of FLUX.2-klein-9B on an H200 at ``mfu``."""
+    t = TOKENS_1024
+    flops = forward_flops(KLEIN_9B, t["text"], t["image"], t["ref"] if with_ref else 0, cutoff_flat)
+    return steps * flops / (H200_BF16_DENSE_TFLOPS * 1e12 * mfu) + overhead_s
+
+
+def reproduction(clean_s: float | None = None, ratios: dict[str, float] | None = None, *, mfu: float = 0.45,
+                 overhead_s: float = 0.25, distinct_t2i_baselines: int = 50) -> list[Line]:
+    """The lines of a full reproduction. ``clean_s`` and ``ratios`` (setting → × clean, as the
+    transformer bench names them) are measured values when given; otherwise FLOP projections."""
+    ratios = ratios or {}
+    measured = clean_s is not None
+    clean = clean_s if measured else projected_generation_seconds(mfu, overhead_s)
+    lens = projected_generation_seconds(mfu, overhead_s, with_ref=False)
+    lens_1step = projected_generation_seconds(mfu, overhead_s, steps=1, with_ref=False)
+    src = "measured" if measured else f"projected (FLOPs, MFU {mfu:.2f}, +{overhead_s}s/gen)"
+
+    def r(name: str, default: float) -> tuple[float, str]:
+        if name in ratios:
+            return ratios[name], "measured ratio"
+        return default, "projected ratio"
+
+    lines = [Line("I2I baselines (shared; carry lens/patch captures)", PAPER_TASKS, clean, src),
+             Line("T2I lens baselines (shared per seed and size)", distinct_t2i_baselines, lens, "projected")]
+    lens_ratio, how = r("lens", lens / projected_generation_seconds(mfu, overhead_s))
+    n_lens4 = sum(v for k, v in LENS_TASKS.items() if k != "colour")
+    lines.append(Line("Table 1 lens runs (4 steps)", n_lens4, clean * lens_ratio, f"{src}; {how}"))
+    # the colour lens is one step of four: a quarter of a (measured or projected) lens run
+    projected_1step = lens_1step / projected_generation_seconds(mfu, overhead_s)
+    ratio1, how1 = (lens_ratio / 4 if "lens" in ratios else projected_1step), how
+    lines.append(Line("Table 1 colour lens runs (same-layer, 1 step)", LENS_TASKS["colour"], clean * ratio1, f"{src}; {how1}"))
+    n_ko = sum(KO_TASKS.values())
+    for ko in KO_SETTINGS:
+        ratio, how = r(f"ko:{ko}", 1.0)
+        lines.append(Line(f"Table 2/D1 knockout {ko}", n_ko, clean * ratio, f"{src}; {how}"))
+    for variant in PATCH_VARIANTS:
+        ratio, how = r("patch", 1.0)
+        lines.append(Line(f"Table 3 patching [{variant}]", sum(PATCH_PAIRS.values()), clean * ratio, f"{src}; {how}"))
+    return lines
+
+
+def break_even_mfu(target_hours: float, overhead_s: float = 0.25, **kwargs) -> float:
+    """The MFU at which the projected reproduction takes ``target_hours`` (bisection)."""
+    lo, hi = 0.01, 1.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        total = sum(line.hours for line in reproduction(mfu=mid, overhead_s=overhead_s, **kwargs))
+        lo, hi = (mid, hi) if total > target_hours else (lo, mid)
+    return hi
+
+
+def report(lines: list[Line], target_hours: float = 3.0) -> str:
+    """The cost table as Markdown, with the total against the paper's 18 H200-hours."""
+    out = ["| run | generations | s / generation | H200-hours | source |", "|---|---:|---:|---:|---|"]
+    for line in lines:
+        out.append(f"| {line.what} | {line.generations} | {line.seconds_each:.2f} | {line.hours:.2f} | {line.source} |")
+    total = sum(line.hours for line in lines)
+    gens = sum(line.generations for line in lines)
+    out.append(f"| **total** | {gens} | | **{total:.2f}** | paper: {PAPER_H200_HOURS:.0f} H200-hours for {PAPER_TASKS} tasks |")
+    verdict = "meets" if total <= target_hours else "misses"
+    out.append(f"\nProjected {total:.2f} H200-hours = {total / PAPER_H200_HOURS:.0%} of the paper's; {verdict} the "
+               f"{target_hours:g}-hour goal.")
+    return "\n".join(out)

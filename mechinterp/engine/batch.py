@@ -1,0 +1,132 @@
+"""Batched generation: several edits that share a shape in one pipeline call.
+
+Edits batch when they have the same size, number of steps and reference token count (with or
+without a reference): the joint sequences then have one length and one layout of ``image`` and
+``ref``. Text always has the model's full text length, but token groups inside it (content,
+padding) depend on the prompt, so the groups the interventions use must coincide across edits.
+
+Each sample's noise equals its one-by-one noise: the pipeline draws one ``randn`` per sample
+from a list of per-sample generators. The pipeline encodes one reference for the whole batch,
+so for different references each sample's reference latents are encoded exactly as the
+pipeline would, one image at a time, and swapped in by a pre-hook on the transformer.
+Batched and one-by-one outputs agree to float tolerance (batched matrix products may round
+differently), not bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from mechinterp.engine.edit import Edit
+from mechinterp.engine.interventions import Capture, Captures, Intervention, Knockout, Patch, RefDrop
+
+
+def stack_captures(captures: Sequence[Captures]) -> Captures:
+    """Per-sample captures of several generations as one ``Captures`` of ``[batch, n, hidden]``
+    tensors, so a batched ``Patch`` gives every sample its own source's values."""
+    keys = set(captures[0])
+    if any(set(c) != keys for c in captures):
+        raise ValueError("captures to stack must hold the same (site, step) keys")
+    return Captures({k: torch.stack([c[k] for c in captures]) for k in keys}, positions=captures[0].positions)
+
+
+def _groups_used(items: Iterable[Intervention]) -> set[str]:
+    out: set[str] = set()
+    for it in items:
+        if isinstance(it, (Capture, Patch)):
+            out.add(it.tokens)
+        elif isinstance(it, Knockout):
+            out |= {it.source, it.dest}
+        elif isinstance(it, RefDrop):
+            out |= {"ref", "image", "text"}
+    return out
+
+
+def check_batchable(model, edits: Sequence[Edit], items: Sequence[Intervention]) -> None:
+    """``ValueError`` naming the first difference that keeps ``edits`` out of one batch."""
+    if not edits:
+        raise ValueError("generate_many needs at least one edit")
+    first = edits[0]
+    for e in edits[1:]:
+        for name in ("height", "width", "steps"):
+            if getattr(e, name) != getattr(first, name):
+                raise ValueError(f"edits in one batch must share {name}: {getattr(first, name)} vs {getattr(e, name)}")
+        if (e.reference is None) != (first.reference is None):
+            raise ValueError("edits in one batch must all have a reference or all have none")
+    layouts = [model.layout(e) for e in edits]
+    if len({lay.n_ref for lay in layouts}) > 1:
+        raise ValueError(f"edits in one batch must have references of one token count, got {sorted({l.n_ref for l in layouts})}")
+    for group in sorted(_groups_used(items)):
+        if group not in layouts[0]:
+            continue
+        for e, lay in zip(edits[1:], layouts[1:]):
+            if not torch.equal(lay[group], layouts[0][group]):
+                raise ValueError(f"token group {group!r} differs between {first.text!r} and {e.text!r}; "
+                                 "batch edits whose prompts place it alike (e.g. the same instruction)")
+
+
+def reference_latents(pipe, image) -> torch.Tensor:
+    """The packed reference latents ``[1, n_ref, C]`` the pipeline computes for one reference image."""
+    w, h = image.size
+    if w * h > 1024 * 1024:
+        image = pipe.image_processor._resize_to_target_area(image, 1024 * 1024)
+        w, h = image.size
+    m = pipe.vae_scale_factor * 2
+    cond = pipe.image_processor.preprocess(image, height=(h // m) * m, width=(w // m) * m, resize_mode="crop")
+    latents, _ = pipe.prepare_image_latents(images=[cond], batch_size=1, generator=None,
+                                            device=pipe._execution_device, dtype=pipe.vae.dtype)
+    return latents
+
+
+def _swap_references(transformer, n_image: int, refs: torch.Tensor):
+    """A transformer pre-hook replacing the (shared) reference rows with per-sample ones."""
+
+    def hook(module, args, kwargs):
+        hs = kwargs["hidden_states"]
+        kwargs["hidden_states"] = torch.cat([hs[:, :n_image], refs.to(device=hs.device, dtype=hs.dtype)], dim=1)
+        return args, kwargs
+
+    return transformer.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+@torch.inference_mode()
+def generate_many(model, edits: Sequence[Edit], interventions: Iterable[Intervention] = (), capture: Iterable = ()):
+    """Generate ``edits`` as one batch under the same interventions; one ``Generation`` per edit.
+
+    Patch values may be ``[batch, n, hidden]`` (see ``stack_captures``) to patch each sample
+    with its own values. ``fired`` counts are those of the batched run, shared by every result.
+    """
+    from mechinterp.engine.model import Generation, _as_capture
+
+    edits = list(edits)
+    interventions = tuple(interventions)
+    captures = [_as_capture(c) for c in capture]
+    check_batchable(model, edits, [*model.wiring, *interventions, *captures])
+    first = edits[0]
+    kwargs = model.pipeline_kwargs(first)
+    kwargs.update(prompt=[e.text for e in edits], generator=[torch.Generator("cpu").manual_seed(e.seed) for e in edits])
+    swap = None
+    digests = {e.reference_digest for e in edits}
+    if first.reference is not None and len(digests) > 1:
+        refs = torch.cat([reference_latents(model.pipe, e.reference) for e in edits])
+        swap = _swap_references(model.transformer, model.layout(first).n_image, refs)
+    try:
+        with model.intervene(first, *interventions, *captures) as ctx:
+            out = model.pipe(**kwargs, output_type="np")
+    finally:
+        if swap is not None:
+            swap.remove()
+    if ctx.step + 1 != first.steps:
+        raise RuntimeError(f"expected {first.steps} transformer calls, saw {ctx.step + 1}")
+    arrays = np.asarray(out.images, dtype=np.float32)
+    results = []
+    for i, e in enumerate(edits):
+        caps = Captures({k: (v if len(edits) == 1 else v[i]) for k, v in ctx.captures.items()},
+                        positions=ctx.captures.positions)
+        image = model.pipe.image_processor.numpy_to_pil(arrays[i][None])[0]
+        results.append(Generation(image, arrays[i], caps, e, model.layout(e), interventions, Counter(ctx.fired)))
+    return results
