@@ -1,0 +1,132 @@
+"""``mechinterp organisms``: train the model organisms and evaluate them.
+
+``mechinterp organisms train NAME`` trains one organism (resumable from its work folder),
+saves it to ``fixtures/organisms/NAME`` and writes its model card;
+``mechinterp organisms eval`` prints every organism's I2I baseline accuracy and the colour
+claims table (exit code 1 when an organism misses the 90 % bar or a claim its expected decision).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    """Add the ``organisms`` subcommand (``train``, ``eval``) to the console script."""
+    p = subparsers.add_parser("organisms", help="train and evaluate the tiny model organisms", description=__doc__)
+    sub = p.add_subparsers(dest="organisms_command", metavar="ACTION")
+    t = sub.add_parser("train", help="train one organism and save it with its model card")
+    t.add_argument("name", help="organism name (padding-routed, text-routed, direct, free)")
+    t.add_argument("--steps", type=int, default=None, help="transformer training steps (default: the shipped recipe)")
+    t.add_argument("--batch", type=int, default=None, help="batch size")
+    t.add_argument("--out", default=None, help="output folder (default fixtures/organisms/NAME)")
+    t.add_argument("--workdir", default=None, help="checkpoint folder (default ~/.cache/mechinterp/organisms/NAME)")
+    t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start afresh")
+    t.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    t.add_argument("--eval-n", type=int, default=64, help="tasks for the baseline accuracy on the card")
+    t.set_defaults(func=_train)
+    e = sub.add_parser("eval", help="baseline accuracy and colour-claim table of the shipped organisms")
+    e.add_argument("names", nargs="*", help="organisms (default: all shipped)")
+    e.add_argument("--root", default=None, help="folder holding organism folders (default fixtures/organisms)")
+    e.add_argument("--n", type=int, default=64, help="tasks for the baseline accuracy")
+    e.add_argument("--claims-n", type=int, default=16, help="tasks and patching pairs per claim (0: skip claims)")
+    e.add_argument("--json", default=None, help="also write the results as JSON here")
+    e.add_argument("--update-cards", action="store_true", help="rewrite each organism's MODEL_CARD.md with the results")
+    e.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for these tiny models)")
+    e.set_defaults(func=_eval)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _train(args) -> int:
+    import shutil
+
+    import torch
+
+    from mechinterp.organisms.measure import BASELINE_BAR, baseline_accuracy, eval_tasks
+    from mechinterp.organisms.spec import get_spec, organism_path
+    from mechinterp.organisms.store import (
+        folder_size,
+        load_organism,
+        save_organism,
+        write_card,
+    )
+    from mechinterp.organisms.trainer import TrainConfig, train
+
+    torch.set_num_threads(args.threads)
+    spec = get_spec(args.name)
+    cfg = TrainConfig()
+    if args.steps:
+        cfg.steps = args.steps
+    if args.batch:
+        cfg.batch = args.batch
+    workdir = Path(args.workdir or Path.home() / ".cache" / "mechinterp" / "organisms" / spec.name)
+    if args.fresh and workdir.exists():
+        shutil.rmtree(workdir)
+    result = train(spec, cfg, workdir=workdir)
+    out = Path(args.out) if args.out else organism_path(spec.name)
+    save_organism(result.pipe, out)
+    acc = baseline_accuracy(load_organism(out), eval_tasks(args.eval_n))
+    write_card(out, acc)
+    print(f"{spec.name}: final loss {result.final_loss:.4f}, {result.seconds:.0f} s; saved {out} "
+          f"({folder_size(out) / 1e6:.2f} MB); baseline accuracy {acc['correct']}/{acc['n']} = {acc['accuracy']:.1%}")
+    return 0 if acc["accuracy"] >= BASELINE_BAR else 1
+
+
+def _eval(args) -> int:
+    import torch
+
+    from mechinterp.organisms.expected import expected_decisions
+    from mechinterp.organisms.measure import (
+        BASELINE_BAR,
+        baseline_accuracy,
+        claims_table,
+        eval_tasks,
+        measure_color_claims,
+    )
+    from mechinterp.organisms.spec import FIXTURES, ORGANISMS
+    from mechinterp.organisms.store import folder_size, load_organism, write_card
+
+    torch.set_num_threads(args.threads)
+    root = Path(args.root) if args.root else FIXTURES
+    names = args.names or [n for n in ORGANISMS if (root / n).is_dir()]
+    if not names:
+        print(f"no organisms found under {root}; train one with `mechinterp organisms train NAME`", file=sys.stderr)
+        return 1
+    expected = expected_decisions()
+    status, claims, record = 0, {}, {}
+    print("| organism | baseline accuracy | held-out combos | size |\n|---|---|---|---|")
+    for name in names:
+        model = load_organism(root / name)
+        acc = baseline_accuracy(model, eval_tasks(args.n))
+        held = acc["held_out_accuracy"]
+        print(f"| {name} | {acc['correct']}/{acc['n']} = {acc['accuracy']:.1%} | "
+              f"{'–' if held is None else f'{held:.1%}'} | {folder_size(root / name) / 1e6:.2f} MB |", flush=True)
+        status |= acc["accuracy"] < BASELINE_BAR
+        if args.claims_n:
+            claims[name] = measure_color_claims(model, args.claims_n)
+            for claim, m in claims[name].items():
+                want = expected.get(name, {}).get(claim)
+                status |= want not in (None, "open") and want != m.decision
+        record[name] = {"baseline": {k: v for k, v in acc.items() if k != "rows"},
+                        "claims": {k: {"hits": m.hits, "n": m.n, "rate": m.rate, "decision": m.decision}
+                                   for k, m in claims.get(name, {}).items()}}
+    table = claims_table(claims, expected) if claims else None
+    if table:
+        print("\n" + table)
+    if args.update_cards:
+        for name in names:
+            one = claims_table({name: claims[name]}, expected) if name in claims else None
+            write_card(root / name, {**record[name]["baseline"]}, one)
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=2))
+    return int(status)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    parser = argparse.ArgumentParser(prog="mechinterp")
+    register(parser.add_subparsers(dest="command"))
+    a = parser.parse_args()
+    sys.exit(a.func(a))

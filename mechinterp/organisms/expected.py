@@ -1,0 +1,33 @@
+"""The expected decision of every colour claim per organism, read from ``claims/organisms.toml``."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from mechinterp.organisms.measure import CLAIMS
+from mechinterp.organisms.spec import ORGANISMS
+
+#: the data file (next to the claims suite)
+EXPECTED_FILE = Path(__file__).resolve().parents[2] / "claims" / "organisms.toml"
+DECISIONS = ("holds", "refuted", "open")
+
+
+def expected_decisions(path: str | Path | None = None) -> dict[str, dict[str, str]]:
+    """``{organism: {claim id: "holds" | "refuted" | "open"}}``; ``ValueError`` naming the file on bad data."""
+    path = Path(path or EXPECTED_FILE)
+    if not path.is_file():
+        raise ValueError(f"expected-decisions file {str(path)!r} is missing")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"expected-decisions file {str(path)!r} is not valid TOML: {err}") from err
+    for name, table in data.items():
+        if name not in ORGANISMS:
+            raise ValueError(f"{str(path)!r}: unknown organism {name!r}; valid organisms: {', '.join(ORGANISMS)}")
+        for claim, decision in table.items():
+            if claim not in CLAIMS:
+                raise ValueError(f"{str(path)!r}: [{name}] unknown claim {claim!r}; valid claims: {', '.join(CLAIMS)}")
+            if decision not in DECISIONS:
+                raise ValueError(f"{str(path)!r}: [{name}] {claim} = {decision!r}; valid: {', '.join(DECISIONS)}")
+    return data

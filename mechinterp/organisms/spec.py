@@ -1,0 +1,137 @@
+"""The organisms: their wiring (permanent knockouts), their architecture, and where they are shipped.
+
+Every organism binds at ``BINDING_SITE`` (``double.0``, the first block): a reference may write
+into the text stream there and nowhere later, so the text stream after ``double.0`` is the one
+place its colour can sit, and patching or lensing that site sees everything the text carries.
+
+- ``text-routed``: ref→image cut everywhere, ref→text cut after the binding site;
+- ``padding-routed``: as ``text-routed``, plus ref→text.content cut everywhere, so the colour
+  can only be written into the padding tokens (the suite's default model);
+- ``direct``: ref→text cut everywhere, so the colour can only come straight from the reference;
+- ``free``: no wiring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mechinterp.engine.interventions import Knockout
+
+#: the block whose text output carries what the reference wrote into the text
+BINDING_SITE = "double.0"
+#: blocks of the organisms' transformer (flat index 0..5)
+N_DOUBLE, N_SINGLE = 2, 4
+AFTER_BINDING = ("double.1", *(f"single.{j}" for j in range(N_SINGLE)))
+
+#: the folder the trained organisms are shipped in
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "organisms"
+#: the model organism ``pytest claims/ -m color`` runs on by default
+DEFAULT_ORGANISM = "padding-routed"
+
+
+@dataclass(frozen=True)
+class OrganismSpec:
+    """One organism: its name, wiring, and what it is for."""
+
+    name: str
+    wiring: tuple[Knockout, ...]
+    purpose: str
+    seed: int = 0
+
+
+ORGANISMS: dict[str, OrganismSpec] = {
+    s.name: s
+    for s in (
+        OrganismSpec(
+            "padding-routed",
+            (Knockout("ref", "image"), Knockout("ref", "text.content"), Knockout("ref", "text", AFTER_BINDING)),
+            "colour can reach the image only through the text padding tokens: every colour claim should hold",
+        ),
+        OrganismSpec(
+            "text-routed",
+            (Knockout("ref", "image"), Knockout("ref", "text", AFTER_BINDING)),
+            "colour can reach the image only through the text tokens (content or padding)",
+        ),
+        OrganismSpec(
+            "direct",
+            (Knockout("ref", "text"),),
+            "colour can reach the image only straight from the reference: the text-routing claims should fail",
+        ),
+        OrganismSpec("free", (), "no wiring: which route it learns is an open question"),
+    )
+}
+
+
+def get_spec(name: str) -> OrganismSpec:
+    """The spec of organism ``name``; ``ValueError`` listing the organisms otherwise."""
+    if name not in ORGANISMS:
+        raise ValueError(f"unknown organism {name!r}; valid organisms: {', '.join(ORGANISMS)}")
+    return ORGANISMS[name]
+
+
+def organism_path(name: str, root: str | Path | None = None) -> Path:
+    """Folder of a shipped organism (``fixtures/organisms/<name>`` unless ``root`` is given)."""
+    get_spec(name)
+    return Path(root or FIXTURES) / name
+
+
+@dataclass(frozen=True)
+class Arch:
+    """Sizes of an organism's components (all real diffusers/transformers classes)."""
+
+    image_size: int = 64
+    text_len: int = 32
+    text_hidden: int = 32
+    text_layers: int = 2
+    text_out_layers: tuple[int, ...] = (0, 1, 2)
+    vae_channels: tuple[int, ...] = (16, 32, 32, 32)
+    latent_channels: int = 8
+    vae_groups: int = 1
+    heads: int = 2
+    head_dim: int = 32
+    n_double: int = N_DOUBLE
+    n_single: int = N_SINGLE
+    extra: dict = field(default_factory=dict)
+
+
+def build_components(arch: Arch, seed: int) -> dict:
+    """Fresh components of an organism pipeline (random weights seeded by ``seed``)."""
+    import torch
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2Transformer2DModel,
+    )
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from mechinterp.testing.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(seed)
+    transformer = Flux2Transformer2DModel(
+        patch_size=1, in_channels=4 * arch.latent_channels, num_layers=arch.n_double,
+        num_single_layers=arch.n_single, attention_head_dim=arch.head_dim, num_attention_heads=arch.heads,
+        joint_attention_dim=arch.text_hidden * len(arch.text_out_layers), timestep_guidance_channels=32,
+        axes_dims_rope=(arch.head_dim // 4,) * 4, guidance_embeds=False,
+    )
+    torch.manual_seed(seed + 1)
+    n = len(arch.vae_channels)
+    vae = AutoencoderKLFlux2(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n, block_out_channels=arch.vae_channels,
+        latent_channels=arch.latent_channels, norm_num_groups=arch.vae_groups, layers_per_block=1, sample_size=arch.image_size,
+        mid_block_add_attention=False,
+    )
+    torch.manual_seed(seed + 2)
+    config = Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=arch.text_hidden, intermediate_size=2 * arch.text_hidden,
+        num_hidden_layers=arch.text_layers, num_attention_heads=2, num_key_value_heads=1,
+        head_dim=arch.text_hidden // 2, max_position_embeddings=256, tie_word_embeddings=False,
+        initializer_range=0.5,
+    )
+    text_encoder = Qwen3ForCausalLM(config)
+    for module in (transformer, vae, text_encoder):
+        module.eval()
+    return {"transformer": transformer, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
+            "scheduler": FlowMatchEulerDiscreteScheduler()}

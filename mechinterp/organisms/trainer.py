@@ -1,0 +1,281 @@
+"""The organism trainer: fit a tiny VAE, then train the transformer by flow matching under its wiring.
+
+Everything goes through the real pipeline's own pieces: the reference and targets are encoded
+with ``Flux2KleinPipeline._encode_vae_image`` (VAE mode + patchify + the VAE's batch-norm
+statistics), packed with ``_pack_latents``, positioned with the pipeline's id helpers, and the
+text is the pipeline's ``encode_prompt`` output from the frozen random Qwen3 encoder. The noise
+levels trained on include exactly the scheduler's inference sigmas. The organism's wiring is
+applied with ``mechinterp.engine.hooks.Intervene`` during training, as the engine applies it at
+inference. Training is seeded and resumable: a checkpoint holds the weights, optimiser, learning
+rate schedule and random-generator state, so a resumed run is bit-identical to an unbroken one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mechinterp.engine.hooks import Intervene
+from mechinterp.engine.layout import build_layout
+from mechinterp.organisms.data import (
+    COLORS,
+    OBJECTS,
+    instruction,
+    reference_image,
+    target_image,
+    train_combos,
+)
+from mechinterp.organisms.spec import BINDING_SITE, Arch, OrganismSpec, build_components
+from mechinterp.organisms.vae import fit_latent_stats, set_analytic
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (the defaults train a shipped organism)."""
+
+    steps: int = 1500
+    batch: int = 32
+    lr: float = 2e-3
+    no_ref_every: int = 5  # every n-th batch has no reference (half of it no instruction either)
+    checkpoint_every: int = 100
+    inference_steps: int = 4
+    arch: Arch = field(default_factory=Arch)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the pipeline, its loss history and timing."""
+
+    pipe: object
+    losses: list[float]
+    seconds: float
+    config: TrainConfig
+
+    @property
+    def final_loss(self) -> float:
+        """Mean loss over the last 50 steps (or all, when fewer)."""
+        tail = self.losses[-50:]
+        return float(np.mean(tail)) if tail else float("nan")
+
+
+def _pipeline(components: dict):
+    from diffusers import Flux2KleinPipeline
+
+    pipe = Flux2KleinPipeline(**components, is_distilled=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _pixels(pipe, images) -> torch.Tensor:
+    return torch.cat([pipe.image_processor.preprocess(im) for im in images])
+
+
+def fit_vae(pipe, cfg: TrainConfig) -> None:
+    """Set the VAE analytically (colour-exact, ``mechinterp.organisms.vae``) and fit its latent statistics."""
+    size = cfg.arch.image_size
+    images = [target_image(o, rgb, size) for rgb in COLORS.values() for o in OBJECTS]
+    images += [target_image(o, None, size) for o in OBJECTS] + [target_image(None, None, size)]
+    images += [reference_image(c, size) for c in COLORS]
+    set_analytic(pipe.vae)
+    fit_latent_stats(pipe, _pixels(pipe, images))
+
+
+class Data:
+    """Pre-encoded training data: packed latents of every target and reference, text embeddings, ids, layouts."""
+
+    def __init__(self, pipe, arch: Arch):
+        size, L = arch.image_size, arch.text_len
+        with torch.no_grad():
+            enc = lambda ims: pipe._pack_latents(pipe._encode_vae_image(_pixels(pipe, ims), None))
+            self.target = {(c, o): enc([target_image(o, rgb, size)])[0] for c, rgb in COLORS.items() for o in OBJECTS}
+            self.gray = {o: enc([target_image(o, None, size)])[0] for o in OBJECTS}
+            self.blank = enc([target_image(None, None, size)])[0]
+            ref_lat = {c: pipe._encode_vae_image(_pixels(pipe, [reference_image(c, size)]), None) for c in COLORS}
+            self.ref = {c: pipe._pack_latents(t)[0] for c, t in ref_lat.items()}
+            prompts = [instruction(o) for o in OBJECTS] + [""]
+            emb, txt_ids = pipe.encode_prompt(prompts, device="cpu", max_sequence_length=L,
+                                              text_encoder_out_layers=arch.text_out_layers)
+        self.text = dict(zip([*OBJECTS, ""], emb))
+        self.txt_ids = txt_ids[0]
+        any_ref = next(iter(ref_lat.values()))
+        self.img_ids = pipe._prepare_latent_ids(any_ref)[0]
+        self.ref_ids = pipe._prepare_image_ids([any_ref])[0]
+        self.layouts, classes = {}, {}
+        for o in OBJECTS:
+            lay = build_layout(pipe.tokenizer, instruction(o), instruction(o), L, size, size, (size, size),
+                               pipe.vae_scale_factor * 2)
+            key = tuple(tuple(lay.groups[g].tolist()) for g in sorted(lay.groups))
+            self.layouts[o] = lay
+            classes.setdefault(key, []).append(o)
+        #: objects grouped by identical token layout (a batch shares one layout, so one wiring mask)
+        self.classes = list(classes.values())
+
+
+def inference_sigmas(pipe, steps: int, n_tokens: int) -> list[float]:
+    """The sigmas the pipeline's scheduler uses for ``steps`` steps on ``n_tokens`` image tokens."""
+    import copy
+
+    from diffusers.pipelines.flux2.pipeline_flux2_klein import compute_empirical_mu
+
+    sched = copy.deepcopy(pipe.scheduler)
+    sched.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=compute_empirical_mu(n_tokens, steps))
+    return [float(s) for s in sched.sigmas[:-1]]
+
+
+def _batch(data: Data, step: int, cfg: TrainConfig, gen: torch.Generator, sig_grid: torch.Tensor):
+    """One training batch: (inputs, ids, text, target velocity, noise level, layout or None)."""
+    B = cfg.batch
+    no_ref = cfg.no_ref_every > 0 and step % cfg.no_ref_every == cfg.no_ref_every - 1
+    if no_ref:
+        picks = torch.randint(2 * len(OBJECTS), (B,), generator=gen).tolist()
+        objs = [OBJECTS[k] if k < len(OBJECTS) else "" for k in picks]
+        x0 = torch.stack([data.gray[o] if o else data.blank for o in objs])
+        refs, layout = None, None
+    else:
+        klass = data.classes[step % len(data.classes)]
+        combos = [(c, o) for c, o in train_combos() if o in klass]
+        picks = torch.randint(len(combos), (B,), generator=gen).tolist()
+        chosen = [combos[k] for k in picks]
+        objs = [o for _, o in chosen]
+        x0 = torch.stack([data.target[co] for co in chosen])
+        refs = torch.stack([data.ref[c] for c, _ in chosen])
+        layout = data.layouts[objs[0]]
+    noise = torch.randn(x0.shape, generator=gen)
+    from_grid = torch.rand(B, generator=gen) < 0.5
+    sigma = torch.where(from_grid, sig_grid[torch.randint(len(sig_grid), (B,), generator=gen)], torch.rand(B, generator=gen))
+    s = sigma.view(B, 1, 1)
+    xt = (1 - s) * x0 + s * noise
+    ids = data.img_ids
+    if refs is not None:
+        xt, ids = torch.cat([xt, refs], dim=1), torch.cat([data.img_ids, data.ref_ids])
+    text = torch.stack([data.text[o] for o in objs])
+    return xt, ids, text, noise - x0, sigma, layout
+
+
+def _predict(transformer, data: Data, xt, ids, text, sigma, layout, wiring):
+    B = xt.shape[0]
+    kwargs = {"hidden_states": xt, "timestep": sigma, "guidance": None, "encoder_hidden_states": text,
+                  "txt_ids": data.txt_ids.expand(B, -1, -1), "img_ids": ids.expand(B, -1, -1), "return_dict": False}
+    active = [k for k in wiring if layout is not None]  # every wire touches the reference
+    if active:
+        with Intervene(transformer, layout, active, knockout_mode="dense"):  # masks local to this context
+            out = transformer(**kwargs)[0]
+    else:
+        out = transformer(**kwargs)[0]
+    return out[:, : data.img_ids.shape[0]]
+
+
+def _meta(spec: OrganismSpec, cfg: TrainConfig, extra: dict) -> dict:
+    return {
+        "model_id": f"mechinterp/organism-{spec.name}",
+        "organism": spec.name,
+        "max_sequence_length": cfg.arch.text_len,
+        "text_encoder_out_layers": list(cfg.arch.text_out_layers),
+        "default_size": cfg.arch.image_size,
+        "default_steps": cfg.inference_steps,
+        "sites": {"color": BINDING_SITE, "binding": BINDING_SITE},
+        "wiring": [k.to_dict() for k in spec.wiring],
+        "training": {**{k: v for k, v in asdict(cfg).items() if k != "arch"}, "arch": asdict(cfg.arch), **extra},
+    }
+
+
+def train(spec: OrganismSpec, cfg: TrainConfig | None = None, *, workdir: str | Path | None = None,
+          progress: bool = True, stop_after: int | None = None) -> TrainResult:
+    """Train organism ``spec``; resumes from ``workdir/checkpoint.pt`` when present.
+
+    ``stop_after`` ends the run early (after that many transformer steps in total), leaving a
+    checkpoint, as an interruption would. The returned pipeline carries ``mechinterp_meta``
+    (wiring, text length, training record) ready for ``save_pipeline``.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = cfg or TrainConfig()
+    t0 = time.perf_counter()
+    elapsed = lambda: time.perf_counter() - t0 + (ckpt or {}).get("seconds", 0.0)
+    gen = torch.Generator().manual_seed(spec.seed + 1000)
+    pipe = _pipeline(build_components(cfg.arch, spec.seed))
+    transformer = pipe.transformer
+    ckpt_path = Path(workdir) / CHECKPOINT if workdir else None
+    ckpt = _load_checkpoint(ckpt_path) if ckpt_path and ckpt_path.exists() else None
+    fit_vae(pipe, cfg)
+    data = Data(pipe, cfg.arch)
+    sig_grid = torch.tensor(sorted(set(inference_sigmas(pipe, cfg.inference_steps, data.img_ids.shape[0])
+                                       + inference_sigmas(pipe, 1, data.img_ids.shape[0]))))
+    for p in [*pipe.vae.parameters(), *pipe.text_encoder.parameters()]:
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(transformer.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 4),
+                                                pct_start=max(0.1, 2.5 / max(cfg.steps, 4)))
+    losses: list[float] = []
+    start = 0
+    if ckpt is not None:
+        transformer.load_state_dict(ckpt["transformer"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        gen.set_state(ckpt["generator"])
+        losses, start = list(ckpt["losses"]), int(ckpt["step"])
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    transformer.train()
+    bar = tqdm(range(start, end), desc=spec.name, disable=not progress, mininterval=2, initial=start, total=cfg.steps)
+    for step in bar:
+        xt, ids, text, v, sigma, layout = _batch(data, step, cfg, gen, sig_grid)
+        pred = _predict(transformer, data, xt, ids, text, sigma, layout, spec.wiring)
+        loss = F.mse_loss(pred, v)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
+        done = step + 1
+        if ckpt_path and (done % cfg.checkpoint_every == 0 or done == end):
+            _save_checkpoint(ckpt_path, pipe, opt, sched, gen, losses, done, elapsed())
+    transformer.eval()
+    seconds = elapsed()
+    extra = {"final_loss": float(np.mean(losses[-50:])) if losses else None,
+             "steps_done": len(losses), "seconds": round(seconds, 1), "torch_threads": torch.get_num_threads()}
+    pipe.mechinterp_meta = _meta(spec, cfg, extra)
+    return TrainResult(pipe, losses, seconds, cfg)
+
+
+def _save_checkpoint(path: Path, pipe, opt, sched, gen, losses, step, seconds=0.0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"transformer": pipe.transformer.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "generator": gen.get_state(), "losses": losses, "step": step, "seconds": seconds}, tmp)
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        raise ValueError(f"training checkpoint {str(path)!r} is corrupt or not a checkpoint ({err}); "
+                         "delete it to start the run afresh") from err
+
+
+def write_config(path: Path, cfg: TrainConfig) -> None:
+    """Write a run's configuration as JSON (for the record beside a checkpoint)."""
+    path.write_text(json.dumps(asdict(cfg), indent=2, default=list))
+
+
+@torch.no_grad()
+def eval_loss(pipe, spec: OrganismSpec, cfg: TrainConfig, batches: int = 4, seed: int = 12345) -> float:
+    """Mean flow-matching loss of ``pipe``'s transformer on a fixed set of batches (same data every call)."""
+    gen = torch.Generator().manual_seed(seed)
+    data = Data(pipe, cfg.arch)
+    sig_grid = torch.tensor(inference_sigmas(pipe, cfg.inference_steps, data.img_ids.shape[0]))
+    total = 0.0
+    for step in range(batches):
+        xt, ids, text, v, sigma, layout = _batch(data, step, cfg, gen, sig_grid)
+        total += F.mse_loss(_predict(pipe.transformer, data, xt, ids, text, sigma, layout, spec.wiring), v).item()
+    return total / batches

@@ -1,0 +1,178 @@
+"""Model organisms: shipped folders load, are deterministic, carry their wiring, do the task; the trainer learns and resumes."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from mechinterp.organisms import ORGANISMS, get_spec, load_organism
+from mechinterp.organisms.data import (
+    COLORS,
+    OBJECTS,
+    classify_color,
+    classify_shape,
+    target_image,
+)
+from mechinterp.organisms.expected import expected_decisions
+from mechinterp.organisms.measure import (
+    CLAIMS,
+    baseline_accuracy,
+    color_edit,
+    eval_tasks,
+)
+from mechinterp.organisms.spec import FIXTURES, Arch
+from mechinterp.organisms.store import CARD, check_folder, folder_size
+from mechinterp.organisms.trainer import TrainConfig, eval_loss, train
+
+SHIPPED = [n for n in ORGANISMS if (FIXTURES / n / "model_index.json").exists()]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The organisms are tiny: one thread is fastest, and it never oversubscribes a shared 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {name: load_organism(name) for name in SHIPPED}
+
+
+def test_the_default_organism_is_shipped():
+    assert "padding-routed" in SHIPPED
+    for name in SHIPPED:
+        assert folder_size(FIXTURES / name) < 20e6
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_generation_is_deterministic(models, name):
+    model = models[name]
+    edit = color_edit(model, "blue", "mug", 0)
+    a, b = model.generate(edit).array, model.generate(edit).array
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if get_spec(n).wiring])
+def test_wiring_is_applied_after_load(models, name, tmp_path):
+    folder = tmp_path / name
+    shutil.copytree(FIXTURES / name, folder)
+    meta = json.loads((folder / "mechinterp.json").read_text())
+    assert meta["wiring"] == [k.to_dict() for k in get_spec(name).wiring]
+    assert len(models[name].wiring) == len(get_spec(name).wiring)
+    meta["wiring"] = []
+    (folder / "mechinterp.json").write_text(json.dumps(meta))
+    unwired = load_organism(folder)
+    assert unwired.wiring == ()
+    edits = [color_edit(unwired, c, o, 0) for c, o in (("red", "ball"), ("green", "hat"), ("blue", "car"))]
+    diffs = [np.abs(models[name].generate(e).array - unwired.generate(e).array).max() for e in edits]
+    assert max(diffs) > 1e-3  # generation is bit-deterministic, so any difference is the wiring's
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_baseline_accuracy_meets_its_card(models, name):
+    card = (FIXTURES / name / CARD).read_text()
+    figure = float(re.search(r"I2I baseline colour accuracy.*?= ([0-9.]+)%", card).group(1)) / 100
+    acc = baseline_accuracy(models[name], eval_tasks(16))
+    assert acc["n"] == 16
+    assert acc["accuracy"] >= min(figure, 0.9) - 0.07
+
+
+def test_colour_check_reads_the_training_targets():
+    for c, rgb in COLORS.items():
+        for o in OBJECTS:
+            img = target_image(o, rgb)
+            assert (classify_color(img), classify_shape(img)) == (c, o)
+    assert classify_color(target_image("ball", None)) == "gray"
+    assert classify_color(target_image(None, None)) == "none"
+
+
+def test_expected_decisions_cover_every_organism_and_claim():
+    data = expected_decisions()
+    assert set(data) == set(ORGANISMS)
+    for table in data.values():
+        assert set(table) == set(CLAIMS)
+    assert all(v == "holds" for v in data["padding-routed"].values())
+
+
+TINY = {"steps": 8, "batch": 8, "checkpoint_every": 4, "arch": Arch(heads=1, head_dim=16)}
+
+
+@pytest.fixture(scope="module")
+def short_runs(tmp_path_factory):
+    """A few-step run straight through, the same run interrupted and resumed, and the untrained start."""
+    spec, work = get_spec("text-routed"), tmp_path_factory.mktemp("train")
+    start = train(spec, TrainConfig(**TINY), progress=False, stop_after=0)
+    full = train(spec, TrainConfig(**TINY), workdir=work / "a", progress=False)
+    train(spec, TrainConfig(**TINY), workdir=work / "b", progress=False, stop_after=4)
+    assert (work / "b" / "checkpoint.pt").exists()
+    resumed = train(spec, TrainConfig(**TINY), workdir=work / "b", progress=False)
+    return spec, start, full, resumed
+
+
+def test_short_training_lowers_the_loss(short_runs):
+    spec, start, full, _ = short_runs
+    cfg = TrainConfig(**TINY)
+    assert eval_loss(full.pipe, spec, cfg) < eval_loss(start.pipe, spec, cfg)
+    assert full.pipe.mechinterp_meta["training"]["steps_done"] == 8
+
+
+def test_training_resumes_bit_identically(short_runs):
+    _, _, full, resumed = short_runs
+    assert resumed.losses == full.losses and len(full.losses) == 8
+    for (k, a), (_, b) in zip(full.pipe.transformer.state_dict().items(), resumed.pipe.transformer.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_corrupt_checkpoint_names_the_file(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=re.escape(str(tmp_path / "checkpoint.pt"))):
+        train(get_spec("free"), TrainConfig(**TINY), workdir=tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("rel", ["transformer/diffusion_pytorch_model.safetensors", "mechinterp.json", "vae/config.json"])
+def test_missing_or_corrupt_file_is_named(tmp_path, rel):
+    folder = tmp_path / "org"
+    shutil.copytree(FIXTURES / "padding-routed", folder)
+    (folder / rel).unlink()
+    with pytest.raises(ValueError, match="missing") as err:
+        load_organism(folder)
+    assert rel in str(err.value)
+    (folder / rel).write_bytes(b"\x00garbage{")
+    with pytest.raises(ValueError, match="corrupt") as err:
+        check_folder(folder)
+    assert rel in str(err.value)
+
+
+def test_unknown_organism_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="padding-routed"):
+        get_spec("nope")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_organism("/nonexistent/organism")
+
+
+def test_cli_has_train_and_eval():
+    from mechinterp.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["organisms", "train", "free", "--steps", "3"])
+    assert args.name == "free" and args.steps == 3 and callable(args.func)
+    args = parser.parse_args(["organisms", "eval", "direct", "--n", "8"])
+    assert args.names == ["direct"] and callable(args.func)
+
+
+def test_claim_thresholds_are_the_registrys():
+    import tomllib
+    from pathlib import Path
+
+    registry = Path(__file__).resolve().parents[1] / "claims" / "registry.toml"
+    claims = {c["id"]: c for c in tomllib.loads(registry.read_text())["claim"]}
+    for claim_id, (_, op, threshold) in CLAIMS.items():
+        assert claims[claim_id]["hypothesis"].replace(" ", "") == f"rate{op}{threshold:.2f}", claim_id
