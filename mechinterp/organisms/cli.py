@@ -37,7 +37,31 @@ def register(subparsers) -> None:
     e.add_argument("--update-cards", action="store_true", help="rewrite each organism's MODEL_CARD.md with the results")
     e.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for these tiny models)")
     e.set_defaults(func=_eval)
+    c = sub.add_parser("claims", help="decide every colour claim on the organisms with the claims suite (engine + ColorJudge)")
+    c.add_argument("names", nargs="*", help="organisms (default: padding-routed, text-routed, direct, free)")
+    c.add_argument("--samples", type=int, default=128, help="tasks per claim (sequential stopping ends most earlier)")
+    c.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for these tiny models)")
+    c.set_defaults(func=_claims)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _claims(args) -> int:
+    """Print the suite's decisions per organism; exit 1 when one differs from ``claims/organisms.toml``."""
+    import torch
+
+    from mechinterp.organisms.expected import expected_decisions
+    from mechinterp.organisms.suite_table import suite_decisions, suite_table
+
+    torch.set_num_threads(args.threads)
+    names = args.names or ["padding-routed", "text-routed", "direct", "free"]
+    results = suite_decisions(names, samples=args.samples)
+    expected = expected_decisions()
+    print(suite_table(results, expected))
+    wrong = [(n, cid) for n, res in results.items() for cid, o in res.items()
+             if expected.get(n, {}).get(cid, "open") not in ("open", o.decision.value)]
+    for n, cid in wrong:
+        print(f"unexpected decision: {n} {cid}", file=sys.stderr)
+    return 1 if wrong else 0
 
 
 def _train(args) -> int:

@@ -1,0 +1,50 @@
+"""The colour claims on the organisms, decided by the claims suite itself (engine + ColorJudge + sequential test).
+
+``mechinterp organisms claims`` prints the markdown table the README shows: for each organism and
+each colour claim of the registry, k/n, the decision, and whether it is the one
+``claims/organisms.toml`` expects.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+
+def suite_decisions(names, samples: int = 128, seed: int = 0, cache_dir=None) -> dict[str, dict]:
+    """``{organism: {claim id: ClaimOutcome}}`` for every colour claim, as ``pytest claims/ -m color`` decides it."""
+    import mechinterp
+    from mechinterp.claims import load_registry
+    from mechinterp.judges import ColorJudge
+    from mechinterp.suite.gencache import CachingModel, GenerationCache
+    from mechinterp.suite.models import resolve_model
+    from mechinterp.suite.runner import ClaimRunner
+
+    registry = {c.id: c for c in load_registry()}
+    colour = [c for c in registry.values() if "color" in c.markers]
+    cache_dir = cache_dir or tempfile.mkdtemp(prefix="mechinterp-organisms-")
+    judge = ColorJudge()
+    out: dict[str, dict] = {}
+    for name in names:
+        model = CachingModel(mechinterp.load(resolve_model(name), device="cpu"), GenerationCache(cache_dir))
+        runner = ClaimRunner(model, lambda q: judge, samples=samples, seed=seed)
+        out[name] = {c.id: runner.run(c, registry) for c in colour}
+    return out
+
+
+def suite_table(results: dict[str, dict], expected: dict[str, dict[str, str]]) -> str:
+    """Markdown: one row per claim, one column per organism (``k/n decision``, ✓ when as expected)."""
+    names = list(results)
+    claims = list(next(iter(results.values())))
+    lines = ["| claim | hypothesis | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for cid in claims:
+        first = results[names[0]][cid]
+        cells = []
+        for name in names:
+            o = results[name][cid]
+            counts = f"{o.k}/{o.n}" if o.k2 is None else f"{o.k}/{o.n} vs {o.k2}/{o.n2}"
+            want = expected.get(name, {}).get(cid)
+            mark = "" if want in (None, "open") else (" ✓" if want == o.decision.value else f" ✗ (expected {want})")
+            cells.append(f"{counts} {o.decision.value}{mark}")
+        hyp = str(first.claim.hypothesis).replace("|", "\\|")
+        lines.append(f"| `{cid}` | {hyp} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
