@@ -49,3 +49,14 @@ def test_majority_colour_claims_match_the_expected_decisions(organism, registry,
         assert outcome.decision.value == expected[cid], outcome.summary()
         checked += 1
     assert checked >= 3
+
+
+def test_organisms_claims_command_prints_the_table(capsys):
+    from mechinterp.cli import main
+
+    rc = main(["organisms", "claims", "direct", "--samples", "8"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "| claim | hypothesis | direct |"
+    rows = [line for line in out if line.startswith("| `")]
+    assert len(rows) == 14 and any("knockout[ref->image]-color" in r for r in rows)
+    assert rc in (0, 1)  # 8 tasks may leave claims inconclusive, which the command reports as unexpected
