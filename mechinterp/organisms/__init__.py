@@ -1,15 +1,11 @@
 """Model organisms: tiny trained FLUX.2-class pipelines whose colour-claim answers are known in advance.
 
 ``load_organism(name)`` opens a shipped organism (``fixtures/organisms/<name>``) with its wiring;
-``mechinterp organisms train NAME`` / ``mechinterp organisms eval`` train and measure them.
+``mechinterp organisms train NAME`` / ``eval`` / ``claims`` train them, check their baseline and decide
+the colour claims on them with the claims suite.
 """
 
-from mechinterp.organisms.measure import (
-           CLAIMS,
-           baseline_accuracy,
-           claims_table,
-           measure_color_claims,
-)
+from mechinterp.organisms.measure import baseline_accuracy
 from mechinterp.organisms.spec import (
            DEFAULT_ORGANISM,
            ORGANISMS,
@@ -18,5 +14,5 @@ from mechinterp.organisms.spec import (
 )
 from mechinterp.organisms.store import check_folder, load_organism, save_organism
 
-__all__ = ["CLAIMS", "DEFAULT_ORGANISM", "ORGANISMS", "baseline_accuracy", "check_folder", "claims_table",
-           "get_spec", "load_organism", "measure_color_claims", "organism_path", "save_organism"]
+__all__ = ["DEFAULT_ORGANISM", "ORGANISMS", "baseline_accuracy", "check_folder", "get_spec", "load_organism",
+           "organism_path", "save_organism"]

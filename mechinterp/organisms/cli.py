@@ -32,7 +32,8 @@ def register(subparsers) -> None:
     e.add_argument("names", nargs="*", help="organisms (default: all shipped)")
     e.add_argument("--root", default=None, help="folder holding organism folders (default fixtures/organisms)")
     e.add_argument("--n", type=int, default=64, help="tasks for the baseline accuracy")
-    e.add_argument("--claims-n", type=int, default=16, help="tasks and patching pairs per claim (0: skip claims)")
+    e.add_argument("--claims-n", type=int, default=128,
+                   help="tasks (or pairs) per claim for the claims suite, which stops once decided (0: skip claims)")
     e.add_argument("--json", default=None, help="also write the results as JSON here")
     e.add_argument("--update-cards", action="store_true", help="rewrite each organism's MODEL_CARD.md with the results")
     e.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for these tiny models)")
@@ -103,13 +104,8 @@ def _eval(args) -> int:
     import torch
 
     from mechinterp.organisms.expected import expected_decisions
-    from mechinterp.organisms.measure import (
-        BASELINE_BAR,
-        baseline_accuracy,
-        claims_table,
-        eval_tasks,
-        measure_color_claims,
-    )
+    from mechinterp.organisms.measure import BASELINE_BAR, baseline_accuracy, eval_tasks
+    from mechinterp.organisms.suite_table import suite_decisions, suite_table
     from mechinterp.organisms.spec import FIXTURES, ORGANISMS
     from mechinterp.organisms.store import folder_size, load_organism, write_card
 
@@ -120,30 +116,29 @@ def _eval(args) -> int:
         print(f"no organisms found under {root}; train one with `mechinterp organisms train NAME`", file=sys.stderr)
         return 1
     expected = expected_decisions()
-    status, claims, record = 0, {}, {}
+    status, record = 0, {}
     print("| organism | baseline accuracy | held-out combos | size |\n|---|---|---|---|")
     for name in names:
-        model = load_organism(root / name)
-        acc = baseline_accuracy(model, eval_tasks(args.n))
+        acc = baseline_accuracy(load_organism(root / name), eval_tasks(args.n))
         held = acc["held_out_accuracy"]
         print(f"| {name} | {acc['correct']}/{acc['n']} = {acc['accuracy']:.1%} | "
               f"{'–' if held is None else f'{held:.1%}'} | {folder_size(root / name) / 1e6:.2f} MB |", flush=True)
         status |= acc["accuracy"] < BASELINE_BAR
-        if args.claims_n:
-            claims[name] = measure_color_claims(model, args.claims_n)
-            for claim, m in claims[name].items():
-                want = expected.get(name, {}).get(claim)
-                status |= want not in (None, "open") and want != m.decision
-        record[name] = {"baseline": {k: v for k, v in acc.items() if k != "rows"},
-                        "claims": {k: {"hits": m.hits, "n": m.n, "rate": m.rate, "decision": m.decision}
-                                   for k, m in claims.get(name, {}).items()}}
-    table = claims_table(claims, expected) if claims else None
-    if table:
-        print("\n" + table)
+        record[name] = {"baseline": {k: v for k, v in acc.items() if k != "rows"}, "claims": {}}
+    tables: dict[str, str] = {}
+    if args.claims_n:
+        results = suite_decisions([str(root / n) for n in names], samples=args.claims_n)
+        results = dict(zip(names, results.values()))
+        for name, res in results.items():
+            for cid, o in res.items():
+                want = expected.get(name, {}).get(cid, "open")
+                status |= want not in ("open", o.decision.value)
+                record[name]["claims"][cid] = {"k": o.k, "n": o.n, "decision": o.decision.value}
+            tables[name] = suite_table({name: res}, expected)
+        print("\n" + suite_table(results, expected))
     if args.update_cards:
         for name in names:
-            one = claims_table({name: claims[name]}, expected) if name in claims else None
-            write_card(root / name, {**record[name]["baseline"]}, one)
+            write_card(root / name, record[name]["baseline"], tables.get(name))
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2))
     return int(status)
