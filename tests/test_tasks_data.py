@@ -64,7 +64,7 @@ def test_shipped_manifest_covers_every_user_supplied_style_and_human_reference()
             entry = manifest.entry_for(task.metadata["reference_path"])
             assert entry is not None, task.task_id
             assert re.fullmatch(r"[0-9a-f]{64}", entry.sha256) and entry.url.startswith("https://") and entry.licence
-            assert task.reference == REFERENCE / entry.path
+            assert task.reference.resolve() == (REFERENCE / entry.path).resolve()
 
 
 @pytest.mark.skipif(not PAPER.is_file(), reason="paper text not available")

@@ -191,7 +191,7 @@ def load(path_or_repo_id: str | os.PathLike, device: str | torch.device | None =
     torch_dtype = _resolve_dtype(dtype)
     ref = str(path_or_repo_id)
     folder = Path(ref).expanduser()
-    kwargs = {} if torch_dtype is None else {"torch_dtype": torch_dtype}
+    kwargs = {} if torch_dtype is None else {"dtype": torch_dtype}
     if folder.is_dir():
         if not (folder / "model_index.json").exists():
             raise ValueError(f"model folder {ref!r} has no model_index.json: not a diffusers pipeline folder")
