@@ -58,5 +58,49 @@ def test_organisms_claims_command_prints_the_table(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "| claim | hypothesis | direct |"
     rows = [line for line in out if line.startswith("| `")]
-    assert len(rows) == 14 and any("knockout[ref->image]-color" in r for r in rows)
+    colour = [c for c in load_registry() if "color" in c.markers]
+    assert len(rows) == len(colour) and any("knockout[ref->image]-color" in r for r in rows)
     assert rc in (0, 1)  # 8 tasks may leave claims inconclusive, which the command reports as unexpected
+
+
+def test_ref_drop_sweep_claim_holds_at_every_cutoff_and_is_plotted(registry, tmp_path):
+    """The cutoff sweep is a claim: one sequential test per site (Bonferroni), all must hold."""
+    import base64
+
+    import mechinterp
+    from mechinterp.judges import ColorJudge
+    from mechinterp.report.plots import sweep_plot
+    from mechinterp.suite.gencache import CachingModel, GenerationCache
+    from mechinterp.suite.runner import ClaimRunner
+
+    model = CachingModel(mechinterp.load(resolve_model("padding-routed"), device="cpu"), GenerationCache(tmp_path))
+    judge = ColorJudge()
+    runner = ClaimRunner(model, lambda q: judge, samples=16, looks=1)
+    claim = registry["refdrop[single.9+]-color"]
+    sites = runner.sweep_sites(claim)
+    assert sites == [s.name for s in model.table.blocks]  # the organism binds at double.0, its first block
+    outcome = runner.run(claim, registry)
+    assert list(outcome.sweep) == sites and outcome.decision.value == "holds", outcome.summary()
+    assert all(s["decision"] == "holds" and s["n"] > 0 for s in outcome.sweep.values())
+    assert {r.task_id.rsplit("@", 1)[1] for r in outcome.rows} == set(sites)
+    assert {r.claim_id for r in outcome.rows} == {claim.id}
+    uri = sweep_plot(outcome.sweep, claim.id, 0.5)
+    assert base64.b64decode(uri.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_must_name_a_site_parameter(tmp_path):
+    bad = tmp_path / "bad.claims.toml"
+    bad.write_text('''schema = 1
+[[claim]]
+id = "refdrop[x]-color"
+statement = "s"
+family = "color"
+tasks = ["color"]
+experiment = { name = "ref_drop", cutoff = "single.9", sweep = "site" }
+question = "ko_image.color"
+polarity = "inverted"
+markers = ["color", "refdrop"]
+hypothesis = "rate < 0.50"
+''')
+    with pytest.raises(ValueError, match="sweep 'site' must name the experiment's own site parameter"):
+        load_registry(bad)

@@ -148,6 +148,9 @@ def _experiment(raw: dict, cid: str) -> Experiment:
     for key in _SITE_KEYS:
         if key in raw and not _SITE.match(str(raw[key])):
             raise ValueError(f"claim {cid!r}: {key} {raw[key]!r} is not a site (embed, double.N, single.N)")
+    if "sweep" in raw and (raw["sweep"] not in _SITE_KEYS or raw["sweep"] not in raw):
+        raise ValueError(f"claim {cid!r}: sweep {raw['sweep']!r} must name the experiment's own site parameter "
+                         f"({' or '.join(k for k in _SITE_KEYS if k in raw) or 'none given'}), the sweep's first site")
     return Experiment(name, tuple(sorted(raw.items())))
 
 

@@ -16,7 +16,7 @@ on CUDA, captures are copied to pinned host memory asynchronously (no host sync 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import torch
 from torch import nn

@@ -170,8 +170,17 @@ def _claim_page(claim: Claim, res: ClaimResult, verdicts: list[Verdict], run_dir
     listing = "".join(f"<tr><td>{esc(v.task_id)}</td><td>{esc(v.passed)}</td><td class=\"reason\">{esc(v.reason)}</td></tr>"
                       for v in verdicts[max_bundles:])
     rest = f"<h2>Other verdicts</h2><table><tr><th>task</th><th>pass</th><th>reason</th></tr>{listing}</table>" if listing else ""
+    plot = ""
+    if res.sweep:
+        from mechinterp.report.plots import sweep_plot
+
+        uri = sweep_plot(res.sweep, f"{claim.id}: rate per site", getattr(claim.hypothesis, "value", None))
+        cells = "".join(f"<tr><td>{esc(site)}</td><td>{s['k']} / {s['n']}</td><td>[{s['low']:.3f}, {s['high']:.3f}]</td>"
+                        f"<td>{badge(s['decision'])}</td></tr>" for site, s in res.sweep.items())
+        plot = (f'<h2>Sweep</h2><img class="sweep" alt="rate per site" src="{uri}">'
+                f"<table><tr><th>site</th><th>k / n</th><th>interval</th><th>decision</th></tr>{cells}</table>")
     body = (f'<p><a href="../report.html">&larr; report</a></p><h1>{esc(claim.id)} {badge(res.decision)}</h1>'
-            f'<table>{rows}</table>{note}<div class="grid">{grid}</div>{rest}')
+            f'<table>{rows}</table>{plot}{note}<div class="grid">{grid}</div>{rest}')
     return page(claim.id, body)
 
 

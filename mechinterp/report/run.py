@@ -73,6 +73,7 @@ class ClaimResult:
     n2: int | None = None
     a: str | None = None
     b: str | None = None
+    sweep: dict[str, dict] | None = None  # sweep claims: per site k, n, low, high, decision
 
 
 @dataclass

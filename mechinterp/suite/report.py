@@ -46,6 +46,8 @@ def finish_run(run_dir: Path) -> dict:
     for cid, d in decisions.items():
         if cid in results:
             results[cid]["decision"] = d["decision"]
+            if d.get("sweep"):
+                results[cid]["sweep"] = d["sweep"]
     atomic_write(results_path, json.dumps(results, indent=1, ensure_ascii=False))
     run = load_run(run_dir, registry)
     junit, html = write_report(run, registry)

@@ -13,15 +13,18 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
 from mechinterp import experiments as ex
-from mechinterp.claims import Claim
+from mechinterp.claims import Claim, Experiment
 from mechinterp.report.run import Verdict as VerdictRow
 from mechinterp.stats import SequentialTest
 from mechinterp.stats.hypothesis import Decision
+
+#: family placeholder marking a sweep cell whose sites are the model's own (no mapping)
+_MODEL_SITES = "\0model-sites"
 
 #: experiment image role → the role name the judges' questions use for it
 ROLE_ALIASES = {"ref_drop_output": "knockout_output"}
@@ -47,6 +50,7 @@ class ClaimOutcome:
     looks: list[int] = field(default_factory=list)
     k2: int | None = None
     n2: int | None = None
+    sweep: dict[str, dict] | None = None  # per site of a sweep claim: k, n, low, high, decision
 
     @property
     def rate(self) -> float | None:
@@ -103,7 +107,9 @@ class ClaimRunner:
         (``sites``: ``{"color": "double.0"}``, as the organisms do); otherwise the paper's
         site is used as it is (FLUX.2-klein).
         """
-        if site in self.site_map:
+        if family == _MODEL_SITES:  # a sweep cell: already this model's own site
+            mapped = site
+        elif site in self.site_map:
             mapped = self.site_map[site]
         elif family in self.family_sites and site != "embed":
             mapped = self.family_sites[family]
@@ -133,23 +139,24 @@ class ClaimRunner:
         return task.to_edit(height=self.size, width=self.size, steps=steps or self.steps)
 
     # -- one sample ---------------------------------------------------------------------------
-    def experiment(self, claim: Claim, item) -> ex.ExperimentResult:
-        """Run the claim's experiment on one task (or pair)."""
+    def experiment(self, claim: Claim, item, fixed_sites: bool = False) -> ex.ExperimentResult:
+        """Run the claim's experiment on one task (or pair); ``fixed_sites``: its sites are the model's own."""
         e = claim.experiment
+        family = _MODEL_SITES if fixed_sites else claim.family
         if e.name == "t2i_lens":
             lens_steps = e.get("steps") if e.get("same_layer") else None
-            return ex.t2i_lens(self.model, self._edit(item), self.site(e.get("site"), claim.family), same_layer=bool(e.get("same_layer")),
+            return ex.t2i_lens(self.model, self._edit(item), self.site(e.get("site"), family), same_layer=bool(e.get("same_layer")),
                                lens_steps=lens_steps, tokens=e.get("tokens", "text"))
         if e.name == "knockout":
             blocks = e.get("blocks", "all")
-            sites = None if blocks in (None, "all") else [self.site(s, claim.family) for s in blocks]
+            sites = None if blocks in (None, "all") else [self.site(s, family) for s in blocks]
             return ex.knockout(self.model, self._edit(item), e.get("source"), e.get("dest"), sites=sites)
         if e.name == "ref_drop":
             cutoff = e.get("cutoff")
-            return ex.ref_drop(self.model, self._edit(item), self.site(cutoff, claim.family))
+            return ex.ref_drop(self.model, self._edit(item), self.site(cutoff, family))
         if e.name == "i2i_patch":
             source, target = item.to_edits(height=self.size, width=self.size, steps=self.steps)
-            return ex.i2i_patch(self.model, source, target, self.site(e.get("site"), claim.family), tokens=e.get("tokens", "text"))
+            return ex.i2i_patch(self.model, source, target, self.site(e.get("site"), family), tokens=e.get("tokens", "text"))
         raise ClaimSkipped(f"claim {claim.id!r} names unknown experiment {e.name!r}")
 
     def bundle(self, claim: Claim, result: ex.ExperimentResult) -> list[Image.Image]:
@@ -168,29 +175,35 @@ class ClaimRunner:
         """Run ``claim`` (relations: its two cells from ``registry``) and decide it."""
         if claim.id in self._done:
             return self._done[claim.id]
-        outcome = self._run_relation(claim, registry or {}) if claim.is_relation else self._run_cell(claim)
+        if claim.is_relation:
+            outcome = self._run_relation(claim, registry or {})
+        elif claim.experiment is not None and claim.experiment.get("sweep"):
+            outcome = self._run_sweep(claim)
+        else:
+            outcome = self._run_cell(claim)
         self._done[claim.id] = outcome
         return outcome
 
-    def _run_cell(self, claim: Claim) -> ClaimOutcome:
+    def _run_cell(self, claim: Claim, *, alpha: float | None = None, fixed_sites: bool = False,
+                  row_claim: str | None = None, task_suffix: str = "") -> ClaimOutcome:
         if claim.experiment is None or claim.question is None:
             raise ClaimSkipped(f"claim {claim.id!r} has no experiment/question to run")
         judge = self.judge_for(claim.question)
         items = self.items(claim)
-        test = SequentialTest(claim.hypothesis, budget=len(items), alpha=self.alpha, looks=min(self.looks, len(items)))
+        test = SequentialTest(claim.hypothesis, budget=len(items), alpha=alpha or self.alpha, looks=min(self.looks, len(items)))
         rows: list[VerdictRow] = []
         k = n = abstained = 0
         pending: list = []
         for i, item in enumerate(items):
-            result = self.experiment(claim, item)
+            result = self.experiment(claim, item, fixed_sites)
             pending.append((item, result, self.bundle(claim, result)))
             if self.on_generation:
                 self.on_generation()
             if (i + 1) in test.schedule or i + 1 == len(items):
                 verdicts = judge.judge_many([(claim.question, imgs) for _, _, imgs in pending])
                 for (it, res, imgs), v in zip(pending, verdicts):
-                    task_id = getattr(it, "pair_id", None) or it.task_id
-                    rows.append(VerdictRow(claim.id, task_id, claim.question, v.passed, v.reason, v.judge,
+                    task_id = (getattr(it, "pair_id", None) or it.task_id) + task_suffix
+                    rows.append(VerdictRow(row_claim or claim.id, task_id, claim.question, v.passed, v.reason, v.judge,
                                            [{"role": r, "png": thumbnail(im)} for r, im in zip(_roles(claim), imgs)]))
                     if v.passed is None:
                         abstained += 1
@@ -204,6 +217,39 @@ class ClaimRunner:
         test.finish(k, n)  # abstentions can leave the last look short of the budget
         _, ci = claim.decide(k, n)
         return ClaimOutcome(claim, test.decision, k, n, abstained, ci.low, ci.high, rows, [lk.n for lk in test.history])
+
+    def sweep_sites(self, claim: Claim) -> list[str]:
+        """The model's sites a sweep claim covers: from its (mapped) first site to the last block."""
+        e = claim.experiment
+        start = self.site(e.get(e.get("sweep")), claim.family)
+        blocks = [s.name for s in self.model.table.blocks]
+        return ["embed", *blocks] if start == "embed" else blocks[blocks.index(start):]
+
+    def _run_sweep(self, claim: Claim) -> ClaimOutcome:
+        """A claim over every site from its first one on: it holds when it holds at every site.
+
+        Each site is its own sequential test at ``alpha / sites`` (Bonferroni), so both
+        "holds at every site" and "refuted at some site" keep the overall error at ``alpha``.
+        """
+        e = claim.experiment
+        key, sites = e.get("sweep"), self.sweep_sites(claim)
+        alpha = self.alpha / len(sites)
+        per_site: dict[str, ClaimOutcome] = {}
+        for site in sites:
+            params = {**dict(e.params), key: site}
+            params.pop("sweep")
+            cell = replace(claim, experiment=Experiment(e.name, tuple(sorted(params.items()))))
+            per_site[site] = self._run_cell(cell, alpha=alpha, fixed_sites=True, row_claim=claim.id, task_suffix=f"@{site}")
+        decisions = {o.decision for o in per_site.values()}
+        decision = (Decision.REFUTED if Decision.REFUTED in decisions else
+                    Decision.HOLDS if decisions == {Decision.HOLDS} else Decision.INCONCLUSIVE)
+        k, n = sum(o.k for o in per_site.values()), sum(o.n for o in per_site.values())
+        _, ci = claim.decide(k, n)
+        sweep = {site: {"k": o.k, "n": o.n, "low": o.low, "high": o.high, "decision": o.decision.value}
+                 for site, o in per_site.items()}
+        rows = [r for o in per_site.values() for r in o.rows]
+        return ClaimOutcome(claim, decision, k, n, sum(o.abstained for o in per_site.values()), ci.low, ci.high, rows,
+                            [], sweep=sweep)
 
     def _run_relation(self, claim: Claim, registry: dict[str, Claim]) -> ClaimOutcome:
         missing = [c for c in (claim.a, claim.b) if c not in registry]

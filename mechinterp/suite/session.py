@@ -120,6 +120,7 @@ class SuiteSession:
         parts = self.run_dir / PARTS
         parts.mkdir(parents=True, exist_ok=True)
         line = json.dumps({"claim": outcome.claim.id, "decision": outcome.decision.value, "looks": outcome.looks,
+                           "sweep": outcome.sweep,
                            "rows": [asdict(r) for r in rows], "time": time.time()}, ensure_ascii=False)
         with open(parts / f"{self.worker}.jsonl", "a", encoding="utf-8") as f:
             f.write(line + "\n")
@@ -153,7 +154,7 @@ def merge_parts(run_dir: Path) -> tuple[list, dict[str, dict]]:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut by a killed worker
-            decisions[rec["claim"]] = {"decision": rec["decision"], "looks": rec["looks"]}
+            decisions[rec["claim"]] = {"decision": rec["decision"], "looks": rec["looks"], "sweep": rec.get("sweep")}
             for r in rec["rows"]:
                 rows.setdefault((r["claim_id"], r["task_id"]), Verdict.from_dict(r))
     return list(rows.values()), decisions

@@ -1,0 +1,35 @@
+"""Sweep plots for the HTML report: a claim's rate per site with its interval band (matplotlib, embedded PNG)."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+
+def sweep_plot(sweep: dict[str, dict], title: str = "", threshold: float | None = None) -> str:
+    """A ``data:image/png`` URI: rate (dots, line) and 95 % interval (band) at each site of a sweep, in order."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    sites = list(sweep)
+    rates = [(s["k"] / s["n"]) if s["n"] else float("nan") for s in sweep.values()]
+    lows = [s["low"] for s in sweep.values()]
+    highs = [s["high"] for s in sweep.values()]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(sites) + 2), 2.8), dpi=100)
+    x = list(range(len(sites)))
+    ax.fill_between(x, lows, highs, alpha=0.25, color="#0969da", label="95% interval")
+    ax.plot(x, rates, "o-", color="#0969da", label="rate")
+    if threshold is not None:
+        ax.axhline(threshold, color="#cf222e", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    ax.set_xticks(x, sites, rotation=60, ha="right", fontsize=8)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("rate")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
