@@ -109,6 +109,7 @@ class _XdistHooks:
         self.run_dir = run_dir
 
     def pytest_configure_node(self, node) -> None:
+        """Pass the run folder to a starting worker."""
         node.workerinput["mechinterp_run_dir"] = str(self.run_dir)
 
 
@@ -237,6 +238,7 @@ class ClaimFile(pytest.File):
     """A user's claim file (same schema as ``claims/registry.toml``)."""
 
     def collect(self):
+        """One ``ClaimItem`` per claim in the file (its claims join the session's registry)."""
         from mechinterp.claims import load_registry
 
         registry = _registry(self.config)
@@ -257,9 +259,11 @@ class ClaimItem(pytest.Item):
         self.claim = claim
 
     def runtest(self) -> None:
+        """Run, judge and decide the claim."""
         run_claim(self.config, self.claim, self.user_properties)
 
     def reportinfo(self):
+        """Where the claim comes from, for pytest's reports."""
         return self.path, None, f"claim {self.claim.id}"
 
 

@@ -110,6 +110,7 @@ class _SiteAction:
         self.default = default  # patch tensor used at every step
 
     def active(self, step: int) -> bool:
+        """Whether this capture/patch acts at ``step``."""
         return self.item.steps is None or step in self.item.steps
 
 

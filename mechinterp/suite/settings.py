@@ -25,14 +25,17 @@ class Option:
 
     @property
     def flag(self) -> str:
+        """The command-line flag, e.g. ``--cache-dir``."""
         return "--" + self.name.replace("_", "-")
 
     @property
     def ini(self) -> str:
+        """The ``[tool.pytest.ini_options]`` key, e.g. ``mechinterp_cache_dir``."""
         return "mechinterp_" + self.name
 
     @property
     def env(self) -> str:
+        """The environment variable, e.g. ``MECHINTERP_CACHE_DIR``."""
         return "MECHINTERP_" + self.name.upper()
 
 
