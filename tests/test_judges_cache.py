@@ -168,7 +168,7 @@ def test_judge_the_shared_bundles():
 """
 
 
-def test_two_judges_in_threads_call_the_api_once_per_bundle(tmp_path, fake_anthropic):  # noqa: F811
+def test_two_judges_in_threads_call_the_api_once_per_bundle(tmp_path, fake_anthropic):
     """The claim protocol without process start-up: two caches (two owners) on one directory."""
     fake_anthropic.delay = 0.05
     items = [("lens.color", [Image.new("RGB", (8, 8), (i * 30, 0, 0))] * 3) for i in range(6)]
@@ -183,7 +183,7 @@ def test_two_judges_in_threads_call_the_api_once_per_bundle(tmp_path, fake_anthr
     assert sum(j.usage.calls for j in judges) == 6
 
 
-def test_two_xdist_workers_call_the_api_once_per_bundle(tmp_path, fake_anthropic):  # noqa: F811
+def test_two_xdist_workers_call_the_api_once_per_bundle(tmp_path, fake_anthropic):
     fake_anthropic.delay = 0.1  # keep calls in flight long enough for the workers to collide
     fake_anthropic.responder = lambda body: json.dumps(
         {"pass": 1, "reason": f"call {len(fake_anthropic.message_requests())}"})
