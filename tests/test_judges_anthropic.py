@@ -55,7 +55,7 @@ def check(verdicts, items):
 
 
 @pytest.fixture
-def server(fake_anthropic):  # noqa: F811
+def server(fake_anthropic):
     fake_anthropic.responder = echo_last_image
     fake_anthropic.hang_seconds = 10
     return fake_anthropic
