@@ -104,3 +104,31 @@ hypothesis = "rate < 0.50"
 ''')
     with pytest.raises(ValueError, match="sweep 'site' must name the experiment's own site parameter"):
         load_registry(bad)
+
+
+def test_sweep_can_stop_before_the_last_block(tmp_path):
+    """``sweep_to`` bounds a sweep (a layer sweep must stop where text can still reach the image)."""
+    import mechinterp
+    from mechinterp.suite.runner import ClaimRunner
+
+    path = tmp_path / "lens.claims.toml"
+    path.write_text('''schema = 1
+[[claim]]
+id = "lens[double.1..single.1]-color"
+statement = "s"
+family = "color"
+tasks = ["color"]
+experiment = { name = "t2i_lens", site = "double.1", same_layer = true, steps = 1, tokens = "text", sweep = "site", sweep_to = "single.1" }
+question = "lens.color"
+polarity = "pass"
+markers = ["color", "lens"]
+hypothesis = "rate >= 0.8"
+''')
+    claim = load_registry(path)[0]
+    model = mechinterp.load(resolve_model("padding-routed"), device="cpu")
+    runner = ClaimRunner(model, lambda q: None)
+    runner.family_sites = {}  # use the claim's sites as written (no organism mapping)
+    assert runner.sweep_sites(claim) == ["double.1", "single.0", "single.1"]
+    path.write_text(path.read_text().replace('sweep = "site", ', ""))
+    with pytest.raises(ValueError, match="sweep_to 'single.1' must be a site and needs a sweep"):
+        load_registry(path)

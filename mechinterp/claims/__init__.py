@@ -32,6 +32,7 @@ QUESTION_PREFIXES = ("lens", "ko_text", "ko_text_padding", "ko_text_content", "k
 QUESTION_SUBJECTS = ("color", "style", "identity", "scene")
 _SITE = re.compile(r"^(embed|double\.\d+|single\.\d+)$")
 _SITE_KEYS = ("site", "cutoff")
+_SWEEP_END = "sweep_to"
 
 
 def default_registry_path() -> Path:
@@ -148,6 +149,8 @@ def _experiment(raw: dict, cid: str) -> Experiment:
     for key in _SITE_KEYS:
         if key in raw and not _SITE.match(str(raw[key])):
             raise ValueError(f"claim {cid!r}: {key} {raw[key]!r} is not a site (embed, double.N, single.N)")
+    if _SWEEP_END in raw and ("sweep" not in raw or not _SITE.match(str(raw[_SWEEP_END]))):
+        raise ValueError(f"claim {cid!r}: {_SWEEP_END} {raw[_SWEEP_END]!r} must be a site and needs a sweep")
     if "sweep" in raw and (raw["sweep"] not in _SITE_KEYS or raw["sweep"] not in raw):
         raise ValueError(f"claim {cid!r}: sweep {raw['sweep']!r} must name the experiment's own site parameter "
                          f"({' or '.join(k for k in _SITE_KEYS if k in raw) or 'none given'}), the sweep's first site")

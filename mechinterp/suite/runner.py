@@ -219,11 +219,15 @@ class ClaimRunner:
         return ClaimOutcome(claim, test.decision, k, n, abstained, ci.low, ci.high, rows, [lk.n for lk in test.history])
 
     def sweep_sites(self, claim: Claim) -> list[str]:
-        """The model's sites a sweep claim covers: from its (mapped) first site to the last block."""
+        """The model's sites a sweep claim covers: from its (mapped) first site to ``sweep_to``
+        (mapped, inclusive) or else the last block."""
         e = claim.experiment
-        start = self.site(e.get(e.get("sweep")), claim.family)
-        blocks = [s.name for s in self.model.table.blocks]
-        return ["embed", *blocks] if start == "embed" else blocks[blocks.index(start):]
+        sites = ["embed", *(s.name for s in self.model.table.blocks)]
+        start = sites.index(self.site(e.get(e.get("sweep")), claim.family))
+        stop = sites.index(self.site(e.get("sweep_to"), claim.family)) if e.get("sweep_to") else len(sites) - 1
+        if stop < start:
+            raise ClaimSkipped(f"claim {claim.id!r}: its sweep ends ({e.get('sweep_to')}) before it starts on this model")
+        return sites[start:stop + 1]
 
     def _run_sweep(self, claim: Claim) -> ClaimOutcome:
         """A claim over every site from its first one on: it holds when it holds at every site.
@@ -238,6 +242,7 @@ class ClaimRunner:
         for site in sites:
             params = {**dict(e.params), key: site}
             params.pop("sweep")
+            params.pop("sweep_to", None)
             cell = replace(claim, experiment=Experiment(e.name, tuple(sorted(params.items()))))
             per_site[site] = self._run_cell(cell, alpha=alpha, fixed_sites=True, row_claim=claim.id, task_suffix=f"@{site}")
         decisions = {o.decision for o in per_site.values()}
