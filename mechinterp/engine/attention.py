@@ -214,13 +214,3 @@ class KnockoutProcessor:
         if self.double:
             return self.inner(attn, hidden_states, enc, mask, rotary, **kwargs)
         return self.inner(attn, hidden_states, mask, rotary, **kwargs)
-
-
-def DoubleKnockoutProcessor(inner, rule: KnockoutRule, mode: str = "auto") -> KnockoutProcessor:
-    """A ``KnockoutProcessor`` for a double-stream block (kept for callers of the old name)."""
-    return KnockoutProcessor(inner, rule, True, mode)
-
-
-def SingleKnockoutProcessor(inner, rule: KnockoutRule, mode: str = "auto") -> KnockoutProcessor:
-    """A ``KnockoutProcessor`` for a single-stream block (kept for callers of the old name)."""
-    return KnockoutProcessor(inner, rule, False, mode)

@@ -29,11 +29,6 @@ def _steps(model: Model) -> int:
     return int(model.meta.get("default_steps", 4))
 
 
-def site_for(model: Model) -> str:
-    """The binding site the colour experiments use on ``model`` (``single.9`` unless its metadata says otherwise)."""
-    return model.table.name(model.meta.get("sites", {}).get("color", "single.9"))
-
-
 def color_edit(model: Model, color: str, obj: str, replicate: int) -> Edit:
     """The colour task ``(color, obj, replicate)`` at the model's size: same instruction and seed as the suite's."""
     size = _size(model)
