@@ -132,3 +132,60 @@ hypothesis = "rate >= 0.8"
     path.write_text(path.read_text().replace('sweep = "site", ', ""))
     with pytest.raises(ValueError, match="sweep_to 'single.1' must be a site and needs a sweep"):
         load_registry(path)
+
+
+LAYER_SWEEPS = ("lens[single.9..single.10]-color", "patching[single.9..single.10:text.padding]-color")
+
+
+@pytest.mark.parametrize("organism", ORGANISMS)
+def test_layer_sweep_claims_match_the_expected_decisions(organism, registry, tmp_path):
+    """The lens and patching layer sweeps run from the organism's binding block for as many blocks
+    as the paper's window, and come out as the organism's wiring says (the ``direct`` organism's
+    text never holds the colour, so both are refuted there at every block)."""
+    import mechinterp
+    from mechinterp.judges import ColorJudge
+    from mechinterp.suite.gencache import CachingModel, GenerationCache
+    from mechinterp.suite.runner import ClaimRunner
+
+    model = CachingModel(mechinterp.load(resolve_model(organism), device="cpu"), GenerationCache(tmp_path))
+    judge = ColorJudge()
+    runner = ClaimRunner(model, lambda q: judge, samples=32, looks=1)
+    expected = _expected()[organism]
+    checked = 0
+    for cid in LAYER_SWEEPS:
+        assert runner.sweep_sites(registry[cid]) == ["double.0", "double.1"]
+        if expected[cid] == "open":
+            continue
+        outcome = runner.run(registry[cid], registry)
+        assert list(outcome.sweep) == ["double.0", "double.1"]
+        assert outcome.decision.value == expected[cid], outcome.summary()
+        if expected[cid] == "refuted":  # no block carries it, not just one
+            assert all(s["decision"] == "refuted" for s in outcome.sweep.values()), outcome.sweep
+        checked += 1
+    assert checked >= 1
+
+
+def test_sweep_length_is_kept_from_an_organisms_binding_site(registry, tmp_path):
+    """On a model that names one binding site per family, ``sweep_to`` keeps the paper's window length
+    in blocks, clipped to the last block; ``site_map`` entries still map a sweep's end directly."""
+    from dataclasses import replace
+
+    import mechinterp
+    from mechinterp.claims import Experiment
+    from mechinterp.suite.runner import ClaimRunner, ClaimSkipped
+
+    model = mechinterp.load(resolve_model("padding-routed"), device="cpu")
+    runner = ClaimRunner(model, lambda q: None)
+    base = registry["lens[single.9..single.10]-color"]
+
+    def ending(last, first="single.9"):
+        params = {**dict(base.experiment.params), "site": first, "sweep_to": last}
+        return replace(base, experiment=Experiment("t2i_lens", tuple(sorted(params.items()))))
+
+    assert runner.sweep_sites(ending("single.13")) == ["double.0", "double.1", "single.0", "single.1", "single.2"]
+    assert runner.sweep_sites(ending("single.23")) == [s.name for s in model.table.blocks]  # clipped
+    runner.site_map = {"single.13": "single.1"}
+    assert runner.sweep_sites(ending("single.13")) == ["double.0", "double.1", "single.0", "single.1"]
+    runner.site_map = {}
+    with pytest.raises(ClaimSkipped, match="not on the paper's model"):
+        runner.sweep_sites(ending("single.40"))

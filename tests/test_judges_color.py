@@ -62,6 +62,21 @@ def test_an_image_that_is_all_one_colour_counts_as_that_colour():
                           reference_color(solid((50, 170, 80)))) < 1
 
 
+def test_an_image_of_few_colours_gives_the_most_common_one_without_warnings():
+    """Two flat colours (a degenerate generation) are fewer than k-means' clusters: the commonest wins,
+    with no empty-cluster or divide-by-zero warning from scipy."""
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[:] = (128, 128, 128)
+    img[16:48, 16:48] = PAPER_COLORS["green"]  # the object, away from the border
+    img[30:34, 30:34] = PAPER_COLORS["red"]  # a small patch of a third colour
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = dominant_color(Image.fromarray(img))
+    assert color_distance(found, reference_color(solid(PAPER_COLORS["green"]))) < 1
+
+
 @pytest.mark.parametrize("color", sorted(PAPER_COLORS))
 def test_lens_color(color):
     ref, rgb, other = solid(PAPER_COLORS[color]), PAPER_COLORS[color], far(color)

@@ -9,7 +9,9 @@ Models (``--model``, repeatable):
   elsewhere.
 
 ``--cost`` prints the projected GPU-hours of a full reproduction (measured on a GPU when the
-9B bench ran in the same invocation, FLOP-projected otherwise).
+9B bench ran in the same invocation, FLOP-projected otherwise) and, given the authors' released
+verdicts (``--verdicts DIR``, default ``$MECHINTERP_DATA_DIR/verdicts``), what the claims suite
+itself costs with sequential stopping (``mechinterp.bench.suite_cost``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench/results", help="folder for the JSON results ('' to not save)")
     p.add_argument("--cost", action="store_true", help="print the projected GPU-hours of a full reproduction")
     p.add_argument("--mfu", type=float, default=0.45, help="model-FLOPs utilisation assumed by projections")
+    p.add_argument("--verdicts", default=None,
+                   help="the authors' released verdicts folder, for the claims-suite cost "
+                        "(default: $MECHINTERP_DATA_DIR/verdicts)")
+    p.add_argument("--samples", type=int, default=128, help="tasks per claim for the claims-suite cost (as pytest's --samples)")
 
 
 def _tiny(args, device):
@@ -101,16 +107,36 @@ def run(args) -> int:
         if name == "klein-9b":
             measured_9b = results
     if args.cost:
+        timing = {}
         if measured_9b:
             clean = next(m for m in measured_9b if m.name == "clean")
-            lines = cost.reproduction(clean.median_s + 0.25, {m.name: m.ratio for m in measured_9b}, mfu=args.mfu)
+            timing = {"clean_s": clean.median_s + 0.25, "ratios": {m.name: m.ratio for m in measured_9b}}
             print("Reproduction cost (transformer time measured on this GPU, +0.25 s/gen text encoder and VAE):")
         else:
-            lines = cost.reproduction(mfu=args.mfu)
             print(f"Reproduction cost (PROJECTED from FLOPs; no GPU measurement in this run; MFU {args.mfu}):")
-        print(cost.report(lines))
-        print(f"Break-even MFU for 3 H200-hours: {cost.break_even_mfu(3.0):.2f}")
+        print(cost.report(cost.reproduction(**timing, mfu=args.mfu)))
+        print(f"Break-even MFU for 3 H200-hours: {cost.break_even_mfu(3.0):.2f}\n")
+        _suite_cost(args, timing)
     return 0
+
+
+def _suite_cost(args, timing: dict) -> None:
+    """Print the claims suite's own cost, replayed on the released verdicts, or say why not."""
+    import os
+
+    from mechinterp.bench import cost, suite_cost
+    from mechinterp.claims import load_registry
+
+    folder = args.verdicts or (Path(os.environ["MECHINTERP_DATA_DIR"]) / "verdicts"
+                               if os.environ.get("MECHINTERP_DATA_DIR") else None)
+    if folder is None or not Path(folder).is_dir():
+        print(f"[bench] claims-suite cost skipped: the authors' released verdicts folder "
+              f"{'was not given' if folder is None else f'{str(folder)!r} does not exist'} "
+              f"(--verdicts DIR or $MECHINTERP_DATA_DIR/verdicts)")
+        return
+    result = suite_cost.simulate(folder, load_registry(), samples=args.samples)
+    print(suite_cost.describe(result))
+    print(cost.report(suite_cost.suite_lines(result, **timing, mfu=args.mfu)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,38 +51,47 @@ def projected_generation_seconds(mfu: float, overhead_s: float, steps: int = 4, 
     return steps * flops / (H200_BF16_DENSE_TFLOPS * 1e12 * mfu) + overhead_s
 
 
-def reproduction(clean_s: float | None = None, ratios: dict[str, float] | None = None, *, mfu: float = 0.45,
-                 overhead_s: float = 0.25, distinct_t2i_baselines: int = 50) -> list[Line]:
-    """The lines of a full reproduction. ``clean_s`` and ``ratios`` (setting → × clean, as the
-    transformer bench names them) are measured values when given; otherwise FLOP projections."""
+def generation_seconds(clean_s: float | None = None, ratios: dict[str, float] | None = None, *, mfu: float = 0.45,
+                       overhead_s: float = 0.25) -> dict[str, tuple[float, str]]:
+    """Seconds per generation of each kind of run, with where the number came from.
+
+    Kinds: ``clean`` (an I2I baseline), ``t2i`` (a T2I lens baseline), ``lens`` (4 steps),
+    ``lens1`` (same-layer, 1 step), ``ko:<source->dest>``, ``patch``. ``clean_s`` and ``ratios``
+    (setting → × clean, as the transformer bench names them) are measured values when given;
+    otherwise FLOP projections at ``mfu`` plus ``overhead_s`` per generation.
+    """
     ratios = ratios or {}
     measured = clean_s is not None
-    clean = clean_s if measured else projected_generation_seconds(mfu, overhead_s)
+    projected_clean = projected_generation_seconds(mfu, overhead_s)
+    clean = clean_s if measured else projected_clean
     lens = projected_generation_seconds(mfu, overhead_s, with_ref=False)
-    lens_1step = projected_generation_seconds(mfu, overhead_s, steps=1, with_ref=False)
     src = "measured" if measured else f"projected (FLOPs, MFU {mfu:.2f}, +{overhead_s}s/gen)"
 
-    def r(name: str, default: float) -> tuple[float, str]:
-        if name in ratios:
-            return ratios[name], "measured ratio"
-        return default, "projected ratio"
+    def kind(name: str, default: float) -> tuple[float, str]:
+        ratio, how = (ratios[name], "measured ratio") if name in ratios else (default, "projected ratio")
+        return clean * ratio, f"{src}; {how}"
 
-    lines = [Line("I2I baselines (shared; carry lens/patch captures)", PAPER_TASKS, clean, src),
-             Line("T2I lens baselines (shared per seed and size)", distinct_t2i_baselines, lens, "projected")]
-    lens_ratio, how = r("lens", lens / projected_generation_seconds(mfu, overhead_s))
-    n_lens4 = sum(v for k, v in LENS_TASKS.items() if k != "colour")
-    lines.append(Line("Table 1 lens runs (4 steps)", n_lens4, clean * lens_ratio, f"{src}; {how}"))
+    out = {"clean": (clean, src), "t2i": (lens, "projected"), "lens": kind("lens", lens / projected_clean)}
     # the colour lens is one step of four: a quarter of a (measured or projected) lens run
-    projected_1step = lens_1step / projected_generation_seconds(mfu, overhead_s)
-    ratio1, how1 = (lens_ratio / 4 if "lens" in ratios else projected_1step), how
-    lines.append(Line("Table 1 colour lens runs (same-layer, 1 step)", LENS_TASKS["colour"], clean * ratio1, f"{src}; {how1}"))
+    one_step = projected_generation_seconds(mfu, overhead_s, steps=1, with_ref=False) / projected_clean
+    out["lens1"] = (clean * ratios["lens"] / 4, f"{src}; measured ratio / 4") if "lens" in ratios else kind("lens1", one_step)
+    out.update({f"ko:{ko}": kind(f"ko:{ko}", 1.0) for ko in KO_SETTINGS})
+    out["patch"] = kind("patch", 1.0)
+    return out
+
+
+def reproduction(clean_s: float | None = None, ratios: dict[str, float] | None = None, *, mfu: float = 0.45,
+                 overhead_s: float = 0.25, distinct_t2i_baselines: int = 50) -> list[Line]:
+    """The lines of a full reproduction (every task of every cell; seconds from :func:`generation_seconds`)."""
+    sec = generation_seconds(clean_s, ratios, mfu=mfu, overhead_s=overhead_s)
+    lines = [Line("I2I baselines (shared; carry lens/patch captures)", PAPER_TASKS, *sec["clean"]),
+             Line("T2I lens baselines (shared per seed and size)", distinct_t2i_baselines, *sec["t2i"])]
+    n_lens4 = sum(v for k, v in LENS_TASKS.items() if k != "colour")
+    lines.append(Line("Table 1 lens runs (4 steps)", n_lens4, *sec["lens"]))
+    lines.append(Line("Table 1 colour lens runs (same-layer, 1 step)", LENS_TASKS["colour"], *sec["lens1"]))
     n_ko = sum(KO_TASKS.values())
-    for ko in KO_SETTINGS:
-        ratio, how = r(f"ko:{ko}", 1.0)
-        lines.append(Line(f"Table 2/D1 knockout {ko}", n_ko, clean * ratio, f"{src}; {how}"))
-    for variant in PATCH_VARIANTS:
-        ratio, how = r("patch", 1.0)
-        lines.append(Line(f"Table 3 patching [{variant}]", sum(PATCH_PAIRS.values()), clean * ratio, f"{src}; {how}"))
+    lines += [Line(f"Table 2/D1 knockout {ko}", n_ko, *sec[f"ko:{ko}"]) for ko in KO_SETTINGS]
+    lines += [Line(f"Table 3 patching [{variant}]", sum(PATCH_PAIRS.values()), *sec["patch"]) for variant in PATCH_VARIANTS]
     return lines
 
 

@@ -83,6 +83,9 @@ def dominant_color(image: Image.Image) -> np.ndarray:
     pixels = lab[object_mask(lab)]
     if len(pixels) < CLUSTERS * 4 or np.ptp(pixels, axis=0).max() < 1e-6:
         return np.median(pixels, axis=0)
+    colours, counts = np.unique(pixels, axis=0, return_counts=True)
+    if len(colours) <= CLUSTERS:  # what k-means would find, without its empty-cluster warnings
+        return colours[int(np.argmax(counts))]
     centroids, labels = kmeans2(pixels, CLUSTERS, minit="++", seed=0)
     counts = np.bincount(labels, minlength=CLUSTERS)
     return centroids[int(np.argmax(counts))]

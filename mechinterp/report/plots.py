@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 
 
 def sweep_plot(sweep: dict[str, dict], title: str = "", threshold: float | None = None) -> str:
@@ -17,7 +18,9 @@ def sweep_plot(sweep: dict[str, dict], title: str = "", threshold: float | None 
     rates = [(s["k"] / s["n"]) if s["n"] else float("nan") for s in sweep.values()]
     lows = [s["low"] for s in sweep.values()]
     highs = [s["high"] for s in sweep.values()]
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(sites) + 2), 2.8), dpi=100)
+    width = max(4.0, 0.45 * len(sites) + 2)
+    title = "\n".join(textwrap.wrap(title, width=int(width * 12), break_on_hyphens=False, break_long_words=False))  # ~12 chars/inch at 9 pt
+    fig, ax = plt.subplots(figsize=(width, 2.8 + 0.15 * title.count("\n")), dpi=100)
     x = list(range(len(sites)))
     ax.fill_between(x, lows, highs, alpha=0.25, color="#0969da", label="95% interval")
     ax.plot(x, rates, "o-", color="#0969da", label="rate")

@@ -26,6 +26,9 @@ from mechinterp.stats.hypothesis import Decision
 #: family placeholder marking a sweep cell whose sites are the model's own (no mapping)
 _MODEL_SITES = "\0model-sites"
 
+#: the paper's model (FLUX.2-klein-9B: 8 double and 24 single blocks), in forward order
+_PAPER_SITES = ["embed", *(f"double.{i}" for i in range(8)), *(f"single.{j}" for j in range(24))]
+
 #: experiment image role → the role name the judges' questions use for it
 ROLE_ALIASES = {"ref_drop_output": "knockout_output"}
 THUMB = 96
@@ -111,7 +114,7 @@ class ClaimRunner:
             mapped = site
         elif site in self.site_map:
             mapped = self.site_map[site]
-        elif family in self.family_sites and site != "embed":
+        elif self._binds_by_family(site, family):
             mapped = self.family_sites[family]
         else:
             mapped = site
@@ -218,13 +221,33 @@ class ClaimRunner:
         _, ci = claim.decide(k, n)
         return ClaimOutcome(claim, test.decision, k, n, abstained, ci.low, ci.high, rows, [lk.n for lk in test.history])
 
+    def _binds_by_family(self, site: str, family: str | None) -> bool:
+        """Whether ``site`` is mapped through the model's per-family binding site (organisms)."""
+        return site not in self.site_map and family in self.family_sites and site != "embed"
+
     def sweep_sites(self, claim: Claim) -> list[str]:
         """The model's sites a sweep claim covers: from its (mapped) first site to ``sweep_to``
-        (mapped, inclusive) or else the last block."""
+        (inclusive) or else the last block.
+
+        ``sweep_to`` maps through ``site_map`` like any site; on a model that names one binding
+        site per family (the organisms), the sweep keeps its length in blocks instead (the paper's
+        ``single.9..single.13`` is five blocks from the organism's binding site), clipped to the
+        model's last block.
+        """
         e = claim.experiment
         sites = ["embed", *(s.name for s in self.model.table.blocks)]
-        start = sites.index(self.site(e.get(e.get("sweep")), claim.family))
-        stop = sites.index(self.site(e.get("sweep_to"), claim.family)) if e.get("sweep_to") else len(sites) - 1
+        first, last = e.get(e.get("sweep")), e.get("sweep_to")
+        start = sites.index(self.site(first, claim.family))
+        if not last:
+            stop = len(sites) - 1
+        elif self._binds_by_family(first, claim.family) and last not in self.site_map:
+            # The model binds where the paper's model does not: keep the sweep's length in blocks.
+            if first not in _PAPER_SITES or last not in _PAPER_SITES:
+                raise ClaimSkipped(f"claim {claim.id!r}: its sweep {first}..{last} is not on the paper's model, so "
+                                   f"its length on {self.model.model_id!r} is unknown; add both to site_map")
+            stop = min(start + _PAPER_SITES.index(last) - _PAPER_SITES.index(first), len(sites) - 1)
+        else:
+            stop = sites.index(self.site(last, claim.family))
         if stop < start:
             raise ClaimSkipped(f"claim {claim.id!r}: its sweep ends ({e.get('sweep_to')}) before it starts on this model")
         return sites[start:stop + 1]
