@@ -28,18 +28,23 @@ def registry():
     return {c.id: c for c in load_registry()}
 
 
-@pytest.mark.parametrize("organism", ORGANISMS)
-def test_majority_colour_claims_match_the_expected_decisions(organism, registry, tmp_path):
-    if not (organisms_dir() / organism / "model_index.json").exists():
-        pytest.fail(f"organism {organism!r} is not shipped in {organisms_dir()}")
+def colour_runner(organism: str, cache_dir, samples: int = 32):
+    """A ClaimRunner on a shipped organism with the colour judge, one look, its own generation cache."""
     import mechinterp
     from mechinterp.judges import ColorJudge
     from mechinterp.suite.gencache import CachingModel, GenerationCache
     from mechinterp.suite.runner import ClaimRunner
 
-    model = CachingModel(mechinterp.load(resolve_model(organism), device="cpu"), GenerationCache(tmp_path))
+    if not (organisms_dir() / organism / "model_index.json").exists():
+        pytest.fail(f"organism {organism!r} is not shipped in {organisms_dir()}")
+    model = CachingModel(mechinterp.load(resolve_model(organism), device="cpu"), GenerationCache(cache_dir))
     judge = ColorJudge()
-    runner = ClaimRunner(model, lambda q: judge, samples=32, looks=1)
+    return ClaimRunner(model, lambda q: judge, samples=samples, looks=1)
+
+
+@pytest.mark.parametrize("organism", ORGANISMS)
+def test_majority_colour_claims_match_the_expected_decisions(organism, registry, tmp_path):
+    runner = colour_runner(organism, tmp_path)
     expected = _expected()[organism]
     checked = 0
     for cid in MAJORITY_CLAIMS:
@@ -67,15 +72,10 @@ def test_ref_drop_sweep_claim_holds_at_every_cutoff_and_is_plotted(registry, tmp
     """The cutoff sweep is a claim: one sequential test per site (Bonferroni), all must hold."""
     import base64
 
-    import mechinterp
-    from mechinterp.judges import ColorJudge
     from mechinterp.report.plots import sweep_plot
-    from mechinterp.suite.gencache import CachingModel, GenerationCache
-    from mechinterp.suite.runner import ClaimRunner
 
-    model = CachingModel(mechinterp.load(resolve_model("padding-routed"), device="cpu"), GenerationCache(tmp_path))
-    judge = ColorJudge()
-    runner = ClaimRunner(model, lambda q: judge, samples=16, looks=1)
+    runner = colour_runner("padding-routed", tmp_path, samples=16)
+    model = runner.model
     claim = registry["refdrop[single.9+]-color"]
     sites = runner.sweep_sites(claim)
     assert sites == [s.name for s in model.table.blocks]  # the organism binds at double.0, its first block
@@ -142,14 +142,7 @@ def test_layer_sweep_claims_match_the_expected_decisions(organism, registry, tmp
     """The lens and patching layer sweeps run from the organism's binding block for as many blocks
     as the paper's window, and come out as the organism's wiring says (the ``direct`` organism's
     text never holds the colour, so both are refuted there at every block)."""
-    import mechinterp
-    from mechinterp.judges import ColorJudge
-    from mechinterp.suite.gencache import CachingModel, GenerationCache
-    from mechinterp.suite.runner import ClaimRunner
-
-    model = CachingModel(mechinterp.load(resolve_model(organism), device="cpu"), GenerationCache(tmp_path))
-    judge = ColorJudge()
-    runner = ClaimRunner(model, lambda q: judge, samples=32, looks=1)
+    runner = colour_runner(organism, tmp_path)
     expected = _expected()[organism]
     checked = 0
     for cid in LAYER_SWEEPS:
