@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mechinterp.bench import cost, suite_cost
-from mechinterp.bench.suite_cost import Row, replay
+from mechinterp.bench.suite_cost import replay
 from mechinterp.claims import claims_by_id, load_registry
+from mechinterp.report.released import ReleasedRow, read_released_rows
 from mechinterp.stats import SequentialTest
 from mechinterp.stats.sequential import run_sequential, sampling_order
 
@@ -21,8 +22,8 @@ LENS = claims_by_id(CLAIMS)["lens[single.9]-color"]  # rate >= 0.80, pass polari
 KO_IMAGE = claims_by_id(CLAIMS)["knockout[ref->image]-color"]  # inverted polarity
 
 
-def rows(outcomes) -> list[Row]:
-    return [Row(f"t{i}", ok, 1000, 50, "claude-opus-4-7") for i, ok in enumerate(outcomes)]
+def rows(outcomes) -> list[ReleasedRow]:
+    return [ReleasedRow(f"t{i}", ok, "", "claude-opus-4-7", 1000, 50) for i, ok in enumerate(outcomes)]
 
 
 @given(st.lists(st.booleans(), min_size=1, max_size=200), st.integers(1, 6), st.integers(0, 3))
@@ -51,11 +52,11 @@ def test_a_claim_far_from_its_threshold_stops_before_its_budget():
     assert len(judged) in (32, 64, 96) and all(r.passed for r in judged)
 
 
-def test_read_rows_rejects_a_bad_pass_value(tmp_path):
+def test_released_rows_reject_a_bad_pass_value(tmp_path):
     bad = tmp_path / "x.csv"
     bad.write_text("entity_id,pass,reason,model,input_tokens,output_tokens\na,yes,r,m,1,1\n")
     with pytest.raises(ValueError, match=r"x.csv: pass value 'yes' for 'a' is not 1, 0 or empty"):
-        suite_cost.read_rows(bad)
+        read_released_rows(bad)
 
 
 def test_simulate_needs_the_verdicts_folder(tmp_path):
@@ -69,7 +70,7 @@ def test_simulate_needs_the_verdicts_folder(tmp_path):
 def test_the_suite_on_the_released_verdicts_costs_a_fraction_of_a_full_reproduction():
     result = suite_cost.simulate(VERDICTS, CLAIMS, seeds=range(3))
     # the colour lens passed on all 320 released rows: every seed stops at the same look
-    assert result.generations["lens1"] == len(replay(LENS, suite_cost.read_rows(VERDICTS / LENS.csv),
+    assert result.generations["lens1"] == len(replay(LENS, read_released_rows(VERDICTS / LENS.csv),
                                                       samples=128, looks=4, alpha=0.05, seed=0))
     assert result.judge_calls == sum(v for k, v in result.generations.items() if k != "clean")
     assert result.claims == sum(1 for c in CLAIMS if c.csv and (VERDICTS / c.csv).is_file())

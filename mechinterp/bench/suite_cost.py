@@ -16,30 +16,19 @@ appendices) are not in the replay; relations reuse their two cells' runs and cos
 
 from __future__ import annotations
 
-import csv
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 from mechinterp.bench.cost import Line, generation_seconds
 from mechinterp.claims import Claim
-from mechinterp.judges.usage import price_for
+from mechinterp.judges.usage import BATCH_DISCOUNT, price_for
+from mechinterp.report.released import ReleasedRow, read_released_rows
 from mechinterp.stats import SequentialTest
 from mechinterp.stats.sequential import sampling_order
 
 #: the separator of source and target task in a released patching row's entity id
 PAIR_SEPARATOR = "__"
-
-
-@dataclass(frozen=True)
-class Row:
-    """One released verdict: the task (or pair), the raw judge pass (None = abstained), tokens, model."""
-
-    entity: str
-    passed: bool | None
-    input_tokens: int
-    output_tokens: int
-    model: str
 
 
 @dataclass
@@ -54,19 +43,6 @@ class SuiteCost:
     samples: int
 
 
-def read_rows(path: str | Path) -> list[Row]:
-    """The rows of one released verdict CSV (``entity_id,pass,reason,model,input_tokens,output_tokens``)."""
-    rows = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        for rec in csv.DictReader(fh):
-            raw = (rec.get("pass") or "").strip()
-            if raw not in ("1", "0", ""):
-                raise ValueError(f"{path}: pass value {raw!r} for {rec.get('entity_id')!r} is not 1, 0 or empty")
-            rows.append(Row(rec["entity_id"], None if raw == "" else raw == "1", int(rec.get("input_tokens") or 0),
-                            int(rec.get("output_tokens") or 0), rec.get("model") or ""))
-    return rows
-
-
 def claim_kind(claim: Claim) -> str:
     """The kind of run a claim's experiment makes (a key of :func:`generation_seconds`)."""
     e = claim.experiment
@@ -79,7 +55,7 @@ def claim_kind(claim: Claim) -> str:
     raise ValueError(f"claim {claim.id!r}: no released-verdict replay for experiment {e.name!r}")
 
 
-def replay(claim: Claim, rows: list[Row], *, samples: int, looks: int, alpha: float, seed: int) -> list[Row]:
+def replay(claim: Claim, rows: list[ReleasedRow], *, samples: int, looks: int, alpha: float, seed: int) -> list[ReleasedRow]:
     """The rows the runner would judge for ``claim`` before its sequential test stops.
 
     Draws ``min(samples, len(rows))`` rows in the seeded order, feeds the claim's polarity-applied
@@ -108,7 +84,7 @@ def simulate(verdicts_dir: str | Path, claims: list[Claim], *, samples: int = 12
     root = Path(verdicts_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"released verdicts folder {root} does not exist")
-    cells = [(c, read_rows(root / c.csv)) for c in claims
+    cells = [(c, read_released_rows(root / c.csv)) for c in claims
              if not c.is_relation and c.csv and (root / c.csv).is_file()]
     if not cells:
         raise FileNotFoundError(f"none of the claims' released verdict CSVs is in {root}")
@@ -126,7 +102,7 @@ def simulate(verdicts_dir: str | Path, claims: list[Claim], *, samples: int = 12
                 baselines.update(row.entity.split(PAIR_SEPARATOR) if kind == "patch" else [row.entity])
                 price = price_for(row.model)
                 dollars = None if dollars is None or price is None else \
-                    dollars + (row.input_tokens * price.input + row.output_tokens * price.output) / 1e6
+                    dollars + price.dollars(row.input_tokens, row.output_tokens)
         gens["clean"] = len(baselines)
         per_seed.append(gens)
         calls.append(sum(v for k, v in gens.items() if k != "clean"))
@@ -154,7 +130,7 @@ def suite_lines(result: SuiteCost, clean_s: float | None = None, ratios: dict[st
 def describe(result: SuiteCost) -> str:
     """One paragraph: what was replayed and what the judge would cost."""
     usd = "unknown (no price for the judge model)" if result.judge_usd is None else \
-        f"${result.judge_usd:,.0f} synchronous, ${result.judge_usd / 2:,.0f} with anthropic-batch"
+        f"${result.judge_usd:,.0f} synchronous, ${result.judge_usd * BATCH_DISCOUNT:,.0f} with anthropic-batch"
     return (f"Claims suite (`pytest claims/`, --samples {result.samples}): {result.claims} cell claims replayed on the "
             f"authors' released verdicts with the runner's sequential test, mean of {result.seeds} seeded orders. "
             f"Judge: {result.judge_calls:,.0f} calls, {usd} (the authors' own token counts on the rows judged).")

@@ -23,6 +23,11 @@ class Price:
     cache_write: float
     cache_read: float
 
+    def dollars(self, input_tokens: int, output_tokens: int, cache_write_tokens: int = 0, cache_read_tokens: int = 0) -> float:
+        """Dollars for these token counts at list price (synchronous API)."""
+        return (input_tokens * self.input + output_tokens * self.output + cache_write_tokens * self.cache_write
+                + cache_read_tokens * self.cache_read) / 1e6
+
 
 PRICES_USD_PER_MTOK: dict[str, Price] = {
     "claude-opus-4-7": Price(input=5.0, output=25.0, cache_write=6.25, cache_read=0.50),
@@ -46,9 +51,8 @@ def reply_cost(model: str, reply: ClientReply, batch: bool = False) -> float | N
     price = price_for(model)
     if price is None:
         return None
-    dollars = (reply.input_tokens * price.input + reply.output_tokens * price.output
-               + reply.cache_creation_input_tokens * price.cache_write
-               + reply.cache_read_input_tokens * price.cache_read) / 1e6
+    dollars = price.dollars(reply.input_tokens, reply.output_tokens, reply.cache_creation_input_tokens,
+                            reply.cache_read_input_tokens)
     return dollars * (BATCH_DISCOUNT if batch else 1.0)
 
 

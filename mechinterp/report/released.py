@@ -9,6 +9,7 @@ own runs — so the same code path that checks a new model also reproduces the p
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,31 @@ from mechinterp.claims import Claim
 from mechinterp.report.run import Verdict
 
 _PASS = {"1": True, "0": False, "": None}
+
+
+@dataclass(frozen=True)
+class ReleasedRow:
+    """One released verdict: the task (or pair), the raw judge pass (None = abstained), reason, judge, tokens."""
+
+    entity: str
+    passed: bool | None
+    reason: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+
+
+def read_released_rows(path: str | Path) -> list[ReleasedRow]:
+    """The rows of one released verdict CSV; a ``pass`` other than 1, 0 or empty is an error naming the file."""
+    rows = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        for rec in csv.DictReader(fh):
+            raw = (rec.get("pass") or "").strip()
+            if raw not in _PASS:
+                raise ValueError(f"{path}: pass value {raw!r} for {rec.get('entity_id')!r} is not 1, 0 or empty")
+            rows.append(ReleasedRow(rec["entity_id"], _PASS[raw], rec.get("reason") or "", rec.get("model") or "",
+                                    int(rec.get("input_tokens") or 0), int(rec.get("output_tokens") or 0)))
+    return rows
 
 
 def load_released(verdicts_dir: str | Path, claims: list[Claim]) -> tuple[list[Verdict], dict[str, Any]]:
@@ -31,16 +57,11 @@ def load_released(verdicts_dir: str | Path, claims: list[Claim]) -> tuple[list[V
         if claim.csv is None or not (root / claim.csv).is_file():
             continue
         used.append(claim.csv)
-        with open(root / claim.csv, newline="", encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
-                raw = (row.get("pass") or "").strip()
-                if raw not in _PASS:
-                    raise ValueError(f"{claim.csv}: pass value {raw!r} for {row.get('entity_id')!r} is not 1, 0 or empty")
-                verdicts.append(Verdict(claim.id, row["entity_id"], claim.question, _PASS[raw],
-                                        row.get("reason") or "", row.get("model") or ""))
-                judges.add(row.get("model") or "")
-                for key in tokens:
-                    tokens[key] += int(row.get(f"{key}_tokens") or 0)
+        for row in read_released_rows(root / claim.csv):
+            verdicts.append(Verdict(claim.id, row.entity, claim.question, row.passed, row.reason, row.model))
+            judges.add(row.model)
+            tokens["input"] += row.input_tokens
+            tokens["output"] += row.output_tokens
     meta = {
         "name": "released verdicts",
         "source": str(root),
