@@ -14,7 +14,6 @@ claims as ``*.claims.toml`` files anywhere under the test paths; they are collec
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import zlib
@@ -38,6 +37,7 @@ CLAIM_MARKERS: dict[str, str] = {
 
 _SESSION_KEY = pytest.StashKey()
 _RUN_DIR_KEY = pytest.StashKey()
+_SETTINGS_KEY = pytest.StashKey()
 
 
 # -- options and configuration ------------------------------------------------------------------
@@ -64,6 +64,7 @@ def pytest_configure(config) -> None:
             resolve_model(settings.model)
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
+    config.stash[_SETTINGS_KEY] = settings
     config.stash[_SESSION_KEY] = None
     if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") in ("load", "no"):
         config.option.dist = "loadgroup"  # keep a claim family (and its relations) on one worker
@@ -85,7 +86,9 @@ def _worker_id(config) -> str | None:
 
 def _run_name(model: str | None) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    short = (model or "padding-routed").rstrip("/").split("/")[-1]
+    from mechinterp.suite.models import DEFAULT_MODEL
+
+    short = (model or DEFAULT_MODEL).rstrip("/").split("/")[-1]
     return f"{stamp}-{short}"
 
 
@@ -115,11 +118,11 @@ class _XdistHooks:
 
 # -- registry and parametrization -----------------------------------------------------------------
 def _registry(config):
-    from mechinterp.claims import load_registry
+    from mechinterp.claims import claims_by_id, load_registry
 
     key = "_mechinterp_registry"
     if not hasattr(config, key):
-        setattr(config, key, {c.id: c for c in load_registry()})
+        setattr(config, key, claims_by_id(load_registry()))
     return getattr(config, key)
 
 
@@ -132,15 +135,19 @@ def claim_test_id(claim) -> str:
     return cid
 
 
-def claim_params(claims, group_by: str = "family") -> list:
-    """``pytest.param`` per claim with its markers and an xdist group keeping relations with their cells."""
-    params = []
-    for c in claims:
-        marks = [getattr(pytest.mark, m) for m in c.markers]
-        kind = next((m for m in c.markers if m in ("lens", "knockout", "patching", "refdrop")), "other")
-        marks.append(pytest.mark.xdist_group(name=f"{c.family or 'any'}-{kind}"))
-        params.append(pytest.param(c, id=claim_test_id(c), marks=marks))
-    return params
+def claim_marks(claim) -> list:
+    """A claim's markers, plus the xdist group that keeps a family's claims of one experiment
+    (and the relations between them) on one worker."""
+    from mechinterp.claims import EXPERIMENTS
+
+    kind = next((m for m in claim.markers if m in EXPERIMENTS.values()), "other")
+    return [*(getattr(pytest.mark, m) for m in claim.markers),
+            pytest.mark.xdist_group(name=f"{claim.family or 'any'}-{kind}")]
+
+
+def claim_params(claims) -> list:
+    """``pytest.param`` per claim with :func:`claim_marks`."""
+    return [pytest.param(c, id=claim_test_id(c), marks=claim_marks(c)) for c in claims]
 
 
 def select_claims(registry: dict, experiment: str | None = None, relation: bool = False, family: str | None = None) -> list:
@@ -173,7 +180,7 @@ def shard_of(nodeid: str, n: int) -> int:
 
 def pytest_collection_modifyitems(config, items) -> None:
     """Apply ``--shard I/N``: keep the claim tests of this shard (other tests always run)."""
-    settings = resolve(config)
+    settings = config.stash[_SETTINGS_KEY]
     if settings.shard is None:
         return
     i, n = settings.shard
@@ -192,7 +199,7 @@ def _session(config):
 
     if config.stash.get(_SESSION_KEY, None) is None:
         worker = _worker_id(config) or "main"
-        sess = SuiteSession(resolve(config), config.stash[_RUN_DIR_KEY], worker)
+        sess = SuiteSession(config.stash[_SETTINGS_KEY], config.stash[_RUN_DIR_KEY], worker)
         sess.registry = _registry(config)
         config.stash[_SESSION_KEY] = sess
     return config.stash[_SESSION_KEY]
@@ -246,8 +253,8 @@ class ClaimFile(pytest.File):
         for claim in load_registry(self.path):
             registry.setdefault(claim.id, claim)
             item = ClaimItem.from_parent(self, name=claim.id, claim=claim)
-            for m in claim.markers:
-                item.add_marker(m)
+            for mark in claim_marks(claim):
+                item.add_marker(mark)
             yield item
 
 
@@ -276,9 +283,10 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if run_dir is None:
         return
     if sess is not None:
-        (run_dir / "parts").mkdir(parents=True, exist_ok=True)
-        (run_dir / "parts" / f"{sess.worker}.meta.json").write_text(json.dumps(sess.metadata(), default=str))
-    if _worker_id(config) or not (run_dir / "parts").is_dir():
+        sess.write_metadata()
+    from mechinterp.suite.session import PARTS
+
+    if _worker_id(config) or not (run_dir / PARTS).is_dir():
         return
     from mechinterp.suite.report import finish_run
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mechinterp.engine.interventions import Knockout
+from mechinterp.suite.models import DEFAULT_MODEL, organisms_dir
 
 #: the block whose text output carries what the reference wrote into the text
 BINDING_SITE = "double.0"
@@ -25,9 +26,9 @@ N_DOUBLE, N_SINGLE = 2, 4
 AFTER_BINDING = ("double.1", *(f"single.{j}" for j in range(N_SINGLE)))
 
 #: the folder the trained organisms are shipped in
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "organisms"
+FIXTURES = organisms_dir()
 #: the model organism ``pytest claims/ -m color`` runs on by default
-DEFAULT_ORGANISM = "padding-routed"
+DEFAULT_ORGANISM = DEFAULT_MODEL
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import json
 import math
 import subprocess
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -157,15 +157,20 @@ def _finite(x: Any) -> Any:
 
 
 def write_run(run_dir: str | Path, metadata: dict[str, Any], verdicts: list[Verdict],
-              registry: str | Path | None = None) -> Run:
+              registry: str | Path | None = None, decisions: dict[str, dict] | None = None) -> Run:
     """Write ``run.json``, ``verdicts.jsonl`` and ``results.json`` into ``run_dir``.
 
     ``git_commit`` and ``format`` are filled in when missing; results are pooled with the
-    registry at ``registry`` (default: the project's).
+    registry at ``registry`` (default: the project's). ``decisions`` (claim id → ``decision``
+    and optional ``sweep``) replace the pooled decision of those claims: a suite run records
+    what each claim's sequential test decided, not what the pooled interval says.
     """
     run_dir = Path(run_dir)
     claims = load_registry(registry)
     results = evaluate(verdicts, claims)
+    for cid, d in (decisions or {}).items():
+        if cid in results:
+            results[cid] = replace(results[cid], decision=d["decision"], sweep=d.get("sweep") or results[cid].sweep)
     meta = {"format": FORMAT, **metadata}
     if not meta.get("git_commit"):
         meta["git_commit"] = git_commit()

@@ -34,22 +34,12 @@ def finish_run(run_dir: Path) -> dict:
     The decision of each claim is its sequential test's (what the claim test asserted); the
     interval shown beside it is the plain 95 % Wilson (or Newcombe) interval of all its verdicts.
     """
-    from mechinterp.report import load_run, write_report, write_run
-    from mechinterp.report.run import RESULTS_FILE, atomic_write
+    from mechinterp.report import write_report, write_run
 
     rows, decisions = merge_parts(run_dir)
     meta = _merged_metadata(run_dir)
     registry = meta.get("registry")
-    write_run(run_dir, meta, rows, registry)
-    results_path = run_dir / RESULTS_FILE
-    results = json.loads(results_path.read_text())
-    for cid, d in decisions.items():
-        if cid in results:
-            results[cid]["decision"] = d["decision"]
-            if d.get("sweep"):
-                results[cid]["sweep"] = d["sweep"]
-    atomic_write(results_path, json.dumps(results, indent=1, ensure_ascii=False))
-    run = load_run(run_dir, registry)
+    run = write_run(run_dir, meta, rows, registry, decisions)
     junit, html = write_report(run, registry)
     return {"run_dir": str(run_dir), "junit": str(junit), "html": str(html),
             "decisions": dict(Counter(r.decision for r in run.results.values()))}

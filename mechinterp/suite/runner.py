@@ -285,7 +285,8 @@ class ClaimRunner:
             raise ClaimSkipped(f"relation {claim.id!r} refers to unknown claims {missing}")
         a, b = self.run(registry[claim.a], registry), self.run(registry[claim.b], registry)
         decision, ci = claim.decide(a.k, a.n, b.k, b.n)
-        return ClaimOutcome(claim, decision, a.k, a.n, a.abstained + b.abstained, ci.low, ci.high, [], [], b.k, b.n)
+        return ClaimOutcome(claim, decision, a.k, a.n, a.abstained + b.abstained, ci.low, ci.high, [*a.rows, *b.rows], [],
+                            b.k, b.n)
 
 
 def _roles(claim: Claim) -> tuple[str, ...]:

@@ -14,7 +14,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from mechinterp.suite.models import resolve_model
+from mechinterp.io import atomic_write
+from mechinterp.suite.models import DEFAULT_MODEL, resolve_model
 from mechinterp.suite.runner import ClaimOutcome, ClaimRunner, ClaimSkipped
 from mechinterp.suite.settings import Settings
 
@@ -113,10 +114,7 @@ class SuiteSession:
         return outcome
 
     def _record(self, outcome: ClaimOutcome) -> None:
-        rows = list(outcome.rows)
-        if outcome.claim.is_relation:  # its cells' rows, recorded once per worker
-            for cid in (outcome.claim.a, outcome.claim.b):
-                rows += self.runner.run(self.registry[cid], self.registry).rows if self.registry else []
+        rows = outcome.rows  # a relation's are its two cells' rows
         parts = self.run_dir / PARTS
         parts.mkdir(parents=True, exist_ok=True)
         line = json.dumps({"claim": outcome.claim.id, "decision": outcome.decision.value, "looks": outcome.looks,
@@ -129,7 +127,7 @@ class SuiteSession:
 
     def metadata(self) -> dict:
         """Run metadata for the report (model id, judge, seed, caches, cost)."""
-        meta = {"model": {"id": self.settings.model or "padding-routed"}, "judge": self.settings.judge,
+        meta = {"model": {"id": self.settings.model or DEFAULT_MODEL}, "judge": self.settings.judge,
                 "seed": self.settings.seed, "samples": self.settings.samples}
         if self._model is not None:
             meta["model"].update({"path": str(self._model.model_id), "fingerprint": self._model.fingerprint,
@@ -140,6 +138,13 @@ class SuiteSession:
 
         meta["registry"] = [str(default_registry_path()), *self.claim_files]
         return meta
+
+    def write_metadata(self) -> Path:
+        """Save :meth:`metadata` as ``<run>/parts/<worker>.meta.json`` (atomically) for the merge."""
+        path = self.run_dir / PARTS / f"{self.worker}.meta.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(self.metadata(), default=str))
+        return path
 
 
 def merge_parts(run_dir: Path) -> tuple[list, dict[str, dict]]:
