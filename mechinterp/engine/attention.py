@@ -27,6 +27,7 @@ import torch
 from mechinterp.engine.fast_attention import (
     Blocked,
     SplitPlan,
+    check_keys,
     finish,
     flex_attend,
     flex_available,
@@ -66,10 +67,7 @@ def allowed_mask(edges: Sequence[Edge | Blocked], seq_len: int, device=None) -> 
     allowed = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device)
     for e in edges:
         allowed[e.dest.to(allowed.device).unsqueeze(1), e.source.to(allowed.device).unsqueeze(0)] = False
-    empty = ~allowed.any(dim=1)
-    if bool(empty.any()):
-        labels = ", ".join(e.label for e in edges)
-        raise ValueError(f"knockouts [{labels}] leave {int(empty.sum())} queries with no key to attend to")
+    check_keys(edges, seq_len)
     return allowed[None, None]
 
 
@@ -98,8 +96,7 @@ def _build_plan(kind: str, blocked: list[Blocked], seq_len: int, device):
     with torch.inference_mode(False):  # shared plans must hold normal tensors (autograd runs reuse them)
         if kind == "split":
             plan = SplitPlan(blocked, seq_len)
-        else:
-            SplitPlan(blocked, seq_len)  # same validation (no query left without keys)
+        else:  # validates as SplitPlan does (at most 62 edges, no query left without keys)
             plan = flex_block_mask(blocked, seq_len, device)
     _PLAN_CACHE[key] = plan
     while len(_PLAN_CACHE) > _PLAN_CACHE_SIZE:
@@ -150,12 +147,6 @@ class KnockoutRule:
         if cache_key not in self._plans:
             self._plans[cache_key] = _build_plan(kind, blocked, seq_len, device) if blocked else None
         return self._plans[cache_key]
-
-    def mask_for_step(self, step: int, device, seq_len: int | None = None) -> torch.Tensor | None:
-        """Dense mask for ``step`` (``None`` when no edge is active then)."""
-        seq_len = self.layout.seq_len if seq_len is None else seq_len
-        found = self.blocked(step, seq_len)
-        return None if found is None else self.plan("dense", found[0], found[1], seq_len, device)
 
     def check_length(self, seq_len: int) -> None:
         """Fail loudly when the model's joint sequence does not match the layout."""

@@ -23,6 +23,7 @@ import torch
 
 from mechinterp.engine.edit import Edit
 from mechinterp.engine.interventions import Capture, Captures, Intervention, Knockout, Patch, RefDrop
+from mechinterp.engine.layout import _MAX_REFERENCE_AREA, TokenLayout
 
 
 def stack_captures(captures: Sequence[Captures]) -> Captures:
@@ -46,8 +47,9 @@ def _groups_used(items: Iterable[Intervention]) -> set[str]:
     return out
 
 
-def check_batchable(model, edits: Sequence[Edit], items: Sequence[Intervention]) -> None:
-    """``ValueError`` naming the first difference that keeps ``edits`` out of one batch."""
+def check_batchable(model, edits: Sequence[Edit], items: Sequence[Intervention]) -> list[TokenLayout]:
+    """``ValueError`` naming the first difference that keeps ``edits`` out of one batch; else
+    the edits' layouts (computed once here, so ``generate_many`` need not recompute them)."""
     if not edits:
         raise ValueError("generate_many needs at least one edit")
     first = edits[0]
@@ -67,13 +69,14 @@ def check_batchable(model, edits: Sequence[Edit], items: Sequence[Intervention])
             if not torch.equal(lay[group], layouts[0][group]):
                 raise ValueError(f"token group {group!r} differs between {first.text!r} and {e.text!r}; "
                                  "batch edits whose prompts place it alike (e.g. the same instruction)")
+    return layouts
 
 
 def reference_latents(pipe, image) -> torch.Tensor:
     """The packed reference latents ``[1, n_ref, C]`` the pipeline computes for one reference image."""
     w, h = image.size
-    if w * h > 1024 * 1024:
-        image = pipe.image_processor._resize_to_target_area(image, 1024 * 1024)
+    if w * h > _MAX_REFERENCE_AREA:
+        image = pipe.image_processor._resize_to_target_area(image, _MAX_REFERENCE_AREA)
         w, h = image.size
     m = pipe.vae_scale_factor * 2
     cond = pipe.image_processor.preprocess(image, height=(h // m) * m, width=(w // m) * m, resize_mode="crop")
@@ -105,7 +108,7 @@ def generate_many(model, edits: Sequence[Edit], interventions: Iterable[Interven
     edits = list(edits)
     interventions = tuple(interventions)
     captures = [_as_capture(c) for c in capture]
-    check_batchable(model, edits, [*model.wiring, *interventions, *captures])
+    layouts = check_batchable(model, edits, [*model.wiring, *interventions, *captures])
     first = edits[0]
     kwargs = model.pipeline_kwargs(first)
     kwargs.update(prompt=[e.text for e in edits], generator=[torch.Generator("cpu").manual_seed(e.seed) for e in edits])
@@ -113,9 +116,9 @@ def generate_many(model, edits: Sequence[Edit], interventions: Iterable[Interven
     digests = {e.reference_digest for e in edits}
     if first.reference is not None and len(digests) > 1:
         refs = torch.cat([reference_latents(model.pipe, e.reference) for e in edits])
-        swap = _swap_references(model.transformer, model.layout(first).n_image, refs)
+        swap = _swap_references(model.transformer, layouts[0].n_image, refs)
     try:
-        with model.intervene(first, *interventions, *captures) as ctx:
+        with model.intervene(first, *interventions, *captures, layout=layouts[0]) as ctx:
             out = model.pipe(**kwargs, output_type="np")
     finally:
         if swap is not None:
@@ -128,5 +131,5 @@ def generate_many(model, edits: Sequence[Edit], interventions: Iterable[Interven
         caps = Captures({k: (v if len(edits) == 1 else v[i]) for k, v in ctx.captures.items()},
                         positions=ctx.captures.positions)
         image = model.pipe.image_processor.numpy_to_pil(arrays[i][None])[0]
-        results.append(Generation(image, arrays[i], caps, e, model.layout(e), interventions, Counter(ctx.fired)))
+        results.append(Generation(image, arrays[i], caps, e, layouts[i], interventions, Counter(ctx.fired)))
     return results

@@ -89,13 +89,35 @@ class Blocked:
 
 
 def _signatures(edges: Sequence[Blocked], seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per position, bitmasks of the edges it is a destination of / a source of."""
+    """Per position, bitmasks of the edges it is a destination of / a source of (62 edges at most)."""
+    if len(edges) > 62:
+        raise ValueError(f"at most 62 knockout edges per block are supported, got {len(edges)}")
     dest_sig = torch.zeros(seq_len, dtype=torch.int64)
     src_sig = torch.zeros(seq_len, dtype=torch.int64)
     for i, e in enumerate(edges):
         dest_sig[e.dest] |= 1 << i
         src_sig[e.source] |= 1 << i
     return dest_sig, src_sig
+
+
+def check_keys(edges: Sequence[Blocked], seq_len: int) -> None:
+    """``ValueError`` when ``edges`` leave some query with no key at all (its attention would be NaN).
+
+    Queries are grouped by the edges they are a destination of; a group keeps a key unless that
+    key is a source of one of those edges. Any number of edges (the dense path has no 62 limit).
+    """
+    if not edges:
+        return
+    dest = torch.zeros(seq_len, len(edges), dtype=torch.bool)
+    src = torch.zeros(len(edges), seq_len, dtype=torch.bool)
+    for i, e in enumerate(edges):
+        dest[e.dest.cpu(), i] = True
+        src[i, e.source.cpu()] = True
+    classes, inverse = torch.unique(dest, dim=0, return_inverse=True)
+    keyless = ((classes.float() @ src.float()) > 0).all(dim=1)  # [n_classes]: every key blocked
+    if bool(keyless.any()):
+        labels = ", ".join(e.label for e in edges)
+        raise ValueError(f"knockouts [{labels}] leave {int(keyless[inverse].sum())} queries with no key to attend to")
 
 
 class SplitPlan:
@@ -105,21 +127,17 @@ class SplitPlan:
     """
 
     def __init__(self, edges: Sequence[Blocked], seq_len: int):
-        if len(edges) > 62:
-            raise ValueError(f"at most 62 knockout edges per block are supported, got {len(edges)}")
         self.seq_len = seq_len
         self.edges = list(edges)
         dest_sig, src_sig = _signatures(edges, seq_len)
+        check_keys(edges, seq_len)
         self.groups: list[tuple[Rows, Rows | None]] = []
         for sig in torch.unique(dest_sig).tolist():
             queries = torch.nonzero(dest_sig == sig).flatten()
             if sig == 0:
                 self.groups.append((Rows(queries), None))
                 continue
-            keys = torch.nonzero((src_sig & sig) == 0).flatten()
-            if keys.numel() == 0:
-                labels = ", ".join(e.label for e in edges)
-                raise ValueError(f"knockouts [{labels}] leave {queries.numel()} queries with no key to attend to")
+            keys = torch.nonzero((src_sig & sig) == 0).flatten()  # never empty: check_keys passed
             self.groups.append((Rows(queries), None if keys.numel() == seq_len else Rows(keys)))
         self.groups.sort(key=lambda g: int(g[0].index[0]))
         order = torch.cat([q.index for q, _ in self.groups])
@@ -136,13 +154,6 @@ class SplitPlan:
         out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         return out if self.inverse is None else self.inverse.take(out)
 
-    def flops(self, heads: int, head_dim: int) -> int:
-        """Attention FLOPs (QK^T and PV) of this plan for one sample, to compare with ``4 S^2 H D``."""
-        total = 0
-        for queries, keys in self.groups:
-            total += 4 * len(queries) * (self.seq_len if keys is None else len(keys)) * heads * head_dim
-        return total
-
 
 def flex_available() -> bool:
     """Whether ``torch.nn.attention.flex_attention`` can be imported in this build."""
@@ -157,10 +168,15 @@ _COMPILED_FLEX = {}
 
 
 def flex_block_mask(edges: Sequence[Blocked], seq_len: int, device):
-    """A flex-attention ``BlockMask`` blocking ``edges`` (built once per layout and step set)."""
+    """A flex-attention ``BlockMask`` blocking ``edges`` (built once per layout and step set).
+
+    ``ValueError`` when some query would be left with no key (as ``SplitPlan``).
+    """
     from torch.nn.attention.flex_attention import create_block_mask
 
-    dest_sig, src_sig = (t.to(device) for t in _signatures(edges, seq_len))
+    dest_sig, src_sig = _signatures(edges, seq_len)
+    check_keys(edges, seq_len)
+    dest_sig, src_sig = dest_sig.to(device), src_sig.to(device)
 
     def allowed(b, h, q_idx, kv_idx):
         return (dest_sig[q_idx] & src_sig[kv_idx]) == 0

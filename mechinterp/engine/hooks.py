@@ -77,16 +77,6 @@ class SiteRows:
         return (enc, hid)
 
 
-def gather(site: Site, output, positions: torch.Tensor, text_len: int) -> torch.Tensor:
-    """Rows ``positions`` (joint-sequence indices) of a site's output, as ``[batch, n, hidden]``."""
-    return SiteRows(site, positions, text_len).gather(output)
-
-
-def scatter(site: Site, output, positions: torch.Tensor, values: torch.Tensor, text_len: int):
-    """A site's output with rows ``positions`` replaced by ``values`` (in place when no grad is needed)."""
-    return SiteRows(site, positions, text_len).scatter(output, values)
-
-
 def offload(rows: torch.Tensor) -> torch.Tensor:
     """A host copy of captured rows: asynchronous into pinned memory from CUDA (no host sync),
     an ordinary copy elsewhere. The copy is ordered on the current stream, so it is complete
@@ -103,6 +93,7 @@ class _SiteAction:
 
     def __init__(self, item, site: Site, positions: torch.Tensor, values: dict[int, torch.Tensor] | None, default=None):
         self.item = item
+        self.label = item.describe()  # built once: the hook counts firings under it on every call
         self.site = site
         self.positions = positions
         self.rows: SiteRows | None = None  # set when installed (needs the text length)
@@ -309,7 +300,7 @@ class Intervene:
                 if not act.active(step):
                     continue
                 key = (act.site.name, step)
-                self.fired[(act.item.describe(), act.site.name, step)] += 1
+                self.fired[(act.label, act.site.name, step)] += 1
                 if isinstance(act.item, Capture):
                     rows = act.rows.gather(output).detach()
                     # one copy of the selected rows only: a gathered copy is kept, a view is copied
@@ -322,7 +313,7 @@ class Intervene:
                 else:
                     values = act.values.get(step, act.default)
                     if values is None:
-                        raise RuntimeError(f"{act.item.describe()}: no values for step {step}")
+                        raise RuntimeError(f"{act.label}: no values for step {step}")
                     output = act.rows.scatter(output, values)
             return output
 

@@ -244,6 +244,10 @@ class RefDrop:
             out += [Knockout(src, dst, after, self.steps) for src, dst in _REF_EDGES]
         return out
 
+    def resolved(self, table: SiteTable) -> "RefDrop":
+        """The same drop with its cutoff in canonical form."""
+        return RefDrop(table.name(self.cutoff), self.steps)
+
     def key(self) -> str:
         """Stable content key."""
         return _digest(["refdrop", str(self.cutoff), self.steps])
@@ -260,9 +264,7 @@ def interventions_key(items: Iterable[Intervention], table: SiteTable | None = N
     """One content key for a sequence of interventions (order matters: patches compose in order)."""
     keys = []
     for it in items:
-        if table is not None and not isinstance(it, RefDrop):
+        if table is not None:
             it = it.resolved(table)
-        elif table is not None:
-            it = RefDrop(table.name(it.cutoff), it.steps)
         keys.append(it.key())
     return _digest(keys)

@@ -54,12 +54,6 @@ class TokenLayout:
     def __contains__(self, group: str) -> bool:
         return group in self.groups and (group != "ref" or self.n_ref > 0)
 
-    def mask(self, group: str) -> torch.Tensor:
-        """Boolean ``[seq_len]`` membership mask of a group."""
-        m = torch.zeros(self.seq_len, dtype=torch.bool)
-        m[self[group]] = True
-        return m
-
     def same_text(self, other: "TokenLayout") -> bool:
         """Whether two layouts have identical text tokens (needed to patch between edits)."""
         return self.text_len == other.text_len and self.text_ids == other.text_ids

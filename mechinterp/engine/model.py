@@ -105,9 +105,12 @@ class Model:
         return build_layout(self.pipe.tokenizer, edit.text, edit.instruction, self.text_len,
                             edit.height, edit.width, ref_size, self.multiple_of)
 
-    def intervene(self, edit: Edit, *interventions: Intervention) -> Intervene:
-        """A context applying ``interventions`` (plus the model's wiring) for generations of ``edit``."""
-        layout = self.layout(edit)
+    def intervene(self, edit: Edit, *interventions: Intervention, layout: TokenLayout | None = None) -> Intervene:
+        """A context applying ``interventions`` (plus the model's wiring) for generations of ``edit``.
+
+        ``layout`` is ``self.layout(edit)`` when the caller has it already (it is computed otherwise).
+        """
+        layout = self.layout(edit) if layout is None else layout
         # a wire into or out of the reference is vacuous when the edit has none (e.g. the T2I Lens run)
         wiring = [k for k in self.wiring if k.source in layout and k.dest in layout]
         return Intervene(self.transformer, layout, [*wiring, *interventions], table=self.table, n_steps=edit.steps,
@@ -204,7 +207,6 @@ def load(path_or_repo_id: str | os.PathLike, device: str | torch.device | None =
         if ref.startswith((".", "/", "~")) or os.sep in ref.strip("/").replace("/", "", 1) or ref.count("/") != 1:
             raise ValueError(f"unknown model {ref!r}: no such folder, and not a Hugging Face repo id (owner/name)")
         pipe = _from_hub_cache(Flux2KleinPipeline, ref, kwargs)
-        meta = {}
         try:
             from huggingface_hub import hf_hub_download
 

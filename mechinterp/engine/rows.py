@@ -31,11 +31,6 @@ class Rows:
         self.stop = int(self.index[-1]) + 1 if contiguous else None
         self._on: dict[torch.device, torch.Tensor] = {}
 
-    @classmethod
-    def span(cls, start: int, stop: int) -> "Rows":
-        """The contiguous positions ``start..stop-1``."""
-        return cls(torch.arange(start, stop, dtype=torch.long))
-
     def __len__(self) -> int:
         return self.index.numel()
 
@@ -65,10 +60,6 @@ class Rows:
         else:
             idx = [slice(None)] * dim + [self.on(t.device)]
             t[tuple(idx)] = values
-
-    def shifted(self, offset: int) -> "Rows":
-        """The same rows moved by ``offset`` positions."""
-        return Rows(self.index + offset)
 
     def __repr__(self) -> str:
         if self.is_span:

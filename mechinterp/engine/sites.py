@@ -93,13 +93,6 @@ class SiteTable:
             return transformer.transformer_blocks[s.block]
         return transformer.single_transformer_blocks[s.block]
 
-    def attention(self, transformer: nn.Module, site: SiteLike | Site) -> nn.Module:
-        """The attention module inside a block site (``ValueError`` for ``embed``)."""
-        s = self.resolve(site)
-        if s.kind == "embed":
-            raise ValueError("site 'embed' has no attention; knockouts act on block sites")
-        return self.module(transformer, s).attn
-
     def range(self, start: SiteLike | None = None, stop: SiteLike | None = None) -> list[Site]:
         """Block sites from ``start`` to ``stop`` inclusive, in forward order."""
         blocks = self.blocks

@@ -23,11 +23,12 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from mechinterp.engine.interventions import _REF_EDGES
 from mechinterp.engine.layout import TokenLayout
 from mechinterp.engine.sites import Site, SiteTable
 
 #: how many primitive edges a drop cuts past its cutoff (ref→image, ref→text, image→ref, text→ref)
-CUT_EDGES = 4
+CUT_EDGES = len(_REF_EDGES)
 
 
 class RefTruncation:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from mechinterp.io import atomic_write
+
 #: the sequence length the tiny pipeline uses for its text (the real model uses 512)
 TINY_TEXT_LEN = 48
 
@@ -147,10 +149,10 @@ def tiny_pipeline(seed: int = 0, save_to: str | Path | None = None, num_layers: 
 
 def save_pipeline(pipe, path: str | Path) -> Path:
     """Save a pipeline with ``save_pretrained`` (safetensors) and its ``mechinterp.json`` beside it."""
+    from mechinterp.engine.model import META_FILE
+
     path = Path(path)
     pipe.save_pretrained(path, safe_serialization=True)
     meta = dict(getattr(pipe, "mechinterp_meta", {}) or {})
-    tmp = path / "mechinterp.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
-    tmp.replace(path / "mechinterp.json")
+    atomic_write(path / META_FILE, json.dumps(meta, indent=2, sort_keys=True))
     return path
