@@ -73,27 +73,29 @@ class Judge:
         for i, b in enumerate(bundles):
             by_key.setdefault(b.key, []).append(i)
         results: dict[str, Verdict] = {}
-        todo: list[str] = []
-        waiting: list[str] = []
-        for key in by_key:
-            hit = self.cache.get(key) if self.cache is not None else None
-            if hit is not None:
-                results[key] = hit
-            elif self.cache is None:
-                todo.append(key)
-            else:
-                state = self.cache.claim(key, self.claim_ttl)
-                (todo if state == "claimed" else waiting).append(key)
         failures: dict[str, str] = {}
-        self._run(todo, bundles, by_key, results, failures)
-        while waiting:
-            waiting = self._wait(waiting, results)
-            if waiting:  # their owner gave up or died: judge them ourselves
-                todo = [k for k in waiting if self.cache.claim(k, self.claim_ttl) == "claimed"]
-                self._run(todo, bundles, by_key, results, failures)
-                waiting = [k for k in waiting if k not in results and k not in failures]
-                if waiting:
-                    time.sleep(self.wait_poll)
+        # Each round: a cached verdict settles a key; a key we can claim is judged now (by us
+        # alone across workers); the rest are being judged elsewhere, so look again after a
+        # pause (none after the first round, whose judging already took time) until their
+        # verdict lands or their owner gives up or its claim lapses and we take it over.
+        pending = list(by_key)
+        rounds = 0
+        while pending:
+            mine: list[str] = []
+            still: list[str] = []
+            for key in pending:
+                hit = self.cache.get(key) if self.cache is not None else None
+                if hit is not None:
+                    results[key] = hit
+                elif self.cache is None or self.cache.claim(key, self.claim_ttl) == "claimed":
+                    mine.append(key)
+                else:
+                    still.append(key)
+            self._run(mine, bundles, by_key, results, failures)
+            pending = still
+            rounds += 1
+            if pending and rounds > 1:
+                time.sleep(self.wait_poll)
         if failures:
             by_index = {i: why for k, why in failures.items() for i in by_key[k]}
             raise JudgeError(f"{self.name}: {len(by_index)} of {len(bundles)} bundles got no "
@@ -151,26 +153,6 @@ class Judge:
         for key in keys:
             if key not in results:
                 failures[key] = failed.get(key, "no verdict returned")
-
-    def _wait(self, keys: list[str], results: dict[str, Verdict]) -> list[str]:
-        """Poll the cache until the keys have verdicts or their claims lapse; return the
-        keys still without a verdict whose claim is gone."""
-        pending = list(keys)
-        while pending:
-            still = []
-            for key in pending:
-                hit = self.cache.get(key)
-                if hit is not None:
-                    results[key] = hit
-                elif self.cache.claim(key, self.claim_ttl) == "claimed":
-                    self.cache.release(key)  # free again: hand back to the caller
-                    return [k for k in pending if k not in results]
-                else:
-                    still.append(key)
-            pending = still
-            if pending:
-                time.sleep(self.wait_poll)
-        return []
 
     def _judge_fresh(self, bundles: list[tuple[str, Bundle]],
                      deliver: Callable[[str, Verdict], None]) -> dict[str, str]:

@@ -55,6 +55,13 @@ def bundle_key(model: str, system: str, question: str, labels: Sequence[str],
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _init_schema(conn: sqlite3.Connection) -> None:
+    """Switch the database to WAL mode and create the tables if missing."""
+    conn.execute("PRAGMA journal_mode=WAL")
+    for statement in _SCHEMA:
+        conn.execute(statement)
+
+
 def _checksum(key: str, record: str) -> str:
     return hashlib.sha256(f"{key}\n{record}".encode()).hexdigest()
 
@@ -113,9 +120,7 @@ class VerdictCache:
         try:
             conn = self._connect()
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                for statement in _SCHEMA:
-                    conn.execute(statement)
+                _init_schema(conn)
                 status = conn.execute("PRAGMA quick_check").fetchone()[0]
             finally:
                 conn.close()
@@ -138,9 +143,7 @@ class VerdictCache:
                 src.replace(Path(str(aside) + suffix))
         conn = self._connect()
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            for statement in _SCHEMA:
-                conn.execute(statement)
+            _init_schema(conn)
             conn.executemany("INSERT OR IGNORE INTO verdicts VALUES (?, ?, ?, ?)", salvaged)
         finally:
             conn.close()

@@ -37,7 +37,6 @@ from scipy.cluster.vq import kmeans2
 from skimage.color import deltaE_ciede2000, rgb2lab
 
 from mechinterp.judges.base import Bundle, Judge
-from mechinterp.judges.cache import VerdictCache
 from mechinterp.judges.images import as_rgb
 from mechinterp.judges.questions import Question
 from mechinterp.judges.verdict import Verdict
@@ -111,9 +110,6 @@ class ColorJudge(Judge):
     name = "color"
     model = (f"cielab-de2000-v1(present<={PRESENT_DE:g},absent>={ABSENT_DE:g},"
              f"margin={MARGIN_DE:g},bg>{BACKGROUND_DE:g})")
-
-    def __init__(self, cache: VerdictCache | None = None) -> None:
-        super().__init__(cache)
 
     def __repr__(self) -> str:
         return f"ColorJudge(cache={self.cache!r})"
