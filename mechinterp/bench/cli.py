@@ -102,7 +102,7 @@ def run(args) -> int:
         print(f"\n{name}: {env['device_name']}, torch {env['torch']}, diffusers {env['diffusers']}, {env['date']}\n")
         print(harness.table(results) + "\n")
         if args.out:
-            path = harness.save(Path(args.out) / f"{name}-{device.type}.json", name, config, results, device)
+            path = harness.save(Path(args.out) / f"{name}-{device.type}.json", name, config, results, env)
             print(f"[bench] saved {path}")
         if name == "klein-9b":
             measured_9b = results

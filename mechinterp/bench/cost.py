@@ -95,12 +95,12 @@ def reproduction(clean_s: float | None = None, ratios: dict[str, float] | None =
     return lines
 
 
-def break_even_mfu(target_hours: float, overhead_s: float = 0.25, **kwargs) -> float:
+def break_even_mfu(target_hours: float, overhead_s: float = 0.25) -> float:
     """The MFU at which the projected reproduction takes ``target_hours`` (bisection)."""
     lo, hi = 0.01, 1.0
     for _ in range(40):
         mid = (lo + hi) / 2
-        total = sum(line.hours for line in reproduction(mfu=mid, overhead_s=overhead_s, **kwargs))
+        total = sum(line.hours for line in reproduction(mfu=mid, overhead_s=overhead_s))
         lo, hi = (mid, hi) if total > target_hours else (lo, mid)
     return hi
 

@@ -28,17 +28,23 @@ from pathlib import Path
 import torch
 
 import mechinterp as mi
+from mechinterp.bench.cost import KO_SETTINGS
 from mechinterp.engine.hooks import Intervene
+from mechinterp.io import atomic_write
 
 
 @dataclass
 class Setting:
-    """One benchmarked configuration: a name, what it measures, and the call that runs it once."""
+    """One benchmarked configuration: a name, what it measures, and the call that runs it once.
+
+    ``per_call`` is how many generations one call makes (a batch); its times are divided by it.
+    """
 
     name: str
     group: str
     run: Callable[[], object] = field(repr=False)
     note: str = ""
+    per_call: int = 1
 
 
 @dataclass
@@ -118,8 +124,8 @@ def _sites(table) -> tuple[str, str, list[str]]:
 
 
 def _knockouts() -> dict[str, mi.Knockout]:
-    return {f"ko:{s}->{d}": mi.Knockout(s, d) for s, d in
-            (("ref", "text"), ("ref", "text.padding"), ("ref", "text.content"), ("ref", "image"))}
+    """The knockouts of Table 2 and D1, named as the cost model names them (``ko:ref->text``, ...)."""
+    return {f"ko:{ko}": mi.Knockout(*ko.split("->")) for ko in KO_SETTINGS}
 
 
 def pipeline_settings(model: mi.Model, edit: mi.Edit, *, batch: int = 4, dense: bool = True) -> list[Setting]:
@@ -157,7 +163,7 @@ def pipeline_settings(model: mi.Model, edit: mi.Edit, *, batch: int = 4, dense: 
     if batch > 1:
         edits = [edit.replace(seed=edit.seed + i) for i in range(batch)]
         out.append(Setting(f"batch x{batch} (per edit)", "batch", lambda: model.generate_many(edits),
-                           f"{batch} seeds in one call; time divided by {batch}"))
+                           f"{batch} seeds in one call; time divided by {batch}", per_call=batch))
     return out
 
 
@@ -220,9 +226,9 @@ def run_bench(settings: list[Setting], device, repeats: int, log=print) -> list[
         log(f"  round {r + 1}/{repeats} done")
     results = [_measurement(s, times[s.name], peaks[s.name]) for s in settings]
     clean = next(m for m in results if m.name == "clean").median_s
-    for m in results:
-        if m.group == "batch":  # per edit
-            n = int(m.name.split("x")[1].split()[0])
+    for s, m in zip(settings, results):
+        if s.per_call > 1:  # per generation
+            n = s.per_call
             m.mean_s, m.std_s, m.median_s, m.min_s = m.mean_s / n, m.std_s / n, m.median_s / n, m.min_s / n
             m.times_s = [t / n for t in m.times_s]
         m.ratio = m.median_s / clean
@@ -240,14 +246,14 @@ def environment(device) -> dict:
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
-def save(path: str | Path, bench: str, config: dict, results: list[Measurement], device, extra: dict | None = None) -> Path:
-    """Write one bench's results as JSON (device, versions, date, config, per-setting numbers)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"bench": bench, "environment": environment(device), "config": config,
-           "results": [asdict(m) for m in results], **(extra or {})}
-    path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
-    return path
+def save(path: str | Path, bench: str, config: dict, results: list[Measurement], env) -> Path:
+    """Write one bench's results as JSON (device, versions, date, config, per-setting numbers).
+
+    ``env`` is the :func:`environment` dict of the run, or the device to compute it for.
+    """
+    doc = {"bench": bench, "environment": env if isinstance(env, dict) else environment(env), "config": config,
+           "results": [asdict(m) for m in results]}
+    return atomic_write(path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
 
 def table(results: list[Measurement]) -> str:

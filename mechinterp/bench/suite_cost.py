@@ -58,9 +58,13 @@ def claim_kind(claim: Claim) -> str:
 def replay(claim: Claim, rows: list[ReleasedRow], *, samples: int, looks: int, alpha: float, seed: int) -> list[ReleasedRow]:
     """The rows the runner would judge for ``claim`` before its sequential test stops.
 
-    Draws ``min(samples, len(rows))`` rows in the seeded order, feeds the claim's polarity-applied
-    outcomes to a ``SequentialTest`` set up as :class:`~mechinterp.suite.runner.ClaimRunner` sets
-    it up, and returns the judged prefix (abstentions are judged, paid for and not counted).
+    Draws ``min(samples, len(rows))`` rows in the seeded hash order of
+    :func:`~mechinterp.stats.sampling_order` (not the task families' stratified order that the
+    runner draws with ``mechinterp.tasks.sample``; the families and their images are not needed
+    for a replay), feeds the claim's polarity-applied outcomes to a ``SequentialTest`` whose
+    budget, looks and alpha are set up as :class:`~mechinterp.suite.runner.ClaimRunner` sets them
+    up, with a final look on the counts there are when abstentions leave it short, and returns the
+    judged prefix (abstentions are judged, paid for and not counted).
     """
     by_id = {r.entity: r for r in rows}
     drawn = [by_id[t] for t in sampling_order(by_id, seed)[:min(samples, len(by_id))]]

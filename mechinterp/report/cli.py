@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict
 
 from mechinterp.claims import load_registry, load_tables
+from mechinterp.io import atomic_write
 from mechinterp.report import (
     check_tables, compare_runs, evaluate, format_changes, format_tables, load_released, load_run,
     merge_runs, write_report, write_run,
@@ -23,7 +24,9 @@ def _tables(args: argparse.Namespace) -> int:
             run = write_run(args.out, meta, verdicts, args.registry)
             junit, html_path = write_report(run, args.registry)
             print(f"wrote {args.out} ({junit.name}, {html_path.name})", file=sys.stderr)
-        results = evaluate(verdicts, claims)
+            results = run.results
+        else:
+            results = evaluate(verdicts, claims)
     else:
         results = load_run(args.run, args.registry).results
     print(format_tables(tables, results))
@@ -44,7 +47,7 @@ def _compare(args: argparse.Namespace) -> int:
     print(format_changes(changes, a.path.name, b.path.name))
     if args.json:
         rows = [{**asdict(ch), "flipped": ch.flipped} for ch in changes]
-        print(json.dumps(rows, indent=1), file=open(args.json, "w", encoding="utf-8"))
+        atomic_write(args.json, json.dumps(rows, indent=1) + "\n")
     return 1 if args.fail_on_flip and any(ch.flipped for ch in changes) else 0
 
 

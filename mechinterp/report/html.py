@@ -22,7 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from mechinterp.claims import Claim, Table, claims_by_id, load_registry, load_tables
-from mechinterp.report.run import ClaimResult, Run, Verdict, atomic_write, decision_counts
+from mechinterp.report.run import ClaimResult, Run, Verdict, atomic_write, decision_counts, run_image_path
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 THUMB_PX = 160
@@ -78,8 +78,8 @@ def thumbnail_uri(image: dict, run_dir: Path) -> str | None:
         if "png" in image:
             data = base64.b64decode(image["png"], validate=True)
         elif "path" in image:
-            path = (run_dir / image["path"]).resolve()
-            if not path.is_relative_to(run_dir.resolve()) or not path.is_file():
+            path = run_image_path(run_dir, image["path"])
+            if path is None:
                 return None
             data = path.read_bytes()
         else:
@@ -106,12 +106,12 @@ def _metadata_html(meta: dict) -> str:
     return "<h2>Run</h2><table>" + "".join(rows) + "</table>"
 
 
-def _cell_html(claim: Claim, res: ClaimResult | None, link_prefix: str) -> str:
+def _cell_html(claim: Claim, res: ClaimResult | None) -> str:
     paper = esc(claim.paper.text) if claim.paper else "&mdash;"
     if res is None:
         return f'<div class="paper">paper {paper}</div><div class="run">run &mdash;</div>'
     return (f'<div class="paper">paper {paper}</div><div class="run">run {esc(res.run_text)}</div>'
-            f'<a href="{link_prefix}{esc(claim_slug(claim.id))}">{badge(res.decision)}</a>')
+            f'<a href="claims/{esc(claim_slug(claim.id))}">{badge(res.decision)}</a>')
 
 
 def _tables_html(tables: list[Table], results: dict[str, ClaimResult], index: dict[str, Claim]) -> str:
@@ -123,7 +123,7 @@ def _tables_html(tables: list[Table], results: dict[str, ClaimResult], index: di
             cells = []
             for ckey, _ in t.columns:
                 cid = t.cells.get((rkey, ckey))
-                cells.append(f"<td>{_cell_html(index[cid], results.get(cid), 'claims/')}</td>" if cid else "<td></td>")
+                cells.append(f"<td>{_cell_html(index[cid], results.get(cid))}</td>" if cid else "<td></td>")
             body.append(f"<tr><th>{esc(rlabel)}</th>{''.join(cells)}</tr>")
         out.append(f'<h3>{esc(t.title)}</h3><table class="paper-table"><tr><th></th>{head}</tr>{"".join(body)}</table>')
     return "<h2>Paper tables: paper vs this run</h2>" + "".join(out)
@@ -184,10 +184,9 @@ def _claim_page(claim: Claim, res: ClaimResult, verdicts: list[Verdict], run_dir
     return page(claim.id, body)
 
 
-def write_html(run: Run, registry: str | Path | None = None, out_dir: str | Path | None = None,
-               max_bundles: int = 48) -> Path:
-    """Write ``report.html`` and one page per claim into ``out_dir`` (default: the run folder)."""
-    out = Path(out_dir) if out_dir else run.path
+def write_html(run: Run, registry: str | Path | None = None, max_bundles: int = 48) -> Path:
+    """Write ``report.html`` and one page per claim into the run folder."""
+    out = run.path
     reg = registry or run.metadata.get("registry")
     claims, tables = load_registry(reg), load_tables(reg)
     index = claims_by_id(claims)

@@ -13,7 +13,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from mechinterp.report.run import Run, Verdict, load_run, write_run
+from mechinterp.report.run import Run, Verdict, load_run, run_image_path, write_run
 
 
 def _embed_images(v: Verdict, src: Path) -> Verdict:
@@ -21,8 +21,8 @@ def _embed_images(v: Verdict, src: Path) -> Verdict:
     for img in v.images:
         img = dict(img)
         if "path" in img:
-            source = (src / img.pop("path")).resolve()
-            if source.is_relative_to(src.resolve()) and source.is_file():
+            source = run_image_path(src, img.pop("path"))
+            if source is not None:
                 img["png"] = base64.b64encode(source.read_bytes()).decode("ascii")
         images.append(img)
     return Verdict(v.claim_id, v.task_id, v.question_id, v.passed, v.reason, v.judge, images)

@@ -86,13 +86,22 @@ class Run:
     results: dict[str, ClaimResult]
 
 
-def git_commit(cwd: str | Path | None = None) -> str | None:
-    """The current git commit of ``cwd`` (``None`` outside a repository)."""
+def git_commit() -> str | None:
+    """The current git commit of the working directory (``None`` outside a repository)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def run_image_path(run_dir: Path, relative: str) -> Path | None:
+    """The file an image's ``path`` names inside ``run_dir``, or ``None`` when it escapes the
+    run folder or is not a file (so a run folder can never make a report read outside it)."""
+    path = (run_dir / relative).resolve()
+    if not path.is_relative_to(run_dir.resolve()) or not path.is_file():
+        return None
+    return path
 
 
 def _counts(claim: Claim, verdicts: list[Verdict]) -> tuple[int, int, int]:

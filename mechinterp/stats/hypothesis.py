@@ -76,12 +76,6 @@ class Hypothesis:
     def __str__(self) -> str:
         return f"{self.quantity} {self.op} {self.value:g}"
 
-    def negation(self) -> str:
-        """The complementary statement, for reports ("refuted means ...")."""
-        if self.quantity == "|a - b|":
-            return f"|a - b| {_NEGATION[self.op]} {self.value:g}"
-        return f"{self.quantity} {_NEGATION[self.op]} {self.value:g}"
-
     def decide(self, interval: Interval) -> Decision:
         """Three-valued decision for an interval on this hypothesis' quantity."""
         low, high = interval.low, interval.high

@@ -2,8 +2,11 @@
 
 Procedure (documented error control)
 ------------------------------------
-* Tasks are drawn in a fixed seeded order (:func:`sampling_order`), so a rerun with the
-  same seed judges the same tasks first.
+* Tasks are drawn in a fixed seeded order, so a rerun with the same seed judges the same
+  tasks first: the suite runner draws each family's stratified order
+  (``mechinterp.tasks.sample`` → ``stratified_order``); :func:`sampling_order` is a plain
+  seeded hash order over task ids (used where the families' strata are not at hand, e.g.
+  the cost replay).
 * The budget ``N`` (tasks per arm) is split into a fixed look schedule, by default
   ``looks=5`` equally spaced looks at ``N/5, 2N/5, ..., N`` verdicts. The schedule is fixed
   before any data are seen; between looks nothing is decided.
@@ -147,23 +150,26 @@ class SequentialTest:
             return self.decision
         t_now = min(info, self.budget) / self.budget
         step = alpha_spent(t_now, self.alpha, self.spending) - self.spent
-        confidence = 1.0 - max(step, 1e-15)
-        ci = newcombe(k, n, k2, n2, confidence) if comparison else wilson(k, n, confidence)
-        self.history.append(Look(min(info, self.budget), step, ci, self.hypothesis.decide(ci)))
-        return self.decision
-
+        return self._look(k, n, k2, n2, step, cap=True)
 
     def finish(self, k: int, n: int, k2: int | None = None, n2: int | None = None) -> Decision:
         """Final look when the data ran out before the budget (e.g. abstentions): spend all
         remaining error on the counts there are. Does nothing once the test is done."""
         if self.done or (min(n, n2) if k2 is not None and n2 is not None else n) == 0:
             return self.decision
+        return self._look(k, n, k2, n2, self.alpha - self.spent, cap=False)
+
+    def _look(self, k: int, n: int, k2: int | None, n2: int | None, step: float, *, cap: bool) -> Decision:
+        """Evaluate one look spending ``step`` of the error and record it in the history.
+
+        The interval is Newcombe's for comparisons, Wilson's otherwise; the look's sample
+        size is the smaller arm for comparisons, capped at the budget when ``cap``.
+        """
         comparison = self.hypothesis.is_comparison
-        step = self.alpha - self.spent
+        info = min(n, n2) if comparison else n
         confidence = 1.0 - max(step, 1e-15)
         ci = newcombe(k, n, k2, n2, confidence) if comparison else wilson(k, n, confidence)
-        info = min(n, n2) if comparison else n
-        self.history.append(Look(info, step, ci, self.hypothesis.decide(ci)))
+        self.history.append(Look(min(info, self.budget) if cap else info, step, ci, self.hypothesis.decide(ci)))
         return self.decision
 
 
