@@ -50,16 +50,17 @@ def _claims(args) -> int:
     """Print the suite's decisions per organism; exit 1 when one differs from ``claims/organisms.toml``."""
     import torch
 
-    from mechinterp.organisms.expected import expected_decisions
+    from mechinterp.organisms.expected import as_expected, expected_decisions
+    from mechinterp.organisms.spec import ORGANISMS
     from mechinterp.organisms.suite_table import suite_decisions, suite_table
 
     torch.set_num_threads(args.threads)
-    names = args.names or ["padding-routed", "text-routed", "direct", "free"]
+    names = args.names or list(ORGANISMS)
     results = suite_decisions(names, samples=args.samples)
     expected = expected_decisions()
     print(suite_table(results, expected))
     wrong = [(n, cid) for n, res in results.items() for cid, o in res.items()
-             if expected.get(n, {}).get(cid, "open") not in ("open", o.decision.value)]
+             if as_expected(expected, n, cid, o.decision.value) is False]
     for n, cid in wrong:
         print(f"unexpected decision: {n} {cid}", file=sys.stderr)
     return 1 if wrong else 0
@@ -103,11 +104,12 @@ def _train(args) -> int:
 def _eval(args) -> int:
     import torch
 
-    from mechinterp.organisms.expected import expected_decisions
+    from mechinterp.io import atomic_write
+    from mechinterp.organisms.expected import as_expected, expected_decisions
     from mechinterp.organisms.measure import BASELINE_BAR, baseline_accuracy, eval_tasks
-    from mechinterp.organisms.suite_table import suite_decisions, suite_table
     from mechinterp.organisms.spec import FIXTURES, ORGANISMS
     from mechinterp.organisms.store import folder_size, load_organism, write_card
+    from mechinterp.organisms.suite_table import suite_decisions, suite_table
 
     torch.set_num_threads(args.threads)
     root = Path(args.root) if args.root else FIXTURES
@@ -131,8 +133,7 @@ def _eval(args) -> int:
         results = dict(zip(names, results.values()))
         for name, res in results.items():
             for cid, o in res.items():
-                want = expected.get(name, {}).get(cid, "open")
-                status |= want not in ("open", o.decision.value)
+                status |= as_expected(expected, name, cid, o.decision.value) is False
                 record[name]["claims"][cid] = {"k": o.k, "n": o.n, "decision": o.decision.value}
             tables[name] = suite_table({name: res}, expected)
         print("\n" + suite_table(results, expected))
@@ -140,7 +141,7 @@ def _eval(args) -> int:
         for name in names:
             write_card(root / name, record[name]["baseline"], tables.get(name))
     if args.json:
-        Path(args.json).write_text(json.dumps(record, indent=2))
+        atomic_write(args.json, json.dumps(record, indent=2))
     return int(status)
 
 

@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mechinterp.tasks.color import COLORS, INSTRUCTION, OBJECTS
+from mechinterp.tasks.color import COLORS, INSTRUCTION, OBJECTS, SolidColor
 
 #: neutral background of every training image, and the colour of an object drawn without a reference
 BACKGROUND = (215, 215, 215)
@@ -69,7 +69,7 @@ def reference_image(color: str, size: int = 32) -> Image.Image:
     """The solid colour reference of ``color``."""
     if color not in COLORS:
         raise ValueError(f"unknown colour {color!r}; valid colours: {', '.join(COLORS)}")
-    return Image.new("RGB", (size, size), COLORS[color])
+    return SolidColor(color, COLORS[color]).render(size, size)
 
 
 def train_combos() -> list[tuple[str, str]]:

@@ -33,3 +33,12 @@ def expected_decisions(path: str | Path | None = None) -> dict[str, dict[str, st
             if decision not in DECISIONS:
                 raise ValueError(f"{str(path)!r}: [{name}] {claim} = {decision!r}; valid: {', '.join(DECISIONS)}")
     return data
+
+
+def as_expected(expected: dict[str, dict[str, str]], organism: str, claim: str, decision: str) -> bool | None:
+    """Whether ``decision`` is the one ``expected`` pins for ``claim`` on ``organism``.
+
+    ``None`` when nothing is pinned (the claim is ``"open"`` or not listed for the organism).
+    """
+    want = expected.get(organism, {}).get(claim, "open")
+    return None if want == "open" else want == decision

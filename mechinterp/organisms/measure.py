@@ -6,42 +6,27 @@ sequential test): ``mechinterp.organisms.suite_table``.
 
 from __future__ import annotations
 
-
 from mechinterp.engine.edit import Edit
 from mechinterp.engine.model import Model
-from mechinterp.organisms.data import (
-    HELD_OUT,
-    classify_color,
-    classify_shape,
-    instruction,
-    reference_image,
-)
+from mechinterp.organisms.data import HELD_OUT, classify_color, classify_shape
 from mechinterp.tasks.color import COLORS, OBJECTS, REPLICATES, color_task
 
 #: the bar every shipped organism must pass: reference colour on the right shape
 BASELINE_BAR = 0.90
 
-def _size(model: Model) -> int:
-    return int(model.meta.get("default_size", 32))
-
-
-def _steps(model: Model) -> int:
-    return int(model.meta.get("default_steps", 4))
-
 
 def color_edit(model: Model, color: str, obj: str, replicate: int) -> Edit:
     """The colour task ``(color, obj, replicate)`` at the model's size: same instruction and seed as the suite's."""
-    size = _size(model)
-    seed = color_task(color, obj, replicate).seed
-    return Edit(instruction(obj), reference_image(color, size), seed=seed, height=size, width=size, steps=_steps(model))
+    size = int(model.meta.get("default_size", 32))
+    return color_task(color, obj, replicate).to_edit(size, size, int(model.meta.get("default_steps", 4)))
 
 
-def eval_tasks(n: int | None = None, held_out_only: bool = False) -> list[tuple[str, str, int]]:
+def eval_tasks(n: int | None = None) -> list[tuple[str, str, int]]:
     """A fixed list of ``(colour, object, replicate)`` tasks, spread over colours and objects.
 
-    ``n=None`` gives all 320 (or, with ``held_out_only``, the 40 of the held-out combinations).
+    ``n=None`` gives all 320.
     """
-    combos = [(c, o) for c in COLORS for o in OBJECTS if not held_out_only or (c, o) in HELD_OUT]
+    combos = [(c, o) for c in COLORS for o in OBJECTS]
     tasks = [(c, o, r) for r in range(REPLICATES) for c, o in combos]
     return tasks if n is None else tasks[:: max(1, len(tasks) // n)][:n]
 

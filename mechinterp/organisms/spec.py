@@ -71,10 +71,10 @@ def get_spec(name: str) -> OrganismSpec:
     return ORGANISMS[name]
 
 
-def organism_path(name: str, root: str | Path | None = None) -> Path:
-    """Folder of a shipped organism (``fixtures/organisms/<name>`` unless ``root`` is given)."""
+def organism_path(name: str) -> Path:
+    """Folder of a shipped organism (``fixtures/organisms/<name>``)."""
     get_spec(name)
-    return Path(root or FIXTURES) / name
+    return FIXTURES / name
 
 
 @dataclass(frozen=True)

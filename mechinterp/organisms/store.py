@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from mechinterp.engine.model import META_FILE, Model, load
+from mechinterp.io import atomic_write
 from mechinterp.organisms.spec import ORGANISMS, organism_path
 from mechinterp.organisms.trainer import TrainConfig
 from mechinterp.testing.tiny import save_pipeline
@@ -90,6 +91,8 @@ def write_card(folder: str | Path, accuracy: dict, claims_md: str | None = None)
     wiring = "\n".join(f"- `{w['source']}` ↛ `{w['dest']}` (queries of {w['dest']} never see keys of {w['source']}), "
                        f"blocks: {', '.join(w['sites']) if w.get('sites') else 'all'}" for w in meta.get("wiring", [])) or "- none"
     held = accuracy.get("held_out_accuracy")
+    final_loss = tr.get("final_loss")
+    final_loss = float("nan") if final_loss is None else final_loss  # None: a run with no steps
     lines = [
         f"# Model organism `{name}`", "",
         f"{spec.purpose if spec else ''}", "",
@@ -114,7 +117,7 @@ def write_card(folder: str | Path, accuracy: dict, claims_md: str | None = None)
         "`mechinterp/organisms/data.py`), target = the object's shape in the reference colour; 8 (colour, object) "
         "combinations held out of training; every 5th batch reference-free (grey shape; empty prompt: blank)"),
         (f"- flow matching, {tr.get('steps_done')} steps, batch {tr.get('batch')}, AdamW {tr.get('lr')} one-cycle; "
-        f"final loss {tr.get('final_loss', float('nan')):.4f}; {tr.get('seconds')} s on {tr.get('torch_threads')} CPU threads"), "",
+        f"final loss {final_loss:.4f}; {tr.get('seconds')} s on {tr.get('torch_threads')} CPU threads"), "",
         "## Measured", "",
         f"- I2I baseline colour accuracy (reference colour on the right shape, objective colour check): "
         f"{accuracy['correct']}/{accuracy['n']} = {accuracy['accuracy']:.1%}"
@@ -124,5 +127,4 @@ def write_card(folder: str | Path, accuracy: dict, claims_md: str | None = None)
         lines += ["Colour claims (`mechinterp organisms eval`):", "", claims_md, ""]
     lines += [attempts, ""]
     path = folder / CARD
-    path.write_text("\n".join(lines))
-    return path
+    return atomic_write(path, "\n".join(lines))

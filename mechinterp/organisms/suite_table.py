@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import tempfile
 
+from mechinterp.organisms.expected import as_expected
+
 
 def suite_decisions(names, samples: int = 128, seed: int = 0, cache_dir=None) -> dict[str, dict]:
     """``{organism: {claim id: ClaimOutcome}}`` for every colour claim, as ``pytest claims/ -m color`` decides it."""
@@ -42,8 +44,8 @@ def suite_table(results: dict[str, dict], expected: dict[str, dict[str, str]]) -
         for name in names:
             o = results[name][cid]
             counts = f"{o.k}/{o.n}" if o.k2 is None else f"{o.k}/{o.n} vs {o.k2}/{o.n2}"
-            want = expected.get(name, {}).get(cid)
-            mark = "" if want in (None, "open") else (" ✓" if want == o.decision.value else f" ✗ (expected {want})")
+            ok = as_expected(expected, name, cid, o.decision.value)
+            mark = "" if ok is None else (" ✓" if ok else f" ✗ (expected {expected[name][cid]})")
             cells.append(f"{counts} {o.decision.value}{mark}")
         hyp = str(first.claim.hypothesis).replace("|", "\\|")
         lines.append(f"| `{cid}` | {hyp} | " + " | ".join(cells) + " |")

@@ -12,7 +12,8 @@ rate schedule and random-generator state, so a resumed run is bit-identical to a
 
 from __future__ import annotations
 
-import json
+import contextlib
+import io
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 
 from mechinterp.engine.hooks import Intervene
 from mechinterp.engine.layout import build_layout
+from mechinterp.io import atomic_write
 from mechinterp.organisms.data import (
     COLORS,
     OBJECTS,
@@ -61,9 +63,14 @@ class TrainResult:
 
     @property
     def final_loss(self) -> float:
-        """Mean loss over the last 50 steps (or all, when fewer)."""
-        tail = self.losses[-50:]
-        return float(np.mean(tail)) if tail else float("nan")
+        """Mean loss over the last 50 steps (or all, when fewer); NaN for a run with no steps."""
+        loss = _final_loss(self.losses)
+        return float("nan") if loss is None else loss
+
+
+def _final_loss(losses: list[float]) -> float | None:
+    """Mean of the last 50 losses (or all, when fewer); ``None`` when there are none."""
+    return float(np.mean(losses[-50:])) if losses else None
 
 
 def _pipeline(components: dict):
@@ -164,11 +171,10 @@ def _predict(transformer, data: Data, xt, ids, text, sigma, layout, wiring):
     B = xt.shape[0]
     kwargs = {"hidden_states": xt, "timestep": sigma, "guidance": None, "encoder_hidden_states": text,
                   "txt_ids": data.txt_ids.expand(B, -1, -1), "img_ids": ids.expand(B, -1, -1), "return_dict": False}
-    active = [k for k in wiring if layout is not None]  # every wire touches the reference
-    if active:
-        with Intervene(transformer, layout, active, knockout_mode="dense"):  # masks local to this context
-            out = transformer(**kwargs)[0]
-    else:
+    # every wire touches the reference, so a reference-free batch (layout None) runs unwired
+    ctx = (Intervene(transformer, layout, wiring, knockout_mode="dense")  # masks local to this context
+           if layout is not None and wiring else contextlib.nullcontext())
+    with ctx:
         out = transformer(**kwargs)[0]
     return out[:, : data.img_ids.shape[0]]
 
@@ -241,18 +247,17 @@ def train(spec: OrganismSpec, cfg: TrainConfig | None = None, *, workdir: str | 
             _save_checkpoint(ckpt_path, pipe, opt, sched, gen, losses, done, elapsed())
     transformer.eval()
     seconds = elapsed()
-    extra = {"final_loss": float(np.mean(losses[-50:])) if losses else None,
+    extra = {"final_loss": _final_loss(losses),
              "steps_done": len(losses), "seconds": round(seconds, 1), "torch_threads": torch.get_num_threads()}
     pipe.mechinterp_meta = _meta(spec, cfg, extra)
     return TrainResult(pipe, losses, seconds, cfg)
 
 
 def _save_checkpoint(path: Path, pipe, opt, sched, gen, losses, step, seconds=0.0) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    buf = io.BytesIO()
     torch.save({"transformer": pipe.transformer.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "generator": gen.get_state(), "losses": losses, "step": step, "seconds": seconds}, tmp)
-    tmp.replace(path)
+                "scheduler": sched.state_dict(), "generator": gen.get_state(), "losses": losses, "step": step, "seconds": seconds}, buf)
+    atomic_write(path, buf.getvalue())
 
 
 def _load_checkpoint(path: Path) -> dict:
@@ -261,11 +266,6 @@ def _load_checkpoint(path: Path) -> dict:
     except Exception as err:  # torch raises several types for truncated or foreign files
         raise ValueError(f"training checkpoint {str(path)!r} is corrupt or not a checkpoint ({err}); "
                          "delete it to start the run afresh") from err
-
-
-def write_config(path: Path, cfg: TrainConfig) -> None:
-    """Write a run's configuration as JSON (for the record beside a checkpoint)."""
-    path.write_text(json.dumps(asdict(cfg), indent=2, default=list))
 
 
 @torch.no_grad()

@@ -83,6 +83,11 @@ def parse_proposal(text: str) -> ObjectProposal:
         data = json.loads(fenced.group(1) if fenced else stripped)
     except ValueError as err:
         raise InstructionError(f"reply is not JSON ({err}): {stripped[:200]!r}") from err
+    return _validate(data)
+
+
+def _validate(data: object) -> ObjectProposal:
+    """Check a decoded reply (or cache entry) against the rules of the module doc."""
     if not isinstance(data, dict) or set(data) != {"add_object", "remove_object"}:
         got = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise InstructionError(f"reply must be an object with keys add_object and remove_object, got {got}")
@@ -124,7 +129,7 @@ class ProposalCache:
         if entry is None:
             return None
         try:  # validated again: a hand-edited cache obeys the same rules as a reply
-            return parse_proposal(json.dumps({k: entry.get(k) for k in ("add_object", "remove_object")}))
+            return _validate({k: entry.get(k) for k in ("add_object", "remove_object")})
         except InstructionError as err:
             raise TaskDataError(f"instruction cache {str(self.path)!r}, entry {key[:12]}…: {err}") from err
 
