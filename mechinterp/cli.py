@@ -27,11 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every available subcommand registered."""
     parser = argparse.ArgumentParser(prog="mechinterp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    seen: set[str] = set()
-    for module_name in dict.fromkeys(COMMANDS.values()):
-        if module_name in seen:
-            continue
-        seen.add(module_name)
+    for module_name in dict.fromkeys(COMMANDS.values()):  # each module once, in order
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as err:  # a concern not installed in this build

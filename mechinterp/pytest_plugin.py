@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from mechinterp.suite import PARTS
 from mechinterp.suite.settings import OPTIONS, resolve
 
 #: claim markers: family and experiment of each paper claim
@@ -284,8 +285,6 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         return
     if sess is not None:
         sess.write_metadata()
-    from mechinterp.suite.session import PARTS
-
     if _worker_id(config) or not (run_dir / PARTS).is_dir():
         return
     from mechinterp.suite.report import finish_run

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-
+import mechinterp.claims  # noqa: F401  (loads numpy/scipy here: pytester's in-process runs drop
+#                          modules they import, and numpy cannot be imported twice in one process)
 from mechinterp.testing.tiny import save_pipeline, tiny_pipeline
 
 pytest_plugins = ["pytester"]

@@ -23,9 +23,6 @@ from mechinterp.report.run import Verdict as VerdictRow
 from mechinterp.stats import SequentialTest
 from mechinterp.stats.hypothesis import Decision
 
-#: family placeholder marking a sweep cell whose sites are the model's own (no mapping)
-_MODEL_SITES = "\0model-sites"
-
 #: the paper's model (FLUX.2-klein-9B: 8 double and 24 single blocks), in forward order
 _PAPER_SITES = ["embed", *(f"double.{i}" for i in range(8)), *(f"single.{j}" for j in range(24))]
 
@@ -102,15 +99,15 @@ class ClaimRunner:
         self._done: dict[str, ClaimOutcome] = {}
 
     # -- sites and tasks ----------------------------------------------------------------------
-    def site(self, site: str, family: str | None = None) -> str:
+    def site(self, site: str, family: str | None = None, *, own: bool = False) -> str:
         """The model's site for a claim's (paper-numbered) site.
 
         A model's ``mechinterp.json`` may map paper sites to its own (``site_map``:
         ``{"single.9": "single.1"}``) or name the one site where each family binds
         (``sites``: ``{"color": "double.0"}``, as the organisms do); otherwise the paper's
-        site is used as it is (FLUX.2-klein).
+        site is used as it is (FLUX.2-klein). ``own``: the site is already the model's (a sweep cell).
         """
-        if family == _MODEL_SITES:  # a sweep cell: already this model's own site
+        if own:
             mapped = site
         elif site in self.site_map:
             mapped = self.site_map[site]
@@ -145,21 +142,23 @@ class ClaimRunner:
     def experiment(self, claim: Claim, item, fixed_sites: bool = False) -> ex.ExperimentResult:
         """Run the claim's experiment on one task (or pair); ``fixed_sites``: its sites are the model's own."""
         e = claim.experiment
-        family = _MODEL_SITES if fixed_sites else claim.family
+
+        def where(site: str) -> str:
+            return self.site(site, claim.family, own=fixed_sites)
+
         if e.name == "t2i_lens":
             lens_steps = e.get("steps") if e.get("same_layer") else None
-            return ex.t2i_lens(self.model, self._edit(item), self.site(e.get("site"), family), same_layer=bool(e.get("same_layer")),
+            return ex.t2i_lens(self.model, self._edit(item), where(e.get("site")), same_layer=bool(e.get("same_layer")),
                                lens_steps=lens_steps, tokens=e.get("tokens", "text"))
         if e.name == "knockout":
             blocks = e.get("blocks", "all")
-            sites = None if blocks in (None, "all") else [self.site(s, family) for s in blocks]
+            sites = None if blocks in (None, "all") else [where(s) for s in blocks]
             return ex.knockout(self.model, self._edit(item), e.get("source"), e.get("dest"), sites=sites)
         if e.name == "ref_drop":
-            cutoff = e.get("cutoff")
-            return ex.ref_drop(self.model, self._edit(item), self.site(cutoff, family))
+            return ex.ref_drop(self.model, self._edit(item), where(e.get("cutoff")))
         if e.name == "i2i_patch":
             source, target = item.to_edits(height=self.size, width=self.size, steps=self.steps)
-            return ex.i2i_patch(self.model, source, target, self.site(e.get("site"), family), tokens=e.get("tokens", "text"))
+            return ex.i2i_patch(self.model, source, target, where(e.get("site")), tokens=e.get("tokens", "text"))
         raise ClaimSkipped(f"claim {claim.id!r} names unknown experiment {e.name!r}")
 
     def bundle(self, claim: Claim, result: ex.ExperimentResult) -> list[Image.Image]:
@@ -191,7 +190,10 @@ class ClaimRunner:
                   row_claim: str | None = None, task_suffix: str = "") -> ClaimOutcome:
         if claim.experiment is None or claim.question is None:
             raise ClaimSkipped(f"claim {claim.id!r} has no experiment/question to run")
+        from mechinterp.judges import QUESTIONS
+
         judge = self.judge_for(claim.question)
+        roles = QUESTIONS[claim.question].roles
         items = self.items(claim)
         test = SequentialTest(claim.hypothesis, budget=len(items), alpha=alpha or self.alpha, looks=min(self.looks, len(items)))
         rows: list[VerdictRow] = []
@@ -207,7 +209,7 @@ class ClaimRunner:
                 for (it, res, imgs), v in zip(pending, verdicts):
                     task_id = (getattr(it, "pair_id", None) or it.task_id) + task_suffix
                     rows.append(VerdictRow(row_claim or claim.id, task_id, claim.question, v.passed, v.reason, v.judge,
-                                           [{"role": r, "png": thumbnail(im)} for r, im in zip(_roles(claim), imgs)]))
+                                           [{"role": r, "png": thumbnail(im)} for r, im in zip(roles, imgs)]))
                     if v.passed is None:
                         abstained += 1
                     else:
@@ -287,9 +289,3 @@ class ClaimRunner:
         decision, ci = claim.decide(a.k, a.n, b.k, b.n)
         return ClaimOutcome(claim, decision, a.k, a.n, a.abstained + b.abstained, ci.low, ci.high, [*a.rows, *b.rows], [],
                             b.k, b.n)
-
-
-def _roles(claim: Claim) -> tuple[str, ...]:
-    from mechinterp.judges import QUESTIONS
-
-    return QUESTIONS[claim.question].roles

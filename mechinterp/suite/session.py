@@ -17,9 +17,8 @@ from pathlib import Path
 from mechinterp.io import atomic_write
 from mechinterp.suite.models import DEFAULT_MODEL, resolve_model
 from mechinterp.suite.runner import ClaimOutcome, ClaimRunner, ClaimSkipped
+from mechinterp.suite import PARTS
 from mechinterp.suite.settings import Settings
-
-PARTS = "parts"
 
 
 class BudgetExhausted(ClaimSkipped):

@@ -74,7 +74,7 @@ class Settings:
 
 def raw_value(config, opt: Option) -> str | None:
     """An option's value by precedence: command line, environment, ini, default."""
-    cli = config.getoption(opt.name.replace("-", "_"), default=None)
+    cli = config.getoption(opt.name, default=None)
     if cli not in (None, ""):
         return str(cli)
     if os.environ.get(opt.env):
