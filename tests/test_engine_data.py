@@ -33,6 +33,16 @@ def test_patch_equality_follows_values():
     assert mi.Patch("single.0", t) != mi.Patch("single.0", t, tokens="text.pad")
 
 
+def test_a_resolved_patch_keeps_its_values_hash_and_key():
+    """``interventions_key`` resolves every patch: the copy must not hash the (large) values again."""
+    table = SiteTable(8, 24)
+    patch = mi.Patch(17, torch.arange(6.0).reshape(2, 3))
+    resolved = patch.resolved(table)
+    assert resolved.site == "single.9" and resolved._values_digest == patch.values_digest() != ""
+    assert resolved.key() == mi.Patch("single.9", torch.arange(6.0).reshape(2, 3)).key()
+    assert interventions_key([patch], table) == interventions_key([resolved], table)
+
+
 def test_keys_are_canonical_over_site_spellings():
     table = SiteTable(8, 24)
     assert interventions_key([mi.Knockout("ref", "text", sites=(17,))], table) == \

@@ -112,6 +112,7 @@ class Patch:
     tokens: str = "text"
     steps: tuple[int, ...] | None = None
     _key: str = field(default="", repr=False)
+    _values_digest: str = field(default="", repr=False)  # carried by resolved(): values hashed once
 
     def __post_init__(self) -> None:
         _site(self.site)
@@ -128,9 +129,9 @@ class Patch:
         else:
             raise ValueError(f"patch values must be a Captures dict, a mapping or a tensor, got {type(v).__name__}")
 
-    def key(self) -> str:
-        """Stable content key (includes a hash of the values)."""
-        if not self._key:
+    def values_digest(self) -> str:
+        """Content hash of the values (computed once per patch and its resolved copies)."""
+        if not self._values_digest:
             v = self.values
             if isinstance(v, torch.Tensor):
                 vd = tensor_digest(v)
@@ -138,7 +139,14 @@ class Patch:
                 vd = v.digest()
             else:
                 vd = Captures(v).digest()
-            object.__setattr__(self, "_key", _digest(["patch", str(self.site), self.tokens, self.steps, vd]))
+            object.__setattr__(self, "_values_digest", vd)
+        return self._values_digest
+
+    def key(self) -> str:
+        """Stable content key (includes a hash of the values)."""
+        if not self._key:
+            key = _digest(["patch", str(self.site), self.tokens, self.steps, self.values_digest()])
+            object.__setattr__(self, "_key", key)
         return self._key
 
     def __hash__(self) -> int:
@@ -149,7 +157,7 @@ class Patch:
 
     def resolved(self, table: SiteTable) -> "Patch":
         """The same patch with its site in canonical form."""
-        return Patch(table.name(self.site), self.values, self.tokens, self.steps)
+        return Patch(table.name(self.site), self.values, self.tokens, self.steps, _values_digest=self.values_digest())
 
     def describe(self) -> str:
         """One-line human-readable form."""
