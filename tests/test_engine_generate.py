@@ -74,11 +74,22 @@ def test_ref_drop_before_the_first_block_equals_no_reference(tiny_model, edit):
     np.testing.assert_allclose(dropped.array, no_ref.array, atol=1e-5)
 
 
-def test_ref_drop_at_last_block_equals_ref_to_image_knockout(tiny_model, edit):
-    last = tiny_model.table.blocks[-1].name
-    a = tiny_model.generate(edit, [mi.RefDrop(last)])
-    b = tiny_model.generate(edit, [mi.Knockout("ref", "image")])
-    assert np.array_equal(a.array, b.array)
+def test_ref_drop_equals_its_hand_written_schedule(tiny_model, edit):
+    """RefDrop(X) ≡ Knockout ref→image on the blocks before X, every reference edge cut from X on."""
+    blocks = [s.name for s in tiny_model.table.blocks]
+    for i, cutoff in enumerate(blocks):
+        schedule = [mi.Knockout("ref", "image", tuple(blocks[:i]))] if i else []
+        schedule += [mi.Knockout(s, d, tuple(blocks[i:]))
+                     for s, d in [("ref", "image"), ("ref", "text"), ("image", "ref"), ("text", "ref")]]
+        a = tiny_model.generate(edit, [mi.RefDrop(cutoff)])
+        b = tiny_model.generate(edit, schedule)
+        np.testing.assert_allclose(a.array, b.array, atol=1e-5, err_msg=cutoff)
+
+
+def test_ref_drop_at_the_first_block_equals_no_reference(tiny_model, edit):
+    dropped = tiny_model.generate(edit, [mi.RefDrop(tiny_model.table.blocks[0].name)])
+    no_ref = tiny_model.generate(edit.replace(reference=None))
+    np.testing.assert_allclose(dropped.array, no_ref.array, atol=1e-5)
 
 
 def test_flat_index_and_name_are_the_same_site(tiny_model, edit):
