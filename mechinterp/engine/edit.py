@@ -37,7 +37,8 @@ class Edit:
     ``instruction`` is the edit instruction (the "content" token span); ``prompt`` is the
     full text sent to the model and defaults to the instruction; the instruction must occur
     in it. ``reference`` is a PIL image, a path to one, or ``None`` for text-to-image.
-    ``seed`` seeds ``torch.Generator("cpu")`` for the initial noise.
+    ``seed`` seeds the model's noise generator (``Model.noise``: on the model's device by
+    default, or the CPU).
     """
 
     instruction: str
