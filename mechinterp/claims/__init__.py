@@ -23,7 +23,7 @@ from typing import Any
 from mechinterp.stats import Decision, Hypothesis, Interval, decide
 
 FAMILIES = ("color", "style", "human", "scene")
-TASK_FAMILIES = ("color", "style", "style_real", "human", "add", "remove")
+TASK_FAMILIES = ("color", "style", "style_real", "human", "human_shared", "add", "remove")
 POLARITIES = ("pass", "inverted")
 MARKERS = ("color", "style", "human", "scene", "lens", "knockout", "patching", "refdrop")
 #: experiment name -> its pytest marker

@@ -23,7 +23,7 @@ BUCKETS: dict[str, str] = {
     "style": "style",
     "manual": "style_real",
     "dreambench_humans": "human",
-    "dreambench_humans_shared": "human",
+    "dreambench_humans_shared": "human_shared",
     "add": "add",
     "remove": "remove",
 }
