@@ -111,7 +111,7 @@ def test_task_edits_follow_the_experiment(tmp_path):
     named = _task(tmp_path, "named", (72, 100), named=True)
     source = _task(tmp_path, "source", (96, 80), named=False, rgb=(20, 30, 200))
     other = _task(tmp_path, "other", (80, 96), named=False, rgb=(20, 200, 30))
-    assert named.to_edit().reference.size == (64, 96) == named.reference_size((72, 100))
+    assert named.to_edit().reference.size == (64, 96) == named.reference_size() == named.reference_size((72, 100))
     assert source.to_edit().reference.size == (64, 64) == source.reference_size((96, 80))
     assert source.reference_size((96, 80), native_source=True) == (96, 80)
     src, tgt = Pair(source, other).to_edits()

@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from PIL import Image
 
-from mechinterp.engine.edit import Edit, load_image
+from mechinterp.engine.edit import Edit, image_size, load_image
 from mechinterp.tasks.references import prepare, prepared_size
 
 
@@ -93,14 +93,15 @@ class Task:
         return self.reference.name if isinstance(self.reference, Path) else repr(self.reference)
 
     def reference_size(self, native: tuple[int, int] | None = None, *, native_source: bool = False) -> tuple[int, int]:
-        """The (width, height) this task's reference reaches the pipeline at, from its native size.
+        """The (width, height) this task's reference reaches the pipeline at: ``reference_image``'s
+        size without its pixels (the authors' rule, ``mechinterp.tasks.references``).
 
-        ``native`` is the reference file's size (a generated reference's is the task's);
-        ``native_source``: the experiment passes source images at native size (I2I→I2I
-        patching). A size-only view of ``reference_image`` (the authors' rule, see
-        ``mechinterp.tasks.references``).
+        ``native`` is the reference file's size (default: read from the file's header; a
+        generated reference's is the task's); ``native_source``: the experiment passes source
+        images at native size (I2I→I2I patching).
         """
-        native = native or (self.width, self.height)
+        if native is None:
+            native = image_size(self.reference) if isinstance(self.reference, Path) else (self.width, self.height)
         return prepared_size(native, (self.width, self.height), named=self.named_reference, native_source=native_source)
 
     def reference_image(self, height: int | None = None, width: int | None = None, *,
@@ -112,12 +113,9 @@ class Task:
         paper task) the reference is resized to that size instead.
         """
         h, w = height or self.height, width or self.width
-        if (w, h) != (self.width, self.height):
-            if isinstance(self.reference, Path):
-                image = load_image(self.reference)
-                return image if image.size == (w, h) else image.resize((w, h))
-            return self.reference.render(h, w)
         image = load_image(self.reference) if isinstance(self.reference, Path) else self.reference.render(h, w)
+        if (w, h) != (self.width, self.height):  # no protocol at another size: fit the reference to it
+            return image if image.size == (w, h) else image.resize((w, h))
         return prepare(image, (w, h), named=self.named_reference, native_source=native_source)
 
     def to_edit(self, height: int | None = None, width: int | None = None, steps: int | None = None, *,
