@@ -18,16 +18,26 @@ def _image_digest(image: Image.Image) -> str:
     return h.hexdigest()
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open an image file as RGB, with one clear error when it is missing or unreadable."""
+def _read_image(path: str | Path, read):
+    """``read(opened PIL image)`` for an image file, with one clear error when it is missing or unreadable."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"reference image {str(path)!r} does not exist (expected a readable PNG/JPEG file)")
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")
+            return read(im)
     except Exception as err:  # PIL raises several types for corrupt files
         raise ValueError(f"reference image {str(path)!r} is not a readable image: {err}") from err
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open an image file as RGB, with one clear error when it is missing or unreadable."""
+    return _read_image(path, lambda im: im.convert("RGB"))
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header only."""
+    return _read_image(path, lambda im: im.size)
 
 
 @dataclass(frozen=True)

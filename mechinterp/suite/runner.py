@@ -89,7 +89,8 @@ class ClaimRunner:
         self.looks = looks
         self.alpha = alpha
         meta = getattr(model, "meta", {}) or {}
-        self.size = size or int(meta.get("default_size", 1024))
+        # a model that cannot run the tasks' own sizes (the organisms) names the one it runs at
+        self.size = size or (int(meta["default_size"]) if meta.get("default_size") else None)
         self.steps = steps or int(meta.get("steps", meta.get("default_steps", 4)))
         self.site_map = dict(meta.get("site_map", {}))
         self.family_sites = dict(meta.get("sites", {}))
@@ -146,6 +147,8 @@ class ClaimRunner:
         return sample(items, min(self.samples, len(items)), seed=self.seed)
 
     def _edit(self, task, steps=None):
+        """The task's edit for the lens, knockout and reference-drop runs: at the task's size (or
+        the model's), its reference prepared as the authors do (``mechinterp.tasks.references``)."""
         return task.to_edit(height=self.size, width=self.size, steps=steps or self.steps)
 
     # -- one sample ---------------------------------------------------------------------------
@@ -168,7 +171,7 @@ class ClaimRunner:
             cutoff = e.get("cutoff") if fixed_sites else self.site(e.get("cutoff"), claim.family, cutoff=True)
             return ex.ref_drop(self.model, self._edit(item), cutoff)
         if e.name == "i2i_patch":
-            source, target = item.to_edits(height=self.size, width=self.size, steps=self.steps)
+            source, target = item.to_edits(height=self.size, width=self.size, steps=self.steps)  # native source images
             return ex.i2i_patch(self.model, source, target, where(e.get("site")), tokens=e.get("tokens", "text"))
         raise ClaimSkipped(f"claim {claim.id!r} names unknown experiment {e.name!r}")
 
