@@ -38,7 +38,8 @@ def pytest_collection_modifyitems(config, items):
 
     if torch.cuda.is_available():
         return
-    skip = pytest.mark.skip(reason=f"needs a CUDA GPU: torch {torch.__version__} sees none (run bench/gpu-check on a GPU machine)")
+    reason = f"needs a CUDA GPU: torch {torch.__version__} sees none (run bench/gpu-check on a GPU machine)"
+    skip = pytest.mark.skip(reason=reason)
     for item in items:
         if item.get_closest_marker("cuda") is not None:
             item.add_marker(skip)

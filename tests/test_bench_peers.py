@@ -62,7 +62,8 @@ def test_hooks_patch_a_double_blocks_text_stream(tiny_model, edit, solid):
     values = [source.captures[("double.1", s)] for s in range(edit.steps)]
     engine = tiny_model.generate(edit, [mi.Patch("double.1", source.captures, "text")])
     module = tiny_model.table.module(tiny_model.transformer, "double.1")
-    assert np.array_equal(_raw(tiny_model, edit, peers.hooks_patch(tiny_model.transformer, module, 48, values)), engine.array)
+    hooked = _raw(tiny_model, edit, peers.hooks_patch(tiny_model.transformer, module, 48, values))
+    assert np.array_equal(hooked, engine.array)
 
 
 @pytest.mark.parametrize("ko", KO_SETTINGS)

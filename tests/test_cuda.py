@@ -21,7 +21,8 @@ from mechinterp.testing.tiny import tiny_pipeline
 pytestmark = [pytest.mark.cuda, pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")]
 
 TOL = 1e-4  # float32 on CUDA, different attention kernels (flash / efficient / flex): same maths, other rounding
-MODES = ["split", pytest.param("flex", marks=pytest.mark.skipif(not flex_available(), reason="no flex_attention in this torch"))]
+_NO_FLEX = pytest.mark.skipif(not flex_available(), reason="no flex_attention in this torch")
+MODES = ["split", pytest.param("flex", marks=_NO_FLEX)]
 
 
 @pytest.fixture(scope="module")

@@ -46,8 +46,8 @@ def test_reproduction_cost_uses_measured_numbers_when_given():
 
 
 def test_harness_measures_and_saves(tiny_model, edit, tmp_path):
-    chosen = [s for s in settings.pipeline_settings(tiny_model, edit, batch=2, modes=("split",), authors=False,
-                                                    capture_peers=(), extras=False)
+    include = settings.Include(modes=("split",), authors=False, capture_peers=())
+    chosen = [s for s in settings.pipeline_settings(tiny_model, edit, include, batch=2, extras=False)
               if s.name in ("clean", "ko:ref->text", "batch x2 (per edit)")]
     results = harness.run_bench(chosen, "cpu", repeats=1, log=lambda *a: None)
     assert [m.name for m in results] == ["clean", "ko:ref->text", "batch x2 (per edit)"]

@@ -55,12 +55,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=128, help="tasks per claim for the claims-suite cost (as pytest's --samples)")
 
 
-def _modes(args, device) -> list[str]:
-    """The engine's knockout modes to bench: split always; flex on CUDA (or with ``--flex``); dense unless ``--no-dense``."""
+def _include(args, device):
+    """What the options ask to bench: knockout modes split, flex (on CUDA or with ``--flex``) and dense
+    (unless ``--no-dense``); the peers unless ``--no-peers``."""
+    from mechinterp.bench.settings import Include
     from mechinterp.engine.fast_attention import flex_available
 
     flex = flex_available() and (args.flex if args.flex is not None else device.type == "cuda")
-    return ["split"] + (["flex"] if flex else []) + ([] if args.no_dense else ["dense"])
+    modes = ("split",) + (("flex",) if flex else ()) + (() if args.no_dense else ("dense",))
+    return Include(modes=modes, authors=not args.no_peers, capture_peers=() if args.no_peers else (HOOKS, NNSIGHT))
 
 
 def _tiny(args, device):
@@ -76,8 +79,7 @@ def _tiny(args, device):
                    height=64, width=64)
     config = {"model": "tiny pipeline (2 double + 2 single blocks, 64x64, text 48)", "tokens": model.layout(edit).seq_len,
               "steps": edit.steps}
-    return config, pipeline_settings(model, edit, modes=_modes(args, device), authors=not args.no_peers,
-                                     capture_peers=() if args.no_peers else (HOOKS, NNSIGHT))
+    return config, pipeline_settings(model, edit, _include(args, device))
 
 
 def _transformer(args, device, name):
@@ -92,8 +94,7 @@ def _transformer(args, device, name):
     config = {"model": f"random-weight Flux2Transformer2DModel ({name})",
               "transformer_config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
               "tokens": tokens, "dtype": str(dtype), "steps": 4}
-    return config, transformer_settings(transformer, layout, inputs, modes=_modes(args, device), authors=not args.no_peers,
-                                        capture_peers=() if args.no_peers else (HOOKS, NNSIGHT))
+    return config, transformer_settings(transformer, layout, inputs, include=_include(args, device))
 
 
 def run(args) -> int:

@@ -36,7 +36,6 @@ from pathlib import Path
 import torch
 
 from mechinterp.bench import cost, harness
-from mechinterp.bench.harness import HOOKS, NNSIGHT
 from mechinterp.io import atomic_write
 
 PIPELINE_KNOCKOUT = "ref->text.padding"  # the pipeline bench's one knockout (the paper's headline setting)
@@ -49,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=None, help="timed rounds per bench (default: 2 on GPU, 1 dry)")
     p.add_argument("--tests", default="tests/test_cuda.py", help="the CUDA tests to run ('' to skip)")
     p.add_argument("--mfu", type=float, default=0.45, help="MFU for the FLOP projections the cost table compares with")
+    p.add_argument("--verdicts", default=None,
+                   help="the authors' released verdicts folder: adds the claims suite's cost (sequential stopping) "
+                        "from the measured times (default: $MECHINTERP_DATA_DIR/verdicts when it exists)")
     return p
 
 
@@ -67,7 +69,8 @@ def _cuda_tests(path: str) -> dict:
             return out
         for case in ET.parse(xml).getroot().iter("testcase"):
             name = f"{case.get('classname')}.{case.get('name')}"
-            skipped, bad = case.find("skipped"), case.find("failure") if case.find("failure") is not None else case.find("error")
+            skipped = case.find("skipped")
+            bad = case.find("failure") if case.find("failure") is not None else case.find("error")
             if skipped is not None:
                 out["skipped"] += 1
                 out["skip_reasons"] = sorted(set(out["skip_reasons"]) | {skipped.get("message", "")})
@@ -83,7 +86,8 @@ def _tiny_edit(reference_rgb=(220, 30, 30)):
     import mechinterp as mi
     from PIL import Image
 
-    return mi.Edit("draw a ball in this color", reference=Image.new("RGB", (64, 64), reference_rgb), seed=3, height=64, width=64)
+    ref = Image.new("RGB", (64, 64), reference_rgb)
+    return mi.Edit("draw a ball in this color", reference=ref, seed=3, height=64, width=64)
 
 
 class _Models:
@@ -108,7 +112,8 @@ class _Models:
         if self.dry:
             model = self._tiny_model()
             lay = model.layout(_tiny_edit())
-            return model.transformer, dict(model.transformer.config), {"text": lay.text_len, "image": lay.n_image, "ref": lay.n_ref}
+            tokens = {"text": lay.text_len, "image": lay.n_image, "ref": lay.n_ref}
+            return model.transformer, dict(model.transformer.config), tokens
         if self._transformer is None:
             self._transformer = build_transformer(KLEIN_9B, self.device, torch.bfloat16)
         return self._transformer, KLEIN_9B, TOKENS_1024
@@ -142,10 +147,10 @@ def _environment(device) -> dict:
     return env
 
 
-def _modes(device) -> list[str]:
+def _modes(device) -> tuple[str, ...]:
     from mechinterp.engine.fast_attention import flex_available
 
-    return ["split"] + (["flex"] if flex_available() else []) + ["dense"]
+    return ("split",) + (("flex",) if flex_available() else ()) + ("dense",)
 
 
 def _bench(settings, device, repeats: int) -> dict:
@@ -159,17 +164,29 @@ def _free(device) -> None:
         torch.cuda.empty_cache()
 
 
-def _cost(pipeline: list, transformer: list, mfu: float) -> dict:
-    """Reproduction cost from the measured whole-generation clean time and the transformer ratios."""
+def _cost(pipeline: list, transformer: list, mfu: float, verdicts: str | None) -> dict:
+    """Reproduction cost from the measured whole-generation clean time and the transformer ratios
+    (and the claims suite's, replayed on ``verdicts``, when that folder exists)."""
+    import os
     p_clean = next(m for m in pipeline if m.name == "clean").median_s
     t_clean = next(m for m in transformer if m.name == "clean").median_s
     ratios = cost.generation_ratios(p_clean, t_clean, {m.name: m.ratio for m in transformer})
     lines = cost.reproduction(p_clean, ratios, mfu=mfu)
     projected = cost.reproduction(mfu=mfu)
-    return {"clean_generation_s": p_clean, "transformer_clean_s": t_clean, "generation_ratios": ratios,
-            "lines": [dict(asdict(line), hours=line.hours) for line in lines],
-            "total_hours": sum(line.hours for line in lines), "projected_total_hours": sum(line.hours for line in projected),
-            "table": cost.report(lines)}
+    out = {"clean_generation_s": p_clean, "transformer_clean_s": t_clean, "generation_ratios": ratios,
+           "lines": [dict(asdict(line), hours=line.hours) for line in lines],
+           "total_hours": sum(line.hours for line in lines), "projected_total_hours": sum(line.hours for line in projected),
+           "table": cost.report(lines)}
+    folder = verdicts or (os.path.join(os.environ["MECHINTERP_DATA_DIR"], "verdicts")
+                          if os.environ.get("MECHINTERP_DATA_DIR") else None)
+    if folder and Path(folder).is_dir():
+        from mechinterp.bench import suite_cost
+        from mechinterp.claims import load_registry
+
+        suite = suite_cost.suite_lines(suite_cost.simulate(folder, load_registry()), p_clean, ratios, mfu=mfu)
+        out["suite_total_hours"] = sum(line.hours for line in suite)
+        out["table"] += "\n\nThe claims suite (sequential stopping, replayed on the released verdicts):\n\n" + cost.report(suite)
+    return out
 
 
 def run(args) -> int:
@@ -207,7 +224,7 @@ def run(args) -> int:
     models = _Models(args.dry_run, device)
 
     def transformer_phase():
-        from mechinterp.bench.settings import transformer_settings
+        from mechinterp.bench.settings import Include, transformer_settings
         from mechinterp.bench.shapes import synthetic_inputs, synthetic_layout
 
         transformer, cfg, tokens = models.transformer()
@@ -215,18 +232,18 @@ def run(args) -> int:
         inputs = synthetic_inputs(cfg, layout, device, next(transformer.parameters()).dtype)
         # on the CPU flex_attention runs its unfused reference kernel (no compile): not worth a dry run's
         # time; the pipeline bench keeps its one flex row
-        modes = _modes(device) if device.type == "cuda" else ["split", "dense"]
-        settings = transformer_settings(transformer, layout, inputs, modes=modes)
+        modes = _modes(device) if device.type == "cuda" else ("split", "dense")
+        settings = transformer_settings(transformer, layout, inputs, include=Include(modes=modes))
         return {"config": {"tokens": tokens, "dtype": str(next(transformer.parameters()).dtype)},
                 **_bench(settings, device, repeats)}
 
     def pipeline_phase():
-        from mechinterp.bench.settings import bench_sites, pipeline_settings
+        from mechinterp.bench.settings import Include, bench_sites, pipeline_settings
 
         model, edit = models.pipeline()
         colour, _ = bench_sites(model.table)
-        settings = pipeline_settings(model, edit, batch=2, modes=_modes(device), knockouts=(PIPELINE_KNOCKOUT,),
-                                     cutoffs=(colour,), extras=False, capture_peers=(HOOKS, NNSIGHT))
+        include = Include(modes=_modes(device), knockouts=(PIPELINE_KNOCKOUT,), cutoffs=(colour,))
+        settings = pipeline_settings(model, edit, include, batch=2, extras=False)
         result = _bench(settings, device, repeats)
         result["config"] = {"tokens": model.layout(edit).seq_len, "size": [edit.height, edit.width], "steps": edit.steps}
         result["peak_mb"] = max(m.peak_mb for m in result["measurements"])
@@ -237,7 +254,7 @@ def run(args) -> int:
     _free(device)
     phase("pipeline", pipeline_phase)
     if measured.get("pipeline") and measured.get("transformer"):
-        phase("cost", lambda: _cost(measured["pipeline"], measured["transformer"], args.mfu))
+        phase("cost", lambda: _cost(measured["pipeline"], measured["transformer"], args.mfu, args.verdicts))
     doc["seconds"] = round(time.perf_counter() - started, 1)
     doc["ok"] = all(p["ok"] for p in doc["phases"].values()) and {"transformer", "pipeline", "cost"} <= set(doc["phases"])
     atomic_write(out, json.dumps(doc, indent=2) + "\n")

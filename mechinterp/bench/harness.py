@@ -1,9 +1,9 @@
 """The benchmark harness: every setting timed as a ratio against a clean generation, one result format.
 
 What is timed comes from ``mechinterp.bench.settings`` (whole pipeline generations, or one
-generation's transformer forwards). Each setting is timed ``repeats`` times after a warm-up, in one process, in rounds that run
-every setting once; the ratio is median time / median clean time (the median resists other load on
-a shared machine; mean, std and min are saved too). Peak memory is the CUDA allocator's
+generation's transformer forwards). Each setting is timed ``repeats`` times after a warm-up, in
+one process, in rounds that run every setting once; the ratio is median time / median clean time
+(the median resists other load on a shared machine; mean, std and min are saved too). Peak memory is the CUDA allocator's
 high-water mark on GPU and the process RSS high-water mark (sampled) on CPU.
 """
 

@@ -59,7 +59,8 @@ def twin(module: nn.Module) -> nn.Module:
 def twin_pipeline(pipe):
     """A pipeline of the same class and config whose modules are ``twin``s of ``pipe``'s (weights shared)."""
     parts = {name: twin(c) if isinstance(c, nn.Module) else copy.deepcopy(c) for name, c in pipe.components.items()}
-    options = {k: pipe.config[k] for k in inspect.signature(type(pipe).__init__).parameters if k not in parts and k in pipe.config}
+    init = inspect.signature(type(pipe).__init__).parameters
+    options = {k: pipe.config[k] for k in init if k not in parts and k in pipe.config}
     out = type(pipe)(**parts, **options)
     out.set_progress_bar_config(disable=True)
     return out

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 import torch
 
 import mechinterp as mi
@@ -26,7 +27,8 @@ from mechinterp.bench.harness import AUTHORS, DENSE, ENGINE, FLEX, HOOKS, NNSIGH
 from mechinterp.engine.hooks import Intervene
 
 _MODE_BY = {"split": ENGINE, "flex": FLEX, "dense": DENSE}
-_MODE_NOTE = {"split": "split (default)", "flex": "flex_attention BlockMask", "dense": "dense boolean mask (engine reference)"}
+_MODE_NOTE = {"split": "split (default)", "flex": "flex_attention BlockMask",
+              "dense": "dense boolean mask (engine reference)"}
 
 
 def bench_sites(table) -> tuple[str, list[str]]:
@@ -58,8 +60,20 @@ class _Run(ABC):
         """nnsight's capture and patch runs of ``module``'s text rows (values per step for the patch)."""
 
 
-def _shared(run: _Run, values: Sequence[torch.Tensor], patch_values, *, modes: Sequence[str], authors: bool,
-            capture_peers: Sequence[str], knockouts: Sequence[str], cutoffs: Sequence[str] | None) -> list[Setting]:
+@dataclass(frozen=True)
+class Include:
+    """What a bench times besides clean, capture and patch by the engine: the engine's knockout
+    ``modes``, the authors' additive-mask knockouts, the capture/patch peers, which knockouts and
+    which reference-drop cutoffs (``None``: ``bench_sites``'s)."""
+
+    modes: tuple[str, ...] = ("split", "dense")
+    authors: bool = True
+    capture_peers: tuple[str, ...] = (HOOKS, NNSIGHT)
+    knockouts: tuple[str, ...] = KO_SETTINGS
+    cutoffs: tuple[str, ...] | None = None
+
+
+def _shared(run: _Run, values: Sequence[torch.Tensor], patch_values, inc: Include) -> list[Setting]:
     """The settings both benches have (see the module docstring)."""
     colour, default_cutoffs = bench_sites(run.table)
     module, n_text = run.table.module(run.transformer, colour), run.layout.text_len
@@ -68,31 +82,34 @@ def _shared(run: _Run, values: Sequence[torch.Tensor], patch_values, *, modes: S
     cap, pat = [mi.Capture(colour, "text")], [mi.Patch(colour, patch_values, "text")]
     out += [Setting("capture", "capture", run.engine(cap), where, op="capture"),
             Setting("patch", "patch", run.engine(pat), where, op="patch")]
-    if HOOKS in capture_peers:
+    if HOOKS in inc.capture_peers:
         out += [Setting("capture [hooks]", "capture", run.raw(lambda: peers.hooks_capture(module, n_text)),
                         "plain forward hook, rows copied to host", op="capture", by=HOOKS),
-                Setting("patch [hooks]", "patch", run.raw(lambda: peers.hooks_patch(run.transformer, module, n_text, values)),
+                Setting("patch [hooks]", "patch",
+                        run.raw(lambda: peers.hooks_patch(run.transformer, module, n_text, values)),
                         "plain forward hook, output cloned", op="patch", by=HOOKS)]
-    if NNSIGHT in capture_peers:
+    if NNSIGHT in inc.capture_peers:
         missing = peers.nnsight_missing()
         if missing is None:
             capture, patch = run.nnsight(module, values)
-            out += [Setting("capture [nnsight]", "capture", capture, "nnsight trace, rows copied to host", op="capture", by=NNSIGHT),
+            out += [Setting("capture [nnsight]", "capture", capture, "nnsight trace, rows copied to host", op="capture",
+                            by=NNSIGHT),
                     Setting("patch [nnsight]", "patch", patch, "nnsight trace, in-place", op="patch", by=NNSIGHT)]
         else:
             print(f"[bench] nnsight peer skipped: {missing}")
-    for ko in knockouts:
+    for ko in inc.knockouts:
         name, (src, dst) = f"ko:{ko}", ko.split("->")
-        for mode in modes:
+        for mode in inc.modes:
             label = name if mode == "split" else f"{name} [{mode}]"
             out.append(Setting(label, "knockout", run.engine([mi.Knockout(src, dst)], ko=mode), _MODE_NOTE[mode], op=name,
                                by=_MODE_BY[mode]))
-        if authors:
+        if inc.authors:
             ctx = lambda s=src, d=dst: peers.additive_mask_knockout(run.transformer, run.layout, s, d)  # noqa: E731
             out.append(Setting(f"{name} [authors]", "knockout", run.raw(ctx), "additive -inf mask, stock processors",
                                op=name, by=AUTHORS))
-    for cut in default_cutoffs if cutoffs is None else cutoffs:
-        out.append(Setting(f"ref_drop@{cut}", "ref_drop", run.engine([mi.RefDrop(cut)]), "truncating", op=f"ref_drop@{cut}"))
+    for cut in default_cutoffs if inc.cutoffs is None else inc.cutoffs:
+        out.append(Setting(f"ref_drop@{cut}", "ref_drop", run.engine([mi.RefDrop(cut)]), "truncating",
+                           op=f"ref_drop@{cut}"))
     return out
 
 
@@ -124,13 +141,13 @@ class _PipelineRun(_Run):
 
     def nnsight(self, module, values):
         nn = peers.NnsightPipeline(self.model.pipe, module, self.layout.text_len)
-        kwargs = lambda: dict(self.model.pipeline_kwargs(self.edit), output_type="np")  # noqa: E731  (a fresh generator per run)
+        # a fresh generator per run
+        kwargs = lambda: dict(self.model.pipeline_kwargs(self.edit), output_type="np")  # noqa: E731
         return (lambda: nn.capture(kwargs(), self.steps)), (lambda: nn.patch(kwargs(), self.steps, values))
 
 
-def pipeline_settings(model: mi.Model, edit: mi.Edit, *, batch: int = 4, modes: Sequence[str] = ("split", "dense"),
-                      authors: bool = True, capture_peers: Sequence[str] = (HOOKS, NNSIGHT), knockouts: Sequence[str] = KO_SETTINGS,
-                      cutoffs: Sequence[str] | None = None, extras: bool = True) -> list[Setting]:
+def pipeline_settings(model: mi.Model, edit: mi.Edit, include: Include = Include(), *, batch: int = 4,
+                      extras: bool = True) -> list[Setting]:
     """The settings of the pipeline bench for ``edit`` on ``model`` (``extras``: lens run and masking drop)."""
     from mechinterp.experiments import lens_edit
 
@@ -138,14 +155,14 @@ def pipeline_settings(model: mi.Model, edit: mi.Edit, *, batch: int = 4, modes: 
     source = model.generate(edit.replace(seed=edit.seed + 100), capture=[mi.Capture(colour, "text")])
     values = [source.captures[(colour, s)].to(model.device) for s in range(edit.steps)]
     run = _PipelineRun(model, edit)
-    out = _shared(run, values, source.captures, modes=modes, authors=authors, capture_peers=capture_peers, knockouts=knockouts, cutoffs=cutoffs)
+    out = _shared(run, values, source.captures, include)
     if extras:
         cut = default_cutoffs[1]
         out.append(Setting(f"ref_drop@{cut} [mask]", "ref_drop", run.engine([mi.RefDrop(cut)], ko="dense", rd="mask"),
                            "masking reference", op=f"ref_drop@{cut}", by=DENSE))
         lens = [mi.Patch("embed", source.captures[(colour, 0)], "text")]
-        out.append(Setting("lens", "lens", run.engine(lens, edit=lens_edit(edit)), "T2I lens run (no reference), embed overwritten",
-                           op="lens"))
+        out.append(Setting("lens", "lens", run.engine(lens, edit=lens_edit(edit)),
+                           "T2I lens run (no reference), embed overwritten", op="lens"))
     if batch > 1:
         edits = [edit.replace(seed=edit.seed + i) for i in range(batch)]
         out.append(Setting(f"batch x{batch} (per edit)", "batch", lambda: model.generate_many(edits),
@@ -187,13 +204,13 @@ class _TransformerRun(_Run):
                 torch.inference_mode()(lambda: nn.patch(self.inputs, self.steps, values[0])))
 
 
-def transformer_settings(transformer, layout, inputs: dict, steps: int = 4, *, modes: Sequence[str] = ("split", "dense"),
-                         authors: bool = True, capture_peers: Sequence[str] = (HOOKS, NNSIGHT), batch: int = 2) -> list[Setting]:
+def transformer_settings(transformer, layout, inputs: dict, steps: int = 4, include: Include = Include(), *,
+                         batch: int = 2) -> list[Setting]:
     """The settings of the transformer bench: ``steps`` forwards of ``transformer`` per run."""
     run = _TransformerRun(transformer, layout, inputs, steps)
     x = inputs["hidden_states"]
     values = torch.zeros(layout.text_len, transformer.inner_dim, device=x.device, dtype=x.dtype)
-    out = _shared(run, [values] * steps, values, modes=modes, authors=authors, capture_peers=capture_peers, knockouts=KO_SETTINGS, cutoffs=None)
+    out = _shared(run, [values] * steps, values, include)
     n = layout.n_image
     lens_kw = dict(inputs, hidden_states=x[:, :n], img_ids=inputs["img_ids"][:, :n])
     lens_layout = type(layout)(layout.text_len, layout.n_image, 0, groups={**layout.groups, "ref": layout.groups["ref"][:0]})
