@@ -24,6 +24,7 @@ import argparse
 import datetime as _dt
 import gc
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -167,7 +168,6 @@ def _free(device) -> None:
 def _cost(pipeline: list, transformer: list, mfu: float, verdicts: str | None) -> dict:
     """Reproduction cost from the measured whole-generation clean time and the transformer ratios
     (and the claims suite's, replayed on ``verdicts``, when that folder exists)."""
-    import os
     p_clean = next(m for m in pipeline if m.name == "clean").median_s
     t_clean = next(m for m in transformer if m.name == "clean").median_s
     ratios = cost.generation_ratios(p_clean, t_clean, {m.name: m.ratio for m in transformer})
@@ -185,7 +185,8 @@ def _cost(pipeline: list, transformer: list, mfu: float, verdicts: str | None) -
 
         suite = suite_cost.suite_lines(suite_cost.simulate(folder, load_registry()), p_clean, ratios, mfu=mfu)
         out["suite_total_hours"] = sum(line.hours for line in suite)
-        out["table"] += "\n\nThe claims suite (sequential stopping, replayed on the released verdicts):\n\n" + cost.report(suite)
+        out["table"] += ("\n\nThe claims suite (sequential stopping, replayed on the released verdicts):\n\n"
+                         + cost.report(suite))
     return out
 
 

@@ -23,13 +23,14 @@ from typing import Any
 from mechinterp.stats import Decision, Hypothesis, Interval, decide
 
 FAMILIES = ("color", "style", "human", "scene")
-TASK_FAMILIES = ("color", "style", "style_real", "human", "add", "remove")
+TASK_FAMILIES = ("color", "style", "style_real", "human", "human_shared", "add", "remove")
 POLARITIES = ("pass", "inverted")
 MARKERS = ("color", "style", "human", "scene", "lens", "knockout", "patching", "refdrop")
 #: experiment name -> its pytest marker
 EXPERIMENTS = {"t2i_lens": "lens", "knockout": "knockout", "ref_drop": "refdrop", "i2i_patch": "patching"}
-QUESTION_PREFIXES = ("lens", "ko_text", "ko_text_padding", "ko_text_content", "ko_image", "patch")
-QUESTION_SUBJECTS = ("color", "style", "identity", "scene")
+#: experiment name -> the question-bank experiments whose questions judge it
+_JUDGED_BY = {"t2i_lens": ("lens",), "knockout": ("ko_text", "ko_text_padding", "ko_text_content", "ko_image"),
+              "ref_drop": ("refdrop",), "i2i_patch": ("patch",)}
 _SITE = re.compile(r"^(embed|double\.\d+|single\.\d+)$")
 _SITE_KEYS = ("site", "cutoff")
 _SWEEP_END = "sweep_to"
@@ -157,17 +158,28 @@ def _experiment(raw: dict, cid: str) -> Experiment:
     return Experiment(name, tuple(sorted(raw.items())))
 
 
+def _question(qid: str, exp: Experiment, cid: str) -> str:
+    """``qid`` when the question bank has it and it judges ``exp`` (its token variant included)."""
+    from mechinterp.judges.questions import QUESTIONS
+
+    q = QUESTIONS.get(qid)
+    if q is None:
+        raise ValueError(f"claim {cid!r}: unknown question {qid!r}; valid questions: {', '.join(sorted(QUESTIONS))}")
+    if q.experiment not in _JUDGED_BY[exp.name]:
+        raise ValueError(f"claim {cid!r}: question {qid!r} judges {q.experiment!r} bundles, not {exp.name!r} "
+                         f"(expected a {' / '.join(_JUDGED_BY[exp.name])} question)")
+    tokens = exp.get("tokens", "text")
+    if q.experiment in ("lens", "patch") and q.tokens != tokens:
+        raise ValueError(f"claim {cid!r}: question {qid!r} labels the {q.tokens!r} variant but the experiment "
+                         f"writes {tokens!r}; use the question for that variant")
+    return qid
+
+
 def _cell_claim(raw: dict, cid: str) -> dict:
     family = _choice(raw.get("family"), FAMILIES, "family", cid)
     tasks = tuple(_choice(t, TASK_FAMILIES, "task family", cid) for t in raw.get("tasks", ()))
     exp = _experiment(raw.get("experiment", {}), cid)
-    question = str(raw.get("question", ""))
-    prefix, _, subject = question.partition(".")
-    if prefix not in QUESTION_PREFIXES or subject not in QUESTION_SUBJECTS:
-        raise ValueError(
-            f"claim {cid!r}: question {question!r} must be <prefix>.<subject> with prefix in "
-            f"{', '.join(QUESTION_PREFIXES)} and subject in {', '.join(QUESTION_SUBJECTS)}"
-        )
+    question = _question(str(raw.get("question", "")), exp, cid)
     markers = tuple(_choice(m, MARKERS, "marker", cid) for m in raw.get("markers", ()))
     for needed in (family, EXPERIMENTS[exp.name]):
         if needed not in markers:

@@ -1,8 +1,8 @@
 """Content-addressed generation cache shared by every claim, worker and rerun.
 
 A generation's key hashes everything that determines it: the model fingerprint (id, weights,
-wiring, dtype, device type, library versions), the edit, the interventions and the captures
-asked for. Each entry is a PNG (plus ``captures.safetensors`` when captures were asked for)
+wiring, dtype, device type, library versions), the sampling (noise device type, guidance),
+the edit, the interventions and the captures asked for. Each entry is a PNG (plus ``captures.safetensors`` when captures were asked for)
 and a JSON record, written to temporary files and moved into place with ``os.replace``; the
 JSON goes last and marks the entry complete, so a run killed with ``kill -9`` leaves either a
 whole entry or none, and a restarted run redoes nothing it finished.
@@ -148,7 +148,8 @@ class CachingModel:
     def key(self, edit, interventions: Iterable = (), capture: Iterable[Capture] = ()) -> str:
         """Cache key of one generation."""
         caps = sorted(c.resolved(self.model.table).key() for c in capture)
-        parts = [self.fingerprint, edit.key(), interventions_key(interventions, self.model.table), *caps]
+        parts = [self.fingerprint, self.model.sampling_key(), edit.key(), interventions_key(interventions, self.model.table),
+                 *caps]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
     def generate(self, edit, interventions: Iterable = (), capture: Iterable = ()) -> Generation:

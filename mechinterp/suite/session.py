@@ -48,7 +48,8 @@ class SuiteSession:
             from mechinterp.suite.gencache import CachingModel, GenerationCache
 
             path = resolve_model(self.settings.model)
-            model = mechinterp.load(path, device=self.settings.device, dtype=self.settings.dtype)
+            model = mechinterp.load(path, device=self.settings.device, dtype=self.settings.dtype,
+                                    generator=self.settings.generator)
             self._model = CachingModel(model, GenerationCache(self.settings.cache_dir))
         return self._model
 
@@ -130,7 +131,7 @@ class SuiteSession:
                 "seed": self.settings.seed, "samples": self.settings.samples}
         if self._model is not None:
             meta["model"].update({"path": str(self._model.model_id), "fingerprint": self._model.fingerprint,
-                                  "revision": self._model.meta.get("revision")})
+                                  "revision": self._model.meta.get("revision"), "sampling": self._model.sampling})
             meta["generations"] = {"generated": self._model.generated, "cache_hits": self._model.cache.hits}
         meta["judge_cost_usd"] = round(self.cost(), 4)
         from mechinterp.claims import default_registry_path

@@ -49,6 +49,7 @@ OPTIONS = (
     Option("data_dir", None, "data directory with the style/human/SUN397 images (see docs/data-dir.md)"),
     Option("device", None, "torch device (default: cuda when available, else cpu)"),
     Option("dtype", None, "model dtype: float32, bfloat16, float16 (default: as saved)"),
+    Option("generator", "device", "where the initial noise is drawn: device (the model's, as the authors' runs) or cpu"),
     Option("report", None, "run folder for junit.xml/report.html (default: reports/<timestamp>-<model>)"),
     Option("shard", None, "run shard I of N of the claims ('I/N', 1-based) for a CI matrix"),
 )
@@ -68,6 +69,7 @@ class Settings:
     data_dir: Path | None
     device: str | None
     dtype: str | None
+    generator: str
     report: Path | None
     shard: tuple[int, int] | None
 
@@ -125,6 +127,8 @@ def resolve(config) -> Settings:
     v = {o.name: raw_value(config, o) for o in OPTIONS}
     if v["judge"] not in JUDGES:
         raise ValueError(f"--judge {v['judge']!r}: expected one of {', '.join(JUDGES)}")
+    if v["generator"] not in ("device", "cpu"):
+        raise ValueError(f"--generator {v['generator']!r}: expected device or cpu")
     generations, dollars = parse_budget(v["budget"])
     return Settings(
         model=v["model"],
@@ -137,6 +141,7 @@ def resolve(config) -> Settings:
         data_dir=Path(v["data_dir"]).expanduser() if v["data_dir"] else None,
         device=v["device"],
         dtype=v["dtype"],
+        generator=v["generator"],
         report=Path(v["report"]).expanduser() if v["report"] else None,
         shard=parse_shard(v["shard"]),
     )

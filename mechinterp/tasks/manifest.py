@@ -34,6 +34,7 @@ class ManifestEntry:
     licence: str
     sha256: str | None = None
     bytes: int | None = None
+    size: tuple[int, int] | None = None  # (width, height) in pixels of the authors' file
     family: str = ""
 
     def describe(self) -> str:
@@ -75,7 +76,7 @@ def load_manifest(path: Path = MANIFEST_PATH) -> Manifest:
     files: dict[str, ManifestEntry] = {}
     for item in raw.get("files", []):
         try:
-            entry = ManifestEntry(**item)
+            entry = ManifestEntry(**{**item, "size": tuple(item["size"])} if "size" in item else item)
         except TypeError as err:
             raise TaskDataError(f"manifest {str(path)!r}: bad file entry {item!r}: {err}") from err
         files[entry.key] = entry
