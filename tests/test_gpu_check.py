@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mechinterp.bench import gpu_check
-from mechinterp.bench.cost import KO_SETTINGS
+from mechinterp.bench.cost import KO_SETTINGS, reproduction
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "bench" / "gpu-check"
@@ -52,7 +52,7 @@ def test_gpu_check_dry_run_runs_every_phase_and_writes_one_json(tmp_path):
     assert pipeline["peak_mb"] > 0 and pipeline["config"]["size"] == [64, 64]
 
     cost = doc["phases"]["cost"]
-    assert len(cost["lines"]) == 11 and cost["total_hours"] == pytest.approx(sum(x["hours"] for x in cost["lines"]))
+    assert [x["what"] for x in cost["lines"]] == [line.what for line in reproduction()] and cost["total_hours"] == pytest.approx(sum(x["hours"] for x in cost["lines"]))
     assert all(x["source"].startswith("measured") for x in cost["lines"])
     assert "| × clean | engine | engine flex | engine dense | authors' mask | hooks | nnsight |" in proc.stdout
     assert "## cost of a full reproduction (measured times)" in proc.stdout and f"wrote {out}" in proc.stdout
