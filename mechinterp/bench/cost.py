@@ -71,14 +71,25 @@ def generation_seconds(clean_s: float | None = None, ratios: dict[str, float] | 
         ratio, how = (ratios[name], "measured ratio") if name in ratios else (default, "projected ratio")
         return clean * ratio, f"{src}; {how}"
 
-    out = {"clean": (clean, src), "t2i": (lens, "projected"), "lens": kind("lens", lens / projected_clean),
-           "t2i1": (projected_generation_seconds(mfu, overhead_s, steps=1, with_ref=False), "projected")}
+    out = {"clean": (clean, src), "lens": kind("lens", lens / projected_clean)}
+    # a T2I lens baseline is a lens run without its patch: as measured for the lens where it was
+    if "lens" in ratios:
+        out["t2i"], out["t2i1"] = out["lens"], (out["lens"][0] / 4, f"{out['lens'][1]} / 4")
+    else:
+        out["t2i"] = (lens, "projected")
+        out["t2i1"] = (projected_generation_seconds(mfu, overhead_s, steps=1, with_ref=False), "projected")
     # the colour lens is one step of four: a quarter of a (measured or projected) lens run
     one_step = projected_generation_seconds(mfu, overhead_s, steps=1, with_ref=False) / projected_clean
     out["lens1"] = (clean * ratios["lens"] / 4, f"{src}; measured ratio / 4") if "lens" in ratios else kind("lens1", one_step)
     out.update({f"ko:{ko}": kind(f"ko:{ko}", 1.0) for ko in KO_SETTINGS})
     out["patch"] = kind("patch", 1.0)
     return out
+
+
+def generation_ratios(generation_s: float, transformer_s: float, transformer_ratios: dict[str, float]) -> dict[str, float]:
+    """Whole-generation ratios from transformer-bench ratios: an intervention changes only the
+    transformer's share (``transformer_s`` of a clean ``generation_s``); text encoder and VAE stay."""
+    return {k: (generation_s + (r - 1.0) * transformer_s) / generation_s for k, r in transformer_ratios.items()}
 
 
 def reproduction(clean_s: float | None = None, ratios: dict[str, float] | None = None, *, mfu: float = 0.45,
