@@ -243,7 +243,7 @@ def pytest_collect_file(file_path: Path, parent):
 
 
 class ClaimFile(pytest.File):
-    """A user's claim file (same schema as ``claims/registry.toml``)."""
+    """A user's claim file (same schema as the shipped ``mechinterp/claims/registry.toml``)."""
 
     def collect(self):
         """One ``ClaimItem`` per claim in the file (its claims join the session's registry)."""
