@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -93,17 +94,24 @@ def test_user_claim_file_runs_and_lands_in_the_report(pytester, tiny_dir, tmp_pa
 
 def test_xdist_gives_the_same_decisions_and_one_report(pytester, tiny_dir, tmp_path):
     _copy_claims(pytester)
-    args = ["-m", "color and knockout", "--model", str(tiny_dir), "--samples", "6", "--cache-dir", str(tmp_path / "cache")]
+    args = ["-m", "color and (knockout or refdrop)", "--model", str(tiny_dir), "--samples", "6",
+            "--cache-dir", str(tmp_path / "cache")]
     serial = pytester.runpytest_subprocess(*args, "--report", str(tmp_path / "serial"), "-p", "no:randomly")
-    parallel = pytester.runpytest_subprocess(*args, "--report", str(tmp_path / "parallel"), "-n", "2")
+    parallel = pytester.runpytest_subprocess(*args, "--report", str(tmp_path / "parallel"), "-n", "2", "-v")
     a = json.loads((tmp_path / "serial" / "results.json").read_text())
     b = json.loads((tmp_path / "parallel" / "results.json").read_text())
     assert a.keys() == b.keys() and len(a) >= 5
     assert {c: (r["decision"], r["k"], r["n"]) for c, r in a.items()} == {c: (r["decision"], r["k"], r["n"]) for c, r in b.items()}
     outcomes = lambda r: {k: v for k, v in r.parseoutcomes().items() if k != "deselected"}  # noqa: E731
     assert outcomes(serial) == outcomes(parallel)
+    out = parallel.stdout.str()
+    assert "scheduling tests via LoadGroupScheduling" in out
+    workers: dict[str, set[str]] = {}  # group -> workers that ran its claims: one each
+    for worker, group in re.findall(r"\[(gw\d+)\] \[ *\d+%\] \w+ \S+@(mechinterp-[\w-]+)", out):
+        workers.setdefault(group, set()).add(worker)
+    assert len(workers) == 2 and all(len(w) == 1 for w in workers.values()), workers
     meta = json.loads((tmp_path / "parallel" / "run.json").read_text())
-    assert meta["workers"] == 2 and (tmp_path / "parallel" / "junit.xml").exists()
+    assert meta["workers"] == len(set().union(*workers.values())) and (tmp_path / "parallel" / "junit.xml").exists()
 
 
 ANTHROPIC_CLAIMS = """
@@ -159,3 +167,38 @@ def test_anthropic_judge_end_to_end_against_the_fake_server(pytester, tiny_dir, 
     pytester.runpytest("fake.claims.toml", "--judge", "anthropic", "--model", str(tiny_dir), "--samples", "8",
                        "--cache-dir", str(tmp_path / "cache"), "--report", str(tmp_path / "again")).assert_outcomes(passed=1, failed=1)
     assert len(fake_anthropic.message_requests()) == before
+
+
+UNRELATED_TESTS = """
+import os, sys
+import pytest
+
+@pytest.mark.parametrize("i", range(6))
+def test_nothing_of_mechinterp_here(i):
+    assert "torch" not in sys.modules  # in every xdist worker
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == "0,1"  # no GPU pinned per worker
+"""
+
+UNRELATED_CONFTEST = """
+import sys
+
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput"):  # the controller
+        open("controller-modules.txt", "w").write(str(sorted(m for m in sys.modules if m.split(".")[0] == "torch")))
+"""
+
+
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_an_unrelated_session_is_left_alone(pytester, monkeypatch, workers):
+    """mechinterp installed must not change another project's pytest run: no torch import, no GPU
+    pinning, and plain ``-n 2`` keeps xdist's ``load`` scheduling (no ``--dist`` override)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    pytester.makepyfile(test_unrelated=UNRELATED_TESTS)
+    pytester.makeconftest(UNRELATED_CONFTEST)
+    result = pytester.runpytest_subprocess("-v", *(["-n", workers] if workers else []))
+    result.assert_outcomes(passed=6)
+    assert re.search(r"^plugins: .*mechinterp", result.stdout.str(), re.M)  # installed and loaded, yet inert
+    assert (pytester.path / "controller-modules.txt").read_text() == "[]"
+    if workers:
+        assert "scheduling tests via LoadScheduling" in result.stdout.str()
+    assert not (pytester.path / "reports").exists()
