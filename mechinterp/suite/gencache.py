@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -123,6 +124,7 @@ class CachingModel:
         self.cache = cache
         self.fingerprint = model_fingerprint(model)
         self.generated = 0
+        self.generation_seconds = 0.0  # spent in the model's own generate (cache misses)
 
     def __getattr__(self, name):
         return getattr(self.model, name)
@@ -148,7 +150,9 @@ class CachingModel:
             return Generation(hit["image"], array, caps, edit, self.model.layout(edit), interventions, Counter())
         self.cache.misses += 1
         self.generated += 1
+        start = time.perf_counter()
         gen = self.model.generate(edit, interventions, capture)
+        self.generation_seconds += time.perf_counter() - start
         self.cache.put(key, gen, {"model": self.model.model_id, "edit": edit.key(),
                                   "interventions": [i.describe() for i in interventions]})
         if capture:  # the same run is also the plain generation: store it under that key
