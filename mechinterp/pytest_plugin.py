@@ -2,7 +2,8 @@
 
 Options (each also ``mechinterp_<name>`` in ``[tool.pytest.ini_options]`` and
 ``MECHINTERP_<NAME>`` in the environment): ``--model``, ``--judge``, ``--samples``, ``--budget``,
-``--seed``, ``--cache-dir``, ``--data-dir``, ``--device``, ``--dtype``, ``--report``, ``--shard``.
+``--seed``, ``--cache-dir``, ``--data-dir``, ``--device``, ``--dtype``, ``--report``, ``--shard``,
+``--progress``.
 
 A claim test is a function taking the ``claim`` argument and marked
 ``@pytest.mark.claims(experiment=..., relation=...)``; the plugin parametrizes it over the
@@ -14,7 +15,9 @@ claims as ``*.claims.toml`` files anywhere under the test paths; they are collec
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -39,6 +42,8 @@ CLAIM_MARKERS: dict[str, str] = {
 _SESSION_KEY = pytest.StashKey()
 _RUN_DIR_KEY = pytest.StashKey()
 _SETTINGS_KEY = pytest.StashKey()
+_CLAIM_COUNT_KEY = pytest.StashKey()
+_CLAIM_FILES_KEY = pytest.StashKey()
 
 
 # -- options and configuration ------------------------------------------------------------------
@@ -279,6 +284,7 @@ def pytest_collection_modifyitems(config, items) -> None:
             items[:] = keep
     worker = _worker_id(config)
     claims = [item for item in items if is_claim_item(item)]
+    config.stash[_CLAIM_COUNT_KEY] = len(claims)
     if worker and claims:
         _pin_gpu(worker)
         if config.workerinput.get(_GROUP_FLAG):
@@ -309,10 +315,34 @@ def _session(config):
 
     if config.stash.get(_SESSION_KEY, None) is None:
         worker = _worker_id(config) or "main"
-        sess = SuiteSession(config.stash[_SETTINGS_KEY], config.stash[_RUN_DIR_KEY], worker)
+        sess = SuiteSession(config.stash[_SETTINGS_KEY], config.stash[_RUN_DIR_KEY], worker, _progress(config))
         sess.registry = _registry(config)
+        sess.claim_files = config.stash.setdefault(_CLAIM_FILES_KEY, [])  # the users' claim files collected
         config.stash[_SESSION_KEY] = sess
     return config.stash[_SESSION_KEY]
+
+
+def _progress(config):
+    """Progress lines for this process's claims (``--progress``), written past pytest's output capture."""
+    from mechinterp.suite.progress import Progress
+
+    interval = config.stash[_SETTINGS_KEY].progress
+    if interval is None:
+        return None
+    worker = _worker_id(config)
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def write(line: str) -> None:
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            if terminal is not None and not worker:
+                terminal.write_line(line)
+            else:  # an xdist worker: its stderr is the controller's
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+
+    total = None if worker else config.stash.get(_CLAIM_COUNT_KEY, None)
+    return Progress(write, interval, prefix=f"mechinterp {worker}" if worker else "mechinterp", total=total)
 
 
 def run_claim(config, claim, user_properties: list) -> None:
@@ -359,7 +389,7 @@ class ClaimFile(pytest.File):
         from mechinterp.claims import load_registry
 
         registry = _registry(self.config)
-        _session(self.config).claim_files.append(str(self.path))
+        self.config.stash.setdefault(_CLAIM_FILES_KEY, []).append(str(self.path))
         for claim in load_registry(self.path):
             registry.setdefault(claim.id, claim)
             item = ClaimItem.from_parent(self, name=claim.id, claim=claim)

@@ -85,8 +85,10 @@ def test_user_claim_file_runs_and_lands_in_the_report(pytester, tiny_dir, tmp_pa
     pytester.path.joinpath("mine.claims.toml").write_text(USER_CLAIMS)
     report = tmp_path / "run"
     result = pytester.runpytest("mine.claims.toml", "--model", str(tiny_dir), "--samples", "4",
-                                "--cache-dir", str(tmp_path / "cache"), "--report", str(report), "-rA")
+                                "--cache-dir", str(tmp_path / "cache"), "--report", str(report), "-rA", "--progress", "0")
     assert "mine.claims.toml::knockout[ref->text.template]-color" in result.stdout.str()
+    result.stdout.fnmatch_lines(["mechinterp [[]claim 1/1[]] knockout[[]ref->text.template[]]-color: 1/4 samples, k/n 0/0",
+                                 "mechinterp * 4/4 samples, k/n */*"])
     results = json.loads((report / "results.json").read_text())
     assert "knockout[ref->text.template]-color" in results
     assert (report / "report.html").exists() and (report / "junit.xml").exists()
@@ -164,9 +166,15 @@ def test_anthropic_judge_end_to_end_against_the_fake_server(pytester, tiny_dir, 
     assert results["knockout[ref->image]-color-refuted"]["decision"] == "refuted"
     # a rerun is answered from the verdict and generation caches: no new API call
     before = len(fake_anthropic.message_requests())
-    pytester.runpytest("fake.claims.toml", "--judge", "anthropic", "--model", str(tiny_dir), "--samples", "8",
-                       "--cache-dir", str(tmp_path / "cache"), "--report", str(tmp_path / "again")).assert_outcomes(passed=1, failed=1)
+    again = pytester.runpytest("fake.claims.toml", "--judge", "anthropic", "--model", str(tiny_dir), "--samples", "8",
+                               "--cache-dir", str(tmp_path / "cache"), "--report", str(tmp_path / "again"))
+    again.assert_outcomes(passed=1, failed=1)
     assert len(fake_anthropic.message_requests()) == before
+    assert " samples, k/n " not in again.stdout.str()  # a quick run in a log prints no progress lines
+    meta = json.loads((tmp_path / "again" / "run.json").read_text())
+    assert (meta["judge_calls"], meta["seed"], meta["samples"], meta["judge_cost_usd"]) == (0, 0, 8, 0.0)  # all cached
+    first = json.loads((report / "run.json").read_text())
+    assert first["judge_calls"] == len(sent) and first["judge_input_tokens"] > 0 and first["judge_cost_usd"] > 0
 
 
 UNRELATED_TESTS = """

@@ -29,8 +29,9 @@ class BudgetExhausted(ClaimSkipped):
 class SuiteSession:
     """Lazily loads what claims need and runs them; ``check(claim)`` is what a claim test calls."""
 
-    def __init__(self, settings: Settings, run_dir: Path, worker: str = "main"):
+    def __init__(self, settings: Settings, run_dir: Path, worker: str = "main", progress=None):
         self.settings = settings
+        self.progress = progress  # a ``suite.progress.Progress``, or None
         self.run_dir = run_dir
         self.worker = worker
         self._model = None
@@ -59,7 +60,8 @@ class SuiteSession:
         """The claim runner (one per process, so cells shared by relations run once)."""
         if self._runner is None:
             self._runner = ClaimRunner(self.model, self.judge_for, samples=self.settings.samples, seed=self.settings.seed,
-                                       data_dir=self.settings.data_dir, on_generation=self._check_budget)
+                                       data_dir=self.settings.data_dir, on_generation=self._check_budget,
+                                       on_progress=self.progress.update if self.progress else None)
         return self._runner
 
     def _cache(self):
@@ -110,7 +112,11 @@ class SuiteSession:
     # -- claims -----------------------------------------------------------------------------
     def check(self, claim, registry: dict) -> ClaimOutcome:
         """Run one claim and record its verdict rows; raises ``ClaimSkipped`` when it cannot run."""
-        outcome = self.runner.run(claim, registry)
+        try:
+            outcome = self.runner.run(claim, registry)
+        finally:
+            if self.progress:
+                self.progress.finish()
         self._record(outcome)
         return outcome
 
