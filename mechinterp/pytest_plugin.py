@@ -80,7 +80,8 @@ def pytest_configure(config) -> None:
     if _worker_id(config):
         run_dir = Path(config.workerinput.get("mechinterp_run_dir") or settings.report or "reports/worker")
     else:
-        run_dir = settings.report or Path(config.rootpath) / "reports" / _run_name(settings.model)
+        # relative to where pytest was started (the rootdir of `--pyargs mechinterp.claims.paper` is site-packages)
+        run_dir = settings.report or Path(config.invocation_params.dir) / "reports" / _run_name(settings.model)
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(_XdistHooks(run_dir), "mechinterp-xdist")
     config.stash[_RUN_DIR_KEY] = run_dir
