@@ -92,6 +92,13 @@ def test_user_claim_file_runs_and_lands_in_the_report(pytester, tiny_dir, tmp_pa
     results = json.loads((report / "results.json").read_text())
     assert "knockout[ref->text.template]-color" in results
     assert (report / "report.html").exists() and (report / "junit.xml").exists()
+    header = (report / "report.html").read_text().split("<h2>Paper tables")[0]  # what reproduces the run
+    for row in ("<th>seed</th><td>0</td>", "<th>samples per claim</th><td>4</td>", "<th>judge cost</th><td>$0.0000</td>",
+                f"<th>model</th><td>{tiny_dir}</td>", "<th>device</th><td>cpu</td>"):
+        assert row in header, row
+    meta = json.loads((report / "run.json").read_text())
+    assert meta["generations"] > 0 and meta["generation_seconds"] > 0 and meta["versions"]["torch"]
+    assert meta["judge_model"].startswith("color:cielab") and len(meta["fingerprint"]) == 32
 
 
 def test_xdist_gives_the_same_decisions_and_one_report(pytester, tiny_dir, tmp_path):
