@@ -1,7 +1,7 @@
 """The claim registry: every number and relation the paper asserts, as data.
 
-``claims/registry.toml`` (beside the package, or in any repository that ships its own
-``claims/`` folder) holds ``[[table]]`` layouts and ``[[claim]]`` records. A *cell* claim is
+``registry.toml`` (shipped in this package, ``mechinterp/claims/registry.toml``) holds
+``[[table]]`` layouts and ``[[claim]]`` records; users add their own as ``*.claims.toml`` files. A *cell* claim is
 one pooled rate (a table cell or a figure's rate) with a threshold hypothesis; a
 *relation* claim compares two cell claims ``a`` and ``b`` with a hypothesis on ``a - b``.
 
@@ -37,10 +37,10 @@ _SWEEP_END = "sweep_to"
 
 
 def default_registry_path() -> Path:
-    """The registry shipped with the project: ``<repo>/claims/registry.toml``."""
-    import mechinterp
+    """The paper's registry, shipped inside the package (``mechinterp/claims/registry.toml``)."""
+    from mechinterp.resources import package_path
 
-    return Path(mechinterp.__file__).resolve().parents[1] / "claims" / "registry.toml"
+    return package_path("claims", "registry.toml")
 
 
 def registry_path(path: str | Path | None = None) -> Path:
@@ -258,7 +258,7 @@ def _cached(path) -> tuple[tuple[Claim, ...], tuple[Table, ...]]:
 
 
 def load_registry(path: str | Path | list | None = None) -> list[Claim]:
-    """Load and validate the claims (default: the project's ``claims/registry.toml``).
+    """Load and validate the claims (default: the paper's registry shipped in the package).
 
     ``path`` may also be a list of registry files (e.g. the project's plus a user's
     ``*.claims.toml``); their claims are pooled, and a claim id defined twice differently is an error.

@@ -21,6 +21,7 @@ from PIL import Image
 
 from mechinterp.engine.edit import Edit
 from mechinterp.engine.hooks import Intervene
+from mechinterp.engine.identity import ModelSource, content_id
 from mechinterp.engine.interventions import Capture, Captures, Intervention, Knockout
 from mechinterp.engine.layout import TokenLayout, build_layout
 from mechinterp.engine.sites import SiteTable
@@ -78,7 +79,7 @@ class Model:
 
     def __init__(self, pipe, *, max_sequence_length: int | None = None, text_encoder_out_layers: Sequence[int] | None = None,
                  wiring: Iterable[Knockout] | None = None, model_id: str | None = None, meta: dict | None = None,
-                 generator: str = "device"):
+                 source: ModelSource | None = None, generator: str = "device"):
         if generator not in GENERATORS:
             raise ValueError(f"generator {generator!r}: expected one of {', '.join(GENERATORS)} "
                              "(the model's device, as the authors' runs, or the CPU for device-independent noise)")
@@ -95,6 +96,8 @@ class Model:
         self.wiring = tuple(k.resolved(self.table) for k in wiring)
         self.model_id = model_id or meta.get("model_id") or "in-memory"
         self.meta = meta
+        self.source = source or ModelSource("memory")
+        self._identity: str | None = None
         self.multiple_of = pipe.vae_scale_factor * 2
         pipe.set_progress_bar_config(disable=True)
 
@@ -103,6 +106,14 @@ class Model:
     def sites(self) -> list[str]:
         """Every site name in forward order: ``embed``, ``double.0``…, ``single.0``…"""
         return self.table.names
+
+    @property
+    def identity(self) -> str:
+        """The model by content (hub commit, folder files or in-memory tensors; ``engine.identity``),
+        computed once: what a generation cache keys on, so a changed weight is a different model."""
+        if self._identity is None:
+            self._identity = content_id(self.source, self.pipe)
+        return self._identity
 
     @property
     def device(self) -> torch.device:
@@ -244,22 +255,30 @@ def load(path_or_repo_id: str | os.PathLike, device: str | torch.device | None =
         except Exception as err:
             raise ValueError(f"model folder {ref!r} could not be loaded: {err}") from err
         meta = _read_meta(folder)
+        source = ModelSource("folder", str(folder.resolve()))
     else:
         if ref.startswith((".", "/", "~")) or os.sep in ref.strip("/").replace("/", "", 1) or ref.count("/") != 1:
             raise ValueError(f"unknown model {ref!r}: no such folder, and not a Hugging Face repo id (owner/name)")
         pipe = _from_hub_cache(Flux2KleinPipeline, ref, kwargs)
-        try:
-            from huggingface_hub import hf_hub_download
-
-            meta = json.loads(Path(hf_hub_download(ref, META_FILE, local_files_only=True)).read_text())
-        except Exception:
-            meta = {}
+        snapshot = hub_snapshot(ref)
+        meta = _read_meta(snapshot)
+        source = ModelSource("hub", ref, snapshot.name)
     meta.setdefault("model_id", ref)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe.to(device)
     if torch.device(device).type == "cpu":
         _own_memory(pipe)
-    return Model(pipe, meta=meta, generator=generator)
+    return Model(pipe, meta=meta, source=source, generator=generator)
+
+
+def hub_snapshot(repo_id: str) -> Path:
+    """The cached snapshot folder of a hub model, ``.../snapshots/<commit>`` (the revision it was loaded at)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception as err:  # the hub library raises several types for an incomplete cache
+        raise ValueError(f"hub model {repo_id!r} has no snapshot in the Hugging Face cache: {err}") from err
 
 
 def _own_memory(pipe) -> None:

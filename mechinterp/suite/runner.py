@@ -80,7 +80,7 @@ class ClaimRunner:
 
     def __init__(self, model, judge_for: Callable[[str], object], *, samples: int = 64, seed: int = 0,
                  data_dir=None, looks: int = 4, alpha: float = 0.05, size: int | None = None, steps: int | None = None,
-                 on_generation: Callable[[], None] | None = None):
+                 on_generation: Callable[[], None] | None = None, on_progress: Callable | None = None):
         self.model = model
         self.judge_for = judge_for
         self.samples = samples
@@ -95,6 +95,7 @@ class ClaimRunner:
         self.site_map = dict(meta.get("site_map", {}))
         self.family_sites = dict(meta.get("sites", {}))
         self.on_generation = on_generation
+        self.on_progress = on_progress  # (claim, samples done, budget, k, n) after each sample
         self._done: dict[str, ClaimOutcome] = {}
 
     # -- sites and tasks ----------------------------------------------------------------------
@@ -218,6 +219,8 @@ class ClaimRunner:
             pending.append((item, result, self.bundle(claim, result)))
             if self.on_generation:
                 self.on_generation()
+            if self.on_progress:
+                self.on_progress(claim, i + 1, len(items), k, n)
             if (i + 1) in test.schedule or i + 1 == len(items):
                 verdicts = judge.judge_many([(claim.question, imgs) for _, _, imgs in pending])
                 for (it, res, imgs), v in zip(pending, verdicts):
