@@ -16,7 +16,6 @@ claims as ``*.claims.toml`` files anywhere under the test paths; they are collec
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 import zlib
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from mechinterp.suite import PARTS
+from mechinterp.suite.scheduling import GROUP_FLAG, GROUP_PREFIX, ClaimScheduling, pin_gpu, tag_nodeid
 from mechinterp.suite.settings import OPTIONS, resolve
 
 #: claim markers: family and experiment of each paper claim
@@ -60,7 +60,7 @@ def pytest_configure(config) -> None:
     """Register markers, validate options and pick the run folder.
 
     Nothing here changes a session that runs no claims: no torch import, no ``--dist`` override,
-    no GPU pinning. Under xdist, claim families are grouped onto workers (:class:`ClaimScheduling`)
+    no GPU pinning. Under xdist, claim families are grouped onto workers (``suite.scheduling``)
     and each worker takes a GPU only once its collection holds claim items.
     """
     for name, text in CLAIM_MARKERS.items():
@@ -100,24 +100,6 @@ def _run_name(model: str | None) -> str:
     return f"{stamp}-{short}"
 
 
-def _pin_gpu(worker: str) -> None:
-    """One GPU per worker (``gw3`` → the 4th visible GPU, round robin) when several are visible."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    try:
-        import torch
-
-        ids = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
-    except Exception:
-        return
-    if len(ids) > 1:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ids[int(worker.lstrip("gw") or 0) % len(ids)]
-
-
-#: prefix of the xdist group names of claim items (``@mechinterp-color-knockout`` ends a grouped node id)
-GROUP_PREFIX = "mechinterp-"
-_GROUP_FLAG = "mechinterp_group_claims"
-
-
 class _XdistHooks:
     """Controller-side xdist hooks: the run folder for every worker, and claim-aware scheduling."""
 
@@ -127,81 +109,11 @@ class _XdistHooks:
     def pytest_configure_node(self, node) -> None:
         """Pass the run folder to a starting worker, and whether to tag claim items with their group."""
         node.workerinput["mechinterp_run_dir"] = str(self.run_dir)
-        node.workerinput[_GROUP_FLAG] = node.config.getvalue("dist") == "load"
+        node.workerinput[GROUP_FLAG] = node.config.getvalue("dist") == "load"
 
     def pytest_xdist_make_scheduler(self, config, log):
         """Plain ``-n N`` (``--dist load``): :class:`ClaimScheduling`; any explicit other mode is left alone."""
         return ClaimScheduling(config, log) if config.getvalue("dist") == "load" else None
-
-
-class ClaimScheduling:
-    """xdist's ``load`` scheduling, unless the workers' collection holds claim items.
-
-    Claim items arrive with their family's group appended to the node id (``…@mechinterp-color-knockout``,
-    the same tag ``--dist loadgroup`` uses); then ``loadgroup`` scheduling keeps each family (and the
-    relations between its claims) on one worker, so shared cells run once. The choice is made on the
-    first collection and the chosen scheduler takes over; until then this object only records workers.
-    """
-
-    def __init__(self, config, log):
-        self.config, self.log = config, log
-        self._nodes: list = []
-        self.chosen = None
-
-    def _choose(self, collection) -> None:
-        from xdist.scheduler import LoadGroupScheduling, LoadScheduling
-
-        grouped = any("@" + GROUP_PREFIX in nodeid for nodeid in collection)
-        self.chosen = (LoadGroupScheduling if grouped else LoadScheduling)(self.config, self.log)
-        for node in self._nodes:
-            self.chosen.add_node(node)
-        dsession = self.config.pluginmanager.getplugin("dsession")
-        if getattr(dsession, "sched", None) is self:
-            dsession.sched = self.chosen  # xdist talks to the chosen scheduler directly from now on
-
-    def add_node(self, node) -> None:
-        """A worker is ready."""
-        (self.chosen.add_node if self.chosen else self._nodes.append)(node)
-
-    def add_node_collection(self, node, collection) -> None:
-        """A worker's collected node ids: the first one decides the scheduling."""
-        if self.chosen is None:
-            self._choose(collection)
-        self.chosen.add_node_collection(node, collection)
-
-    def remove_node(self, node):
-        """A worker went away (before any collection there is nothing to reschedule)."""
-        if self.chosen is None:
-            self._nodes.remove(node)
-            return None
-        return self.chosen.remove_node(node)
-
-    @property
-    def nodes(self) -> list:
-        """The workers."""
-        return self.chosen.nodes if self.chosen else list(self._nodes)
-
-    @property
-    def collection_is_completed(self) -> bool:
-        """Whether every worker has reported its collection."""
-        return bool(self.chosen and self.chosen.collection_is_completed)
-
-    @property
-    def tests_finished(self) -> bool:
-        """Whether every test has run."""
-        return bool(self.chosen and self.chosen.tests_finished)
-
-    @property
-    def has_pending(self) -> bool:
-        """Whether tests remain to be run."""
-        return True if self.chosen is None else self.chosen.has_pending
-
-    def __getattr__(self, name):
-        """Everything else (``schedule``, ``mark_test_complete``, …) is the chosen scheduler's."""
-        chosen = self.__dict__.get("chosen")
-        if chosen is None:
-            raise AttributeError(f"{name!r}: no scheduler chosen yet (no worker has reported its collection)")
-        return getattr(chosen, name)
 
 
 # -- registry and parametrization -----------------------------------------------------------------
@@ -287,27 +199,12 @@ def pytest_collection_modifyitems(config, items) -> None:
     claims = [item for item in items if is_claim_item(item)]
     config.stash[_CLAIM_COUNT_KEY] = len(claims)
     if worker and claims:
-        _pin_gpu(worker)
-        if config.workerinput.get(_GROUP_FLAG):
+        pin_gpu(worker)
+        if config.workerinput.get(GROUP_FLAG):
             for item in claims:
                 mark = item.get_closest_marker("xdist_group")
                 if mark is not None:
-                    _tag_nodeid(item, mark.kwargs.get("name", mark.args[0] if mark.args else "default"))
-
-
-def _tag_nodeid(item, group: str) -> None:
-    """Append ``@group`` to an item's node id, as xdist's ``--dist loadgroup`` does in its workers.
-
-    xdist sets the private ``_nodeid``; pytest >= 9.2 keeps the id as a structured ``_id``, so set
-    whichever this pytest reads (``tests/test_plugin.py`` checks the groups reach the scheduler).
-    """
-    if hasattr(item, "_id"):
-        from _pytest.nodeid import NodeId
-
-        # the tag follows the parameters, so the tail is one name (reports rebuild ids from the parts)
-        item._id = NodeId(path=item._id.path, names=tuple(f"{item._id.rest}@{group}".split("::")))
-    else:
-        item._nodeid = f"{item.nodeid}@{group}"
+                    tag_nodeid(item, mark.kwargs.get("name", mark.args[0] if mark.args else "default"))
 
 
 # -- running a claim -------------------------------------------------------------------------------
