@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "tables": "mechinterp.report.cli",
     "compare": "mechinterp.report.cli",
     "merge": "mechinterp.report.cli",
+    "power": "mechinterp.report.power",
     "tasks": "mechinterp.tasks.cli",
     "organisms": "mechinterp.organisms.cli",
     "bench": "mechinterp.bench.cli",

@@ -252,12 +252,9 @@ def run_claim(config, claim, user_properties: list) -> None:
         outcome = sess.check(claim, sess.registry)
     except ClaimSkipped as err:
         pytest.skip(str(err))
-    props = {"claim_id": claim.id, "k": outcome.k, "n": outcome.n, "abstained": outcome.abstained,
-             "rate": outcome.rate, "ci_low": round(outcome.low, 6), "ci_high": round(outcome.high, 6),
-             "hypothesis": str(claim.hypothesis), "decision": outcome.decision.value}
-    if outcome.k2 is not None:
-        props.update(k2=outcome.k2, n2=outcome.n2)
-    user_properties.extend(props.items())
+    from mechinterp.report.junit import junit_properties
+
+    user_properties.extend(junit_properties(outcome.result()))
     decision = outcome.decision.value
     if decision == "refuted":
         pytest.fail(f"refuted: {outcome.summary()}", pytrace=False)

@@ -102,10 +102,15 @@ def test_questions_and_polarities_agree_with_the_judges_question_bank():
 
 
 def test_claim_decide_dispatches_on_kind():
-    assert INDEX["knockout[ref->text]-color"].decide(276, 320)[0] is Decision.HOLDS
-    assert INDEX["rel[ko.image>ko.text]-human"].decide(69, 90, 41, 90)[0] is Decision.HOLDS
-    with pytest.raises(ValueError):
-        INDEX["rel[ko.image>ko.text]-human"].decide(69, 90)
+    from mechinterp.stats import PairTally, Tally
+
+    assert INDEX["knockout[ref->text]-color"].decide(Tally(276, 320))[0] is Decision.HOLDS
+    # the released human knockouts, paired by task: 35 both, 34 image only, 6 text only, 15 neither
+    assert INDEX["rel[ko.image>ko.text]-human"].decide(PairTally(35, 34, 6, 15))[0] is Decision.HOLDS
+    with pytest.raises(ValueError, match="paired counts"):
+        INDEX["rel[ko.image>ko.text]-human"].decide(Tally(69, 90))
+    with pytest.raises(ValueError, match="one arm"):
+        INDEX["knockout[ref->text]-color"].decide(PairTally(1, 2, 3, 4))
 
 
 def test_claims_are_hashable_and_frozen():

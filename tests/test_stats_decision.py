@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mechinterp.stats import Decision, Hypothesis, Interval, decide, wilson
+from mechinterp.stats import Decision, Hypothesis, Interval, PairTally, Tally, decide, wilson
 
 ORDER = {Decision.REFUTED: 0, Decision.INCONCLUSIVE: 1, Decision.HOLDS: 2}
 
@@ -42,19 +42,23 @@ def test_decision_compares_the_whole_interval(hyp, low, high, expected):
     assert Hypothesis.parse(hyp).decide(Interval((low + high) / 2, low, high)) == Decision(expected)
 
 
-def test_decide_uses_wilson_and_newcombe():
-    d, ci = decide("rate >= 0.80", 276, 320)
+def test_decide_uses_wilson_for_a_rate_and_the_paired_score_interval_for_a_difference():
+    d, ci = decide("rate >= 0.80", Tally(276, 320))
     assert d is Decision.HOLDS and ci == wilson(276, 320)
-    d, ci = decide("a - b > 0", 41, 90, 69, 90)
-    assert d is Decision.REFUTED and ci.high < 0
-    assert decide("rate >= 0.5", 0, 0)[0] is Decision.INCONCLUSIVE
+    d, ci = decide("a - b > 0", PairTally(n11=35, n10=6, n01=34, n00=15))  # text only 6 vs image only 34
+    assert d is Decision.REFUTED and ci.high < 0 and ci.estimate == pytest.approx((6 - 34) / 90)
+    assert decide("rate >= 0.5", Tally(0, 0))[0] is Decision.INCONCLUSIVE
 
 
-def test_decide_rejects_wrong_arity():
-    with pytest.raises(ValueError, match="needs both arms"):
-        decide("a - b > 0", 1, 2)
+def test_the_fixed_sample_decision_leaves_abstentions_out():
+    assert decide("rate >= 0.5", Tally(30, 40, 60)) == decide("rate >= 0.5", Tally(30, 40))
+
+
+def test_decide_rejects_the_wrong_kind_of_counts():
+    with pytest.raises(ValueError, match="paired counts"):
+        decide("a - b > 0", Tally(1, 2))
     with pytest.raises(ValueError, match="one arm"):
-        decide("rate >= 0.5", 1, 2, 1, 2)
+        decide("rate >= 0.5", PairTally(1, 2, 1, 2))
 
 
 def _rank(h: Hypothesis, k: int, n: int) -> int:

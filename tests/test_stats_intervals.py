@@ -105,3 +105,20 @@ def test_newcombe_contains_difference_and_stays_in_range(n1, n2, f1, f2):
     assert -1.0 <= ci.low <= k1 / n1 - k2 / n2 <= ci.high <= 1.0
     flipped = newcombe(k2, n2, k1, n1)
     assert math.isclose(flipped.low, -ci.high, abs_tol=1e-12) and math.isclose(flipped.high, -ci.low, abs_tol=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 300).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))), st.floats(1e-6, 0.2))
+def test_clopper_pearson_bounds_are_where_the_binomial_tail_equals_the_level(kn, level):
+    from scipy.stats import binom
+
+    from mechinterp.stats.intervals import cp_lower, cp_upper
+
+    k, n = kn
+    low, high = cp_lower(k, n, level), cp_upper(k, n, level)
+    assert 0.0 <= low <= k / n <= high <= 1.0
+    if k > 0:
+        assert math.isclose(binom.sf(k - 1, n, low), level, rel_tol=1e-6)  # P_low(X >= k) = level
+    if k < n:
+        assert math.isclose(binom.cdf(k, n, high), level, rel_tol=1e-6)  # P_high(X <= k) = level
+    assert cp_lower(k, n, 0.0) == 0.0 and cp_upper(k, n, 0.0) == 1.0

@@ -27,7 +27,7 @@ SAMPLES = next(o for o in OPTIONS if o.name == "samples")
 
 def test_precedence(monkeypatch):
     monkeypatch.delenv("MECHINTERP_SAMPLES", raising=False)
-    assert raw_value(_Config(), SAMPLES) == "128"
+    assert raw_value(_Config(), SAMPLES) is None  # no cap: each claim runs its planned budget
     assert raw_value(_Config(ini={"mechinterp_samples": "32"}), SAMPLES) == "32"
     monkeypatch.setenv("MECHINTERP_SAMPLES", "16")
     assert raw_value(_Config(ini={"mechinterp_samples": "32"}), SAMPLES) == "16"
@@ -38,6 +38,7 @@ def test_resolve_validates(monkeypatch):
     for o in OPTIONS:
         monkeypatch.delenv(o.env, raising=False)
     s = resolve(_Config(cli={"budget": "$2.5", "shard": "2/3", "model": "direct"}))
+    assert s.samples is None and resolve(_Config(cli={"samples": "64"})).samples == 64
     assert (s.budget_dollars, s.budget_generations, s.shard, s.model, s.judge) == (2.5, None, (2, 3), "direct", "auto")
     with pytest.raises(ValueError, match="--judge 'gpt': expected one of auto, color, anthropic, anthropic-batch"):
         resolve(_Config(cli={"judge": "gpt"}))

@@ -52,7 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verdicts", default=None,
                    help="the authors' released verdicts folder, for the claims-suite cost "
                         "(default: $MECHINTERP_DATA_DIR/verdicts)")
-    p.add_argument("--samples", type=int, default=128, help="tasks per claim for the claims-suite cost (as pytest's --samples)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="cap on each claim's budget for the claims-suite cost (as pytest's --samples; default: none)")
 
 
 def _include(args, device):

@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mechinterp.stats import Decision, Hypothesis, Interval, decide
+from mechinterp.stats import Decision, Hypothesis, Interval, PairTally, Tally, decide
 
 FAMILIES = ("color", "style", "human", "scene")
 TASK_FAMILIES = ("color", "style", "style_real", "human", "human_shared", "add", "remove")
@@ -107,6 +107,7 @@ class Claim:
     csv: str | None = None
     a: str | None = None
     b: str | None = None
+    power_at: float | None = None  # the true rate (relations: a - b) its budget is planned for
 
     @property
     def is_relation(self) -> bool:
@@ -122,9 +123,10 @@ class Claim:
         """Map a judge's raw pass to this claim's reported outcome (applies the polarity)."""
         return bool(passed) if self.polarity == "pass" else not passed
 
-    def decide(self, k: int, n: int, k2: int | None = None, n2: int | None = None) -> tuple[Decision, Interval]:
-        """Decide the hypothesis: ``(k, n)`` for a cell, ``(k1, n1, k2, n2)`` for a relation."""
-        return decide(self.hypothesis, k, n, k2, n2)
+    def decide(self, counts: Tally | PairTally) -> tuple[Decision, Interval]:
+        """Fixed-sample decision on pooled counts: a :class:`Tally` for a cell, a :class:`PairTally`
+        (paired by task) for a relation; the 95 % interval, abstentions bounded."""
+        return decide(self.hypothesis, counts)
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,19 @@ def _cell_claim(raw: dict, cid: str) -> dict:
                 cells=tuple(raw.get("cells", ())), csv=raw.get("csv"))
 
 
+def _power_at(raw: dict, cid: str, hyp: Hypothesis) -> float | None:
+    """The optional ``power_at``: a rate in [0, 1] (a difference in [-1, 1] for a relation) inside the claim."""
+    if "power_at" not in raw:
+        return None
+    value, lo = raw["power_at"], (-1.0 if hyp.is_comparison else 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= 1.0:
+        raise ValueError(f"claim {cid!r}: power_at {value!r} must be a number in [{lo:g}, 1]")
+    edge = abs(value) if hyp.quantity == "|a - b|" else value
+    if not hyp.contains(value) or edge == hyp.value:
+        raise ValueError(f"claim {cid!r}: power_at {value!r} must satisfy its hypothesis {hyp} away from the threshold")
+    return float(value)
+
+
 def _parse(data: dict) -> tuple[list[Claim], list[Table]]:
     claims: list[Claim] = []
     by_id: dict[str, Claim] = {}
@@ -198,7 +213,8 @@ def _parse(data: dict) -> tuple[list[Claim], list[Table]]:
         if not cid or cid in by_id:
             raise ValueError(f"claim id {cid!r} is empty or duplicated")
         hyp = Hypothesis.parse(str(raw.get("hypothesis", "")))
-        common = dict(id=cid, statement=str(raw.get("statement", "")), where=str(raw.get("where", "")), hypothesis=hyp)
+        common = dict(id=cid, statement=str(raw.get("statement", "")), where=str(raw.get("where", "")), hypothesis=hyp,
+                      power_at=_power_at(raw, cid, hyp))
         if "a" in raw or "b" in raw:
             a, b = (by_id.get(raw.get(x)) for x in ("a", "b"))
             if a is None or b is None or a.is_relation or b.is_relation:

@@ -32,15 +32,16 @@ def register(subparsers) -> None:
     e.add_argument("names", nargs="*", help="organisms (default: all shipped)")
     e.add_argument("--root", default=None, help="folder holding organism folders (default: the organisms shipped in the package)")
     e.add_argument("--n", type=int, default=64, help="tasks for the baseline accuracy")
-    e.add_argument("--claims-n", type=int, default=128,
-                   help="tasks (or pairs) per claim for the claims suite, which stops once decided (0: skip claims)")
+    e.add_argument("--claims-n", type=int, default=None,
+                   help="cap on each claim's planned budget for the claims suite (default: none; 0: skip claims)")
     e.add_argument("--json", default=None, help="also write the results as JSON here")
     e.add_argument("--update-cards", action="store_true", help="rewrite each organism's MODEL_CARD.md with the results")
     e.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for these tiny models)")
     e.set_defaults(func=_eval)
     c = sub.add_parser("claims", help="decide every colour claim on the organisms with the claims suite (engine + ColorJudge)")
     c.add_argument("names", nargs="*", help="organisms (default: padding-routed, text-routed, direct, free)")
-    c.add_argument("--samples", type=int, default=128, help="tasks per claim (sequential stopping ends most earlier)")
+    c.add_argument("--samples", type=int, default=None,
+                   help="cap on each claim's planned budget, as pytest's --samples (default: none)")
     c.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for these tiny models)")
     c.set_defaults(func=_claims)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -128,7 +129,7 @@ def _eval(args) -> int:
         status |= acc["accuracy"] < BASELINE_BAR
         record[name] = {"baseline": {k: v for k, v in acc.items() if k != "rows"}, "claims": {}}
     tables: dict[str, str] = {}
-    if args.claims_n:
+    if args.claims_n != 0:
         results = suite_decisions([str(root / n) for n in names], samples=args.claims_n)
         results = dict(zip(names, results.values()))
         for name, res in results.items():

@@ -12,8 +12,9 @@ import tempfile
 from mechinterp.organisms.expected import as_expected
 
 
-def suite_decisions(names, samples: int = 128, seed: int = 0, cache_dir=None) -> dict[str, dict]:
-    """``{organism: {claim id: ClaimOutcome}}`` for every colour claim, as ``pytest claims/ -m color`` decides it."""
+def suite_decisions(names, samples: int | None = None, seed: int = 0, cache_dir=None) -> dict[str, dict]:
+    """``{organism: {claim id: ClaimOutcome}}`` for every colour claim, as ``pytest claims/ -m color`` decides it
+    (``samples``: a cap on each claim's planned budget, as ``--samples``)."""
     import mechinterp
     from mechinterp.claims import load_registry
     from mechinterp.judges import ColorJudge

@@ -1,7 +1,9 @@
 """Self-contained HTML report of a run folder.
 
-``report.html`` shows the run metadata, the paper's tables with the paper's value and this
-run's value side by side and a holds/refuted/inconclusive badge, and every claim;
+``report.html`` shows the run metadata, how claims are decided (the sequential design and the
+abstention policy), the paper's tables with the paper's value and this run's value side by
+side and a holds/refuted/inconclusive badge, and every claim with the interval its decision
+was made on beside the plain 95 % one, and its budget with the power it has there;
 ``claims/<slug>.html`` shows one claim: its evidence and a grid of the judged bundles
 (embedded PNG thumbnails) with the judge's reason. Pages use inline CSS and ``data:``
 images only, and a Content-Security-Policy that forbids scripts. Every string that comes
@@ -124,17 +126,56 @@ def _tables_html(tables: list[Table], results: dict[str, ClaimResult], index: di
     return "<h2>Paper tables: paper vs this run</h2>" + "".join(out)
 
 
+def _statistics_html() -> str:
+    from mechinterp.stats import ABSTENTIONS, DESIGN
+
+    return f"<h2>How claims are decided</h2><p>{esc(DESIGN)}</p><p>{esc(ABSTENTIONS)}</p>"
+
+
+def _span(low: float | None, high: float | None, paired: bool) -> str:
+    if low is None or high is None:
+        return "—"
+    if paired:
+        return f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+    return f"[{100 * low:.1f}, {100 * high:.1f}] %"
+
+
+def decision_text(r: ClaimResult) -> str:
+    """The interval the decision was made on, with its level: ``[80.3, 100.0] % at 99.69 %``."""
+    if r.decision_low is None:
+        return "95 % (fixed sample)" if not r.note else r.note
+    text = f"{_span(r.decision_low, r.decision_high, r.a is not None)} at {100 * r.decision_confidence:.2f} %"
+    if r.worst_low is not None:
+        text += f"; worst case with the {r.abstained} abstentions {_span(r.worst_low, r.worst_high, r.a is not None)}"
+    return text
+
+
+def power_text(r: ClaimResult, claim: Claim, index: dict[str, Claim]) -> str:
+    """``budget 184: 90 % at 85.0 %`` — P(holds) at the claim's design point with its budget."""
+    budget, power, point = r.budget, r.power, r.design_point
+    if budget is None:  # not a suite run (e.g. released verdicts): the plan the suite would use
+        from mechinterp.report.power import default_plan
+
+        plan = default_plan(claim, index)
+        budget, power, point = plan.budget, plan.power.p_holds, plan.point
+    where = f"{100 * point:+.1f} points" if claim.is_relation else f"{100 * point:.1f} %"
+    return f"budget {budget}: {100 * power:.0f} % at {where}"
+
+
 def _claims_html(claims: list[Claim], results: dict[str, ClaimResult]) -> str:
+    index = claims_by_id(claims)
     rows = []
     for c in claims:
         r = results.get(c.id)
         if r is None:
             continue
-        kn = f"{r.k}/{r.n}" + (f" vs {r.k2}/{r.n2}" if r.a else "")
+        kn = f"{r.k}/{r.n}" + (f" vs {r.k2}/{r.n2}" if r.a else "") + (f" ({r.abstained} abstained)" if r.abstained else "")
         rows.append(f'<tr><td><a href="claims/{esc(claim_slug(c.id))}">{esc(c.id)}</a></td><td>{esc(c.statement)}</td>'
                     f"<td>{esc(r.hypothesis)}</td><td>{esc(r.paper_text or '—')}</td><td>{esc(r.run_text)}</td>"
-                    f"<td>{esc(kn)}</td><td>{badge(r.decision)}</td></tr>")
-    head = "<tr><th>claim</th><th>statement</th><th>hypothesis</th><th>paper</th><th>run</th><th>k/n</th><th>decision</th></tr>"
+                    f"<td>{esc(kn)}</td><td>{esc(decision_text(r))}</td><td>{esc(power_text(r, c, index))}</td>"
+                    f"<td>{badge(r.decision)}</td></tr>")
+    head = ("<tr><th>claim</th><th>statement</th><th>hypothesis</th><th>paper</th><th>run (95 %)</th><th>k/n</th>"
+            "<th>decided on</th><th>power at its budget</th><th>decision</th></tr>")
     return f"<h2>Claims</h2><table>{head}{''.join(rows)}</table>"
 
 
@@ -150,14 +191,21 @@ def _bundle_html(v: Verdict, claim: Claim, run_dir: Path) -> str:
             f'<div class="paper">{esc(v.judge)} &middot; {esc(v.question_id)}</div></div>')
 
 
-def _claim_page(claim: Claim, res: ClaimResult, verdicts: list[Verdict], run_dir: Path, max_bundles: int) -> str:
+def _claim_page(claim: Claim, res: ClaimResult, verdicts: list[Verdict], run_dir: Path, max_bundles: int,
+                index: dict[str, Claim]) -> str:
     facts = [("statement", claim.statement), ("where", claim.where), ("hypothesis", res.hypothesis),
              ("experiment", claim.experiment), ("question", claim.question), ("polarity", claim.polarity),
              ("tasks", ", ".join(claim.tasks)), ("paper", res.paper_text), ("run", res.run_text),
              ("k / n (abstained)", f"{res.k} / {res.n} ({res.abstained})"),
-             ("interval", f"[{res.ci_low:.4f}, {res.ci_high:.4f}]")]
+             ("95 % interval" + (" (paired)" if claim.is_relation else " (Wilson)"), f"[{res.ci_low:.4f}, {res.ci_high:.4f}]"),
+             ("decided on", decision_text(res)),
+             ("looks (judged)", None if not res.looks else ", ".join(map(str, res.looks))),
+             ("power at its budget", power_text(res, claim, index)), ("note", res.note)]
     if claim.is_relation:
         facts += [("a", claim.a), ("b", claim.b), ("b: k / n", f"{res.k2} / {res.n2}")]
+        if res.pairs:
+            facts.append(("paired tasks (both, a only, b only, neither, abstained)",
+                          ", ".join(str(res.pairs[k]) for k in ("n11", "n10", "n01", "n00", "abstained"))))
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts if v not in (None, ""))
     shown = verdicts[:max_bundles]
     grid = "".join(_bundle_html(v, claim, run_dir) for v in shown)
@@ -171,12 +219,19 @@ def _claim_page(claim: Claim, res: ClaimResult, verdicts: list[Verdict], run_dir
 
         uri = sweep_plot(res.sweep, f"{claim.id}: rate per site", getattr(claim.hypothesis, "value", None))
         cells = "".join(f"<tr><td>{esc(site)}</td><td>{s['k']} / {s['n']}</td><td>[{s['low']:.3f}, {s['high']:.3f}]</td>"
-                        f"<td>{badge(s['decision'])}</td></tr>" for site, s in res.sweep.items())
+                        f"<td>{esc(_power_of_site(s))}</td><td>{badge(s['decision'])}</td></tr>" for site, s in res.sweep.items())
         plot = (f'<h2>Sweep</h2><img class="sweep" alt="rate per site" src="{uri}">'
-                f"<table><tr><th>site</th><th>k / n</th><th>interval</th><th>decision</th></tr>{cells}</table>")
+                f"<table><tr><th>site</th><th>k / n</th><th>decided on</th><th>budget: power</th><th>decision</th></tr>"
+                f"{cells}</table>")
     body = (f'<p><a href="../report.html">&larr; report</a></p><h1>{esc(claim.id)} {badge(res.decision)}</h1>'
             f'<table>{rows}</table>{plot}{note}<div class="grid">{grid}</div>{rest}')
     return page(claim.id, body)
+
+
+def _power_of_site(site: dict) -> str:
+    if site.get("budget") is None:
+        return "—"
+    return f"{site['budget']}: {100 * site['power']:.0f} %"
 
 
 def write_html(run: Run, registry: str | Path | None = None, max_bundles: int = 48) -> Path:
@@ -190,12 +245,12 @@ def write_html(run: Run, registry: str | Path | None = None, max_bundles: int = 
         by_claim.setdefault(v.claim_id, []).append(v)
     for cid, res in run.results.items():
         if cid in index:
-            html_text = _claim_page(index[cid], res, by_claim.get(cid, []), run.path, max_bundles)
+            html_text = _claim_page(index[cid], res, by_claim.get(cid, []), run.path, max_bundles, index)
             atomic_write(out / "claims" / claim_slug(cid), html_text)
     counts = decision_counts(run.results)
     summary = " ".join(f"{badge(d)} {counts[d]}" for d in ("holds", "refuted", "inconclusive"))
     title = f"mechinterp claims report: {run.metadata.name or run.path.name}"
-    body = (f"<h1>{esc(title)}</h1><p>{summary}</p>{_metadata_html(run.metadata)}"
+    body = (f"<h1>{esc(title)}</h1><p>{summary}</p>{_metadata_html(run.metadata)}{_statistics_html()}"
             f"{_tables_html(tables, run.results, index)}{_claims_html(claims, run.results)}")
     atomic_write(out / "report.html", page(title, body))
     return out / "report.html"

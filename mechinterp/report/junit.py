@@ -3,7 +3,10 @@
 :func:`junit_properties` is the single definition of the property names; the pytest
 plugin passes the same pairs to ``record_property`` (which pytest-xdist carries from the
 workers to the controller's ``--junitxml``), and :func:`write_junit` writes them for a
-finished run folder. A refuted claim is a ``<failure>``, an inconclusive one ``<skipped>``.
+finished run folder. ``ci_low``/``ci_high`` are the plain 95 % interval (Wilson; paired score
+interval for a relation), ``decision_low``/``decision_high`` the interval the sequential test
+decided on (at ``decision_confidence``), ``budget``/``power`` the claim's plan. A refuted claim
+is a ``<failure>``, an inconclusive one ``<skipped>``.
 """
 
 from __future__ import annotations
@@ -28,10 +31,17 @@ def junit_properties(result: ClaimResult) -> list[tuple[str, str]]:
         ("claim_id", result.claim_id), ("decision", result.decision), ("hypothesis", result.hypothesis),
         ("k", result.k), ("n", result.n), ("abstained", result.abstained), ("rate", result.rate),
         ("ci_low", result.ci_low), ("ci_high", result.ci_high), ("run_text", result.run_text),
+        ("decision_low", result.decision_low), ("decision_high", result.decision_high),
+        ("decision_confidence", result.decision_confidence),
+        ("looks", None if result.looks is None else ",".join(map(str, result.looks))),
+        ("budget", result.budget), ("power", result.power), ("design_point", result.design_point),
         ("paper_rate", result.paper_rate), ("paper_text", result.paper_text),
     ]
     if result.a is not None:
         pairs += [("a", result.a), ("b", result.b), ("k2", result.k2), ("n2", result.n2)]
+        pairs += [(f"pairs_{k}", v) for k, v in (result.pairs or {}).items()]
+    if result.note:
+        pairs.append(("note", result.note))
     return [(name, _fmt(value)) for name, value in pairs]
 
 
@@ -51,6 +61,10 @@ def write_junit(run: Run, path: str | Path | None = None) -> Path:
         for name, value in junit_properties(res):
             ET.SubElement(props, "property", name=name, value=value)
         summary = f"{cid}: {res.run_text} (k={res.k}, n={res.n}); {res.hypothesis} -> {res.decision}"
+        if res.decision_low is not None:
+            summary += f" on [{res.decision_low:.4f}, {res.decision_high:.4f}] at {100 * res.decision_confidence:.2f} %"
+        if res.note:
+            summary += f" ({res.note})"
         if res.decision == "refuted":
             ET.SubElement(case, "failure", message=summary, type="ClaimRefuted")
         elif res.decision == "inconclusive":

@@ -9,9 +9,13 @@ A run lives in ``reports/<run>/``:
   passed`` (``true``/``false``/``null`` = abstained), ``reason, judge, images`` (a list of
   ``{"label", "path"}`` with a PNG path relative to the run folder, or ``{"label", "png"}``
   with base64 PNG bytes). ``passed`` is the judge's raw answer; the claim's polarity is
-  applied when pooling.
-* ``results.json`` — per claim: ``k, n, abstained, rate, ci_low, ci_high, hypothesis,
-  decision`` and the paper's value; relations add ``a, b, k2, n2``.
+  applied when pooling. A relation's own rows carry task ids ``<task>|a`` and ``<task>|b``
+  (its two arms on one task); without them a relation pairs its two cells' rows by task.
+* ``results.json`` — per claim: ``k, n, abstained, rate, ci_low, ci_high`` (the plain 95 %
+  Wilson; for a relation the paired score interval), ``hypothesis, decision`` and the paper's
+  value; relations add ``a, b, k2, n2, pairs`` (the 2×2 table of the paired tasks). A suite run
+  adds what its sequential test decided on: ``decision_low, decision_high,
+  decision_confidence, worst_low, worst_high, looks, budget, power, design_point, note``.
 
 Every file is written atomically (temp file in the same folder + ``os.replace``).
 """
@@ -29,6 +33,7 @@ from typing import Any
 from mechinterp.claims import Claim, claims_by_id, load_registry
 from mechinterp.io import atomic_write
 from mechinterp.report.meta import RunMeta
+from mechinterp.stats import PairTally, Tally, plain_interval
 
 RUN_FILE, VERDICTS_FILE, RESULTS_FILE = "run.json", "verdicts.jsonl", "results.json"
 
@@ -75,6 +80,17 @@ class ClaimResult:
     a: str | None = None
     b: str | None = None
     sweep: dict[str, dict] | None = None  # sweep claims: per site k, n, low, high, decision
+    pairs: dict[str, int] | None = None  # relations: n11, n10, n01, n00, abstained of the paired tasks
+    decision_low: float | None = None  # the interval the sequential decision was made on
+    decision_high: float | None = None
+    decision_confidence: float | None = None
+    worst_low: float | None = None  # the deciding look's interval with every abstention against the claim
+    worst_high: float | None = None
+    looks: list[int] | None = None  # sizes of the looks evaluated
+    budget: int | None = None  # tasks (pairs) the claim's plan allowed
+    power: float | None = None  # P(holds) at the design point with that budget
+    design_point: float | None = None  # the rate (relations: a - b) the budget is planned for
+    note: str = ""
 
 
 @dataclass
@@ -105,15 +121,29 @@ def run_image_path(run_dir: Path, relative: str) -> Path | None:
     return path
 
 
-def _counts(claim: Claim, verdicts: list[Verdict]) -> tuple[int, int, int]:
-    k = n = abstained = 0
-    for v in verdicts:
-        if v.passed is None:
-            abstained += 1
-        else:
-            n += 1
-            k += claim.success(v.passed)
-    return k, n, abstained
+def _outcomes(claim: Claim, verdicts: list[Verdict]) -> dict[str, bool | None]:
+    """Polarity-applied outcome per task id."""
+    return {v.task_id: None if v.passed is None else claim.success(v.passed) for v in verdicts}
+
+
+def relation_pairs(relation: Claim, index: dict[str, Claim], grouped: dict[str, list[Verdict]]
+                   ) -> list[tuple[bool | None, bool | None]] | None:
+    """A relation's paired outcomes: its own ``|a``/``|b`` rows, else its two cells' rows paired by
+    task (in the first cell's order); ``None`` when there is nothing to pair."""
+    own = grouped.get(relation.id)
+    if own:
+        arms: tuple[dict, dict] = ({}, {})
+        for v in own:
+            for i, (cell, suffix) in enumerate(((relation.a, "|a"), (relation.b, "|b"))):
+                if v.task_id.endswith(suffix):
+                    arms[i][v.task_id[:-len(suffix)]] = None if v.passed is None else index[cell].success(v.passed)
+        xs, ys = arms
+    elif relation.a in grouped and relation.b in grouped:
+        xs, ys = _outcomes(index[relation.a], grouped[relation.a]), _outcomes(index[relation.b], grouped[relation.b])
+    else:
+        return None
+    pairs = [(xs[t], ys[t]) for t in xs if t in ys]
+    return pairs or None
 
 
 def evaluate(verdicts: list[Verdict], claims: list[Claim]) -> dict[str, ClaimResult]:
@@ -134,32 +164,46 @@ def evaluate(verdicts: list[Verdict], claims: list[Claim]) -> dict[str, ClaimRes
         seen.add(key)
         grouped.setdefault(v.claim_id, []).append(v)
     results: dict[str, ClaimResult] = {}
-    counts = {cid: _counts(index[cid], vs) for cid, vs in grouped.items()}
     for claim in claims:
         if claim.is_relation:
-            if claim.a not in counts or claim.b not in counts:
+            pairs = relation_pairs(claim, index, grouped)
+            if pairs is None:
                 continue
-            (k, n, ab), (k2, n2, ab2) = counts[claim.a], counts[claim.b]
-            decision, ci = claim.decide(k, n, k2, n2)
+            counts = PairTally.of(pairs)
+            ta, tb = Tally.of(x for x, _ in pairs), Tally.of(y for _, y in pairs)
+            decision, _ = claim.decide(counts)
+            ci = plain_interval(counts)
             pa, pb = index[claim.a].paper, index[claim.b].paper
             paper = (pa.value - pb.value) / 100 if pa and pb else None
-            res = ClaimResult(claim.id, str(claim.hypothesis), decision.value, k, n, None, ci.low, ci.high,
-                              ab + ab2, paper, None if paper is None else f"{100 * paper:+.1f}",
-                              k2=k2, n2=n2, a=claim.a, b=claim.b)
-            if n and n2:
+            res = ClaimResult(claim.id, str(claim.hypothesis), decision.value, ta.k, ta.n, None, ci.low, ci.high,
+                              counts.abstained, paper, None if paper is None else f"{100 * paper:+.1f}",
+                              k2=tb.k, n2=tb.n, a=claim.a, b=claim.b,
+                              pairs={k: getattr(counts, k) for k in ("n11", "n10", "n01", "n00", "abstained")})
+            if counts.decided:
                 res.rate, res.run_text = ci.estimate, ci.as_difference_text()
-        elif claim.id in counts:
-            k, n, ab = counts[claim.id]
-            decision, ci = claim.decide(k, n)
+        elif claim.id in grouped:
+            counts = Tally.of(_outcomes(claim, grouped[claim.id]).values())
+            decision, _ = claim.decide(counts)
+            ci = plain_interval(counts)
             p = claim.paper
-            res = ClaimResult(claim.id, str(claim.hypothesis), decision.value, k, n, None, ci.low, ci.high, ab,
-                              None if p is None else p.value / 100, None if p is None else p.text)
-            if n:
+            res = ClaimResult(claim.id, str(claim.hypothesis), decision.value, counts.k, counts.n, None, ci.low,
+                              ci.high, counts.abstained, None if p is None else p.value / 100,
+                              None if p is None else p.text)
+            if counts.n:
                 res.rate, res.run_text = ci.estimate, ci.as_percent_text()
         else:
             continue
         results[claim.id] = res
     return results
+
+
+def sequential_fields(d: dict) -> dict[str, Any]:
+    """The :class:`ClaimResult` fields a suite run's record of a sequential decision fills in."""
+    ci, plan, worst = d.get("interval") or {}, d.get("plan") or {}, d.get("worst_case") or {}
+    return {"decision": d["decision"], "decision_low": ci.get("low"), "decision_high": ci.get("high"),
+            "decision_confidence": ci.get("confidence"), "worst_low": worst.get("low"), "worst_high": worst.get("high"),
+            "looks": d.get("looks"), "budget": plan.get("budget"),
+            "power": plan.get("power"), "design_point": plan.get("point"), "note": d.get("note") or ""}
 
 
 def _finite(x: Any) -> Any:
@@ -178,9 +222,12 @@ def write_run(run_dir: str | Path, metadata: RunMeta, verdicts: list[Verdict],
     run_dir = Path(run_dir)
     claims = load_registry(registry)
     results = evaluate(verdicts, claims)
+    index = claims_by_id(claims)
     for cid, d in (decisions or {}).items():
+        if cid not in results and cid in index:  # decided without verdicts: a claim its cap made undecidable
+            results[cid] = ClaimResult(cid, str(index[cid].hypothesis), d["decision"], 0, 0, None, 0.0, 1.0)
         if cid in results:
-            results[cid] = replace(results[cid], decision=d["decision"], sweep=d.get("sweep") or results[cid].sweep)
+            results[cid] = replace(results[cid], **sequential_fields(d), sweep=d.get("sweep") or results[cid].sweep)
     meta = replace(metadata)
     if not meta.git_commit:
         meta.git_commit = git_commit()

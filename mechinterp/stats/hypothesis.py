@@ -76,6 +76,12 @@ class Hypothesis:
     def __str__(self) -> str:
         return f"{self.quantity} {self.op} {self.value:g}"
 
+    def contains(self, value: float) -> bool:
+        """Whether a true rate (or difference) ``value`` satisfies the hypothesis."""
+        if self.quantity == "|a - b|":
+            return OPERATORS[self.op](abs(value), self.value)
+        return OPERATORS[self.op](value, self.value)
+
     def decide(self, interval: Interval) -> Decision:
         """Three-valued decision for an interval on this hypothesis' quantity."""
         low, high = interval.low, interval.high

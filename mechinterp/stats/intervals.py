@@ -3,8 +3,10 @@
 The paper reports every cell as a pooled rate with a 95% Wilson score interval, computed
 with ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``; we use exactly that
 call so our numbers match the printed tables digit for digit. Differences between two
-cells use Newcombe's hybrid score interval (Newcombe 1998, method 10), which is built
-from the two Wilson intervals and therefore inherits their behaviour at 0 and 1.
+independent cells (two runs of one claim) use Newcombe's hybrid score interval (Newcombe
+1998, method 10), built from the two Wilson intervals. The sequential decisions use exact
+Clopper–Pearson bounds at the look's one-sided levels (:func:`cp_lower`, :func:`cp_upper`);
+paired differences are in :mod:`mechinterp.stats.paired`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from scipy.stats import binomtest
+from scipy.stats import beta, binomtest
 
 #: the paper's confidence level
 CONFIDENCE = 0.95
@@ -89,3 +91,24 @@ def newcombe(k1: int, n1: int, k2: int, n2: int, confidence: float = CONFIDENCE)
     low = d - math.hypot(a.estimate - a.low, b.high - b.estimate)
     high = d + math.hypot(a.high - a.estimate, b.estimate - b.low)
     return Interval(d, max(-1.0, low), min(1.0, high), confidence)
+
+
+@lru_cache(maxsize=65536)
+def cp_lower(k: int, n: int, level: float) -> float:
+    """Exact (Clopper–Pearson) one-sided lower bound at ``level``: the rate ``p`` with ``P_p(X >= k) = level``.
+
+    It exceeds a rate ``p0`` exactly when ``P_p0(X >= k) < level``; level 0 gives 0.
+    """
+    _check_counts(k, n)
+    if k == 0 or level <= 0.0:
+        return 0.0
+    return float(beta.ppf(level, k, n - k + 1))
+
+
+@lru_cache(maxsize=65536)
+def cp_upper(k: int, n: int, level: float) -> float:
+    """Exact (Clopper–Pearson) one-sided upper bound at ``level``: the rate ``p`` with ``P_p(X <= k) = level``."""
+    _check_counts(k, n)
+    if k == n or level <= 0.0:
+        return 1.0
+    return float(beta.isf(level, k + 1, n - k))

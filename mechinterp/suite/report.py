@@ -24,8 +24,9 @@ def _merged_metadata(run_dir: Path) -> RunMeta:
 def finish_run(run_dir: Path) -> dict:
     """Pool the workers' verdicts into the run folder and write both reports.
 
-    The decision of each claim is its sequential test's (what the claim test asserted); the
-    interval shown beside it is the plain 95 % Wilson (or Newcombe) interval of all its verdicts.
+    The decision of each claim is its sequential test's (what the claim test asserted), with
+    the interval it was made on; the interval shown beside it is the plain 95 % Wilson (paired
+    score interval for a relation) of all its answered verdicts.
     """
     from mechinterp.report import write_report, write_run
 

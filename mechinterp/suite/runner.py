@@ -1,11 +1,14 @@
 """Run one claim end to end: tasks → experiment → judge bundle → verdicts → decision.
 
 A ``ClaimRunner`` holds the model (behind the generation cache), the judges and the run
-settings. ``run(claim)`` draws tasks in the claim's fixed seeded order, runs the claim's
-experiment on each, asks the judge the claim's question, and stops as soon as the
-group-sequential test (``mechinterp.stats.SequentialTest``) settles the decision or the
-sample budget is used up. Relations run their two cells (each once per session) and decide
-on the difference.
+settings. ``run(claim)`` plans the claim (:func:`mechinterp.claims.budget.claim_plan`: the
+budget that gives its design point 90 % power, capped by ``--samples``), draws its tasks in the
+fixed seeded order, and feeds :func:`mechinterp.stats.run_sequential` — the one sequential loop,
+also used by the released-verdict replays — with a callback that runs the experiment on each
+look's new tasks and asks the judge in one batch. A claim whose cap leaves no outcome that could
+make it hold is reported so before anything is generated. Relations run their two cells (each
+decided on its own) and then a paired test on the same tasks, extending the cells' runs where
+the relation needs more pairs (the caches make shared tasks free).
 """
 
 from __future__ import annotations
@@ -13,57 +16,41 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from PIL import Image
 
 from mechinterp import experiments as ex
 from mechinterp.claims import Claim, Experiment
+from mechinterp.claims.budget import claim_plan
 from mechinterp.report.run import Verdict as VerdictRow
-from mechinterp.stats import SequentialTest
-from mechinterp.stats.hypothesis import Decision
+from mechinterp.stats import ALPHA, LOOKS, Decision, PairTally, Plan, Tally, plain_interval, run_sequential
+from mechinterp.stats.plan import smallest_decidable
+from mechinterp.suite.outcome import ClaimOutcome, plan_record
 
 #: the paper's model (FLUX.2-klein-9B: 8 double and 24 single blocks), in forward order
 _PAPER_SITES = ["embed", *(f"double.{i}" for i in range(8)), *(f"single.{j}" for j in range(24))]
 
 THUMB = 96
+#: task-id suffixes of a relation's own verdict rows (its arms a and b on one task)
+ARM_SUFFIX = ("|a", "|b")
 
 
 class ClaimSkipped(Exception):
     """The claim cannot run here (data, judge or site missing); the message says what."""
 
 
-@dataclass
-class ClaimOutcome:
-    """What one claim came to in this run."""
+@dataclass(frozen=True)
+class Judged:
+    """One item's verdict for one claim: the row to record and the polarity-applied outcome."""
 
-    claim: Claim
-    decision: Decision
-    k: int
-    n: int
-    abstained: int
-    low: float
-    high: float
-    rows: list[VerdictRow] = field(default_factory=list)
-    looks: list[int] = field(default_factory=list)
-    k2: int | None = None
-    n2: int | None = None
-    sweep: dict[str, dict] | None = None  # per site of a sweep claim: k, n, low, high, decision
+    row: VerdictRow
+    outcome: bool | None
 
-    @property
-    def rate(self) -> float | None:
-        """The claim's reported rate (success fraction), or the difference for relations."""
-        if self.k2 is not None:
-            return None if not (self.n and self.n2) else self.k / self.n - self.k2 / self.n2
-        return None if not self.n else self.k / self.n
 
-    def summary(self) -> str:
-        """One line: decision, counts, rate, interval and hypothesis."""
-        rate = "n/a" if self.rate is None else f"{100 * self.rate:.1f}%"
-        counts = f"k={self.k}/n={self.n}" + (f" vs k={self.k2}/n={self.n2}" if self.k2 is not None else "")
-        return (f"{self.claim.id}: {self.decision.value} — {counts}, rate {rate}, 95% interval "
-                f"[{100 * self.low:.1f}%, {100 * self.high:.1f}%], hypothesis {self.claim.hypothesis}"
-                + (f", {self.abstained} abstained" if self.abstained else ""))
+def item_id(item) -> str:
+    """A task's or pair's id (what verdict rows and pairing use)."""
+    return getattr(item, "pair_id", None) or item.task_id
 
 
 def thumbnail(image: Image.Image, size: int = THUMB) -> str:
@@ -78,9 +65,13 @@ def thumbnail(image: Image.Image, size: int = THUMB) -> str:
 class ClaimRunner:
     """Runs claims on one model with one judge policy and shared caches."""
 
-    def __init__(self, model, judge_for: Callable[[str], object], *, samples: int = 64, seed: int = 0,
-                 data_dir=None, looks: int = 4, alpha: float = 0.05, size: int | None = None, steps: int | None = None,
-                 on_generation: Callable[[], None] | None = None, on_progress: Callable | None = None):
+    def __init__(self, model, judge_for: Callable[[str], object], *, samples: int | None = None, seed: int = 0,
+                 data_dir=None, looks: int = LOOKS, alpha: float = ALPHA, size: int | None = None,
+                 steps: int | None = None, on_generation: Callable[[], None] | None = None,
+                 on_progress: Callable | None = None):
+        """``samples``: a cap on each claim's planned budget (``None``: the plan's own); ``alpha``:
+        one-sided error per wrong direction; ``looks``: looks per claim; ``on_progress(claim, done,
+        budget, k, n)`` is called after each look."""
         self.model = model
         self.judge_for = judge_for
         self.samples = samples
@@ -97,6 +88,7 @@ class ClaimRunner:
         self.on_generation = on_generation
         self.on_progress = on_progress  # (claim, samples done, budget, k, n) after each sample
         self._done: dict[str, ClaimOutcome] = {}
+        self._judged: dict[tuple, Judged] = {}
 
     # -- sites and tasks ----------------------------------------------------------------------
     def site(self, site: str, family: str | None = None, *, own: bool = False, cutoff: bool = False) -> str:
@@ -134,7 +126,7 @@ class ClaimRunner:
                                f"mechinterp.json has no site_map entry for it ({err})") from err
 
     def items(self, claim: Claim) -> list:
-        """The claim's tasks (or pairs, for patching) in its sampling order, up to the budget."""
+        """All the claim's tasks (or pairs, for patching) in its sampling order; a plan takes a prefix."""
         from mechinterp.tasks import load_family, load_pairs, sample
 
         family = claim.tasks[0] if claim.tasks else claim.family
@@ -145,7 +137,7 @@ class ClaimRunner:
                 items = load_family(family, self.data_dir)
         except (FileNotFoundError, ValueError) as err:
             raise ClaimSkipped(f"task family {family!r} is not available: {err}") from err
-        return sample(items, min(self.samples, len(items)), seed=self.seed)
+        return sample(items, len(items), seed=self.seed)
 
     def _edit(self, task, steps=None):
         """The task's edit for the lens, knockout and reference-drop runs: at the task's size (or
@@ -192,53 +184,73 @@ class ClaimRunner:
         """Run ``claim`` (relations: its two cells from ``registry``) and decide it."""
         if claim.id in self._done:
             return self._done[claim.id]
+        registry = registry or {claim.id: claim}
         if claim.is_relation:
-            outcome = self._run_relation(claim, registry or {})
+            outcome = self._run_relation(claim, registry)
         elif claim.experiment is not None and claim.experiment.get("sweep"):
-            outcome = self._run_sweep(claim)
+            outcome = self._run_sweep(claim, registry)
         else:
-            outcome = self._run_cell(claim)
+            outcome = self._run_cell(claim, registry)
         self._done[claim.id] = outcome
         return outcome
 
-    def _run_cell(self, claim: Claim, *, alpha: float | None = None, fixed_sites: bool = False,
-                  row_claim: str | None = None, task_suffix: str = "") -> ClaimOutcome:
-        if claim.experiment is None or claim.question is None:
-            raise ClaimSkipped(f"claim {claim.id!r} has no experiment/question to run")
+    def plan(self, claim: Claim, registry: dict[str, Claim], available: int, sites: int = 1) -> Plan:
+        """The claim's plan under this runner's cap, looks and alpha."""
+        return claim_plan(claim, registry, available, self.samples, sites=sites, looks=self.looks, alpha=self.alpha)
+
+    def _undecidable(self, claim: Claim, plan: Plan) -> str:
+        need = smallest_decidable(plan.design.hypothesis, plan.budget + 1, looks=self.looks, alpha=plan.design.alpha)
+        why = "--samples" if self.samples is not None and plan.cap == self.samples else "the tasks there are"
+        return (f"undecidable with at most {plan.cap} tasks ({why}): no outcome can make {claim.hypothesis} hold "
+                f"before {need or 'many more'} tasks; nothing was run")
+
+    def judged(self, claim: Claim, items: list, fixed_sites: bool = False, task_suffix: str = "",
+               row_claim: str | None = None) -> list[Judged]:
+        """Run the claim's experiment on ``items`` and judge them in one batch (memoised per claim and item)."""
         from mechinterp.judges import QUESTIONS
 
-        judge = self.judge_for(claim.question)
-        roles = QUESTIONS[claim.question].roles
+        if claim.experiment is None or claim.question is None:
+            raise ClaimSkipped(f"claim {claim.id!r} has no experiment/question to run")
+        key = (claim, fixed_sites, task_suffix)
+        todo = [it for it in items if (key, item_id(it)) not in self._judged]
+        if todo:
+            judge = self.judge_for(claim.question)
+            roles = QUESTIONS[claim.question].roles
+            bundles = []
+            for item in todo:
+                bundles.append(self.bundle(claim, self.experiment(claim, item, fixed_sites)))
+                if self.on_generation:
+                    self.on_generation()
+            verdicts = judge.judge_many([(claim.question, imgs) for imgs in bundles])
+            for item, imgs, v in zip(todo, bundles, verdicts):
+                row = VerdictRow(row_claim or claim.id, item_id(item) + task_suffix, claim.question, v.passed, v.reason,
+                                 v.judge, [{"role": r, "png": thumbnail(im)} for r, im in zip(roles, imgs)])
+                self._judged[(key, item_id(item))] = Judged(row, None if v.passed is None else claim.success(v.passed))
+        return [self._judged[(key, item_id(it))] for it in items]
+
+    def _run_cell(self, claim: Claim, registry: dict[str, Claim], *, sites: int = 1, fixed_sites: bool = False,
+                  row_claim: str | None = None, task_suffix: str = "") -> ClaimOutcome:
         items = self.items(claim)
-        test = SequentialTest(claim.hypothesis, budget=len(items), alpha=alpha or self.alpha, looks=min(self.looks, len(items)))
-        rows: list[VerdictRow] = []
-        k = n = abstained = 0
-        pending: list = []
-        for i, item in enumerate(items):
-            result = self.experiment(claim, item, fixed_sites)
-            pending.append((item, result, self.bundle(claim, result)))
-            if self.on_generation:
-                self.on_generation()
+        plan = self.plan(claim, registry, len(items), sites)
+        if not plan.decidable:
+            return ClaimOutcome(claim, Decision.INCONCLUSIVE, 0, 0, 0, plain_interval(Tally()),
+                                plan=plan_record(plan), note=self._undecidable(claim, plan))
+        items = items[:plan.budget]
+        judged: list[Judged] = []
+
+        def outcomes(start: int, stop: int) -> list[bool | None]:
+            got = self.judged(claim, items[start:stop], fixed_sites, task_suffix, row_claim)
+            judged.extend(got)
             if self.on_progress:
-                self.on_progress(claim, i + 1, len(items), k, n)
-            if (i + 1) in test.schedule or i + 1 == len(items):
-                verdicts = judge.judge_many([(claim.question, imgs) for _, _, imgs in pending])
-                for (it, res, imgs), v in zip(pending, verdicts):
-                    task_id = (getattr(it, "pair_id", None) or it.task_id) + task_suffix
-                    rows.append(VerdictRow(row_claim or claim.id, task_id, claim.question, v.passed, v.reason, v.judge,
-                                           [{"role": r, "png": thumbnail(im)} for r, im in zip(roles, imgs)]))
-                    if v.passed is None:
-                        abstained += 1
-                    else:
-                        n += 1
-                        k += claim.success(v.passed)
-                pending = []
-                test.update(k, n)
-                if test.done:
-                    break
-        test.finish(k, n)  # abstentions can leave the last look short of the budget
-        _, ci = claim.decide(k, n)
-        return ClaimOutcome(claim, test.decision, k, n, abstained, ci.low, ci.high, rows, [lk.n for lk in test.history])
+                done = Tally.of([j.outcome for j in judged])
+                self.on_progress(claim, len(judged), plan.budget, done.k, done.n)
+            return [j.outcome for j in got]
+
+        test, seen = run_sequential(plan.design, outcomes)
+        counts = Tally.of(seen)
+        return ClaimOutcome(claim, test.decision, counts.k, counts.n, counts.abstained, plain_interval(counts),
+                            test.last.interval, test.last.worst_case, plan_record(plan), [j.row for j in judged],
+                            [look.n for look in test.history])
 
     def _binds_by_family(self, site: str, family: str | None) -> bool:
         """Whether ``site`` is mapped through the model's per-family binding site (organisms)."""
@@ -271,38 +283,73 @@ class ClaimRunner:
             raise ClaimSkipped(f"claim {claim.id!r}: its sweep ends ({e.get('sweep_to')}) before it starts on this model")
         return sites[start:stop + 1]
 
-    def _run_sweep(self, claim: Claim) -> ClaimOutcome:
+    def _run_sweep(self, claim: Claim, registry: dict[str, Claim]) -> ClaimOutcome:
         """A claim over every site from its first one on: it holds when it holds at every site.
 
-        Each site is its own sequential test at ``alpha / sites`` (Bonferroni), so both
-        "holds at every site" and "refuted at some site" keep the overall error at ``alpha``.
+        Each site is its own sequential test at ``alpha / sites`` (Bonferroni) planned for power
+        ``0.9 ** (1 / sites)``, so "holds at every site" keeps 90 % power and both "holds at every
+        site" and "refuted at some site" keep each direction's error at ``alpha``.
         """
         e = claim.experiment
         key, sites = e.get("sweep"), self.sweep_sites(claim)
-        alpha = self.alpha / len(sites)
         per_site: dict[str, ClaimOutcome] = {}
         for site in sites:
             params = {**dict(e.params), key: site}
             params.pop("sweep")
             params.pop("sweep_to", None)
             cell = replace(claim, experiment=Experiment(e.name, tuple(sorted(params.items()))))
-            per_site[site] = self._run_cell(cell, alpha=alpha, fixed_sites=True, row_claim=claim.id, task_suffix=f"@{site}")
+            per_site[site] = self._run_cell(cell, registry, sites=len(sites), fixed_sites=True, row_claim=claim.id,
+                                            task_suffix=f"@{site}")
         decisions = {o.decision for o in per_site.values()}
         decision = (Decision.REFUTED if Decision.REFUTED in decisions else
                     Decision.HOLDS if decisions == {Decision.HOLDS} else Decision.INCONCLUSIVE)
-        k, n = sum(o.k for o in per_site.values()), sum(o.n for o in per_site.values())
-        _, ci = claim.decide(k, n)
-        sweep = {site: {"k": o.k, "n": o.n, "low": o.low, "high": o.high, "decision": o.decision.value}
-                 for site, o in per_site.items()}
+        counts = Tally(sum(o.k for o in per_site.values()), sum(o.n for o in per_site.values()),
+                       sum(o.abstained for o in per_site.values()))
+        sweep = {}
+        for site, o in per_site.items():
+            ci = o.interval or o.plain
+            sweep[site] = {"k": o.k, "n": o.n, "low": ci.low, "high": ci.high, "decision": o.decision.value,
+                           "wilson_low": o.plain.low, "wilson_high": o.plain.high, "budget": o.plan["budget"],
+                           "power": o.plan["power"], "note": o.note}
+        plans = [o.plan for o in per_site.values()]
+        power = 1.0
+        for p in plans:
+            power *= p["power"]
+        plan = {**plans[0], "budget": sum(p["budget"] for p in plans), "power": power,
+                "reached": all(p["reached"] for p in plans), "sites": len(sites)}
+        notes = sorted({o.note for o in per_site.values() if o.note})
         rows = [r for o in per_site.values() for r in o.rows]
-        return ClaimOutcome(claim, decision, k, n, sum(o.abstained for o in per_site.values()), ci.low, ci.high, rows,
-                            [], sweep=sweep)
+        return ClaimOutcome(claim, decision, counts.k, counts.n, counts.abstained, plain_interval(counts), plan=plan,
+                            rows=rows, sweep=sweep, note="; ".join(notes))
 
     def _run_relation(self, claim: Claim, registry: dict[str, Claim]) -> ClaimOutcome:
+        """Decide ``a - b`` on the tasks both cells draw, paired by task, with its own sequential test."""
         missing = [c for c in (claim.a, claim.b) if c not in registry]
         if missing:
             raise ClaimSkipped(f"relation {claim.id!r} refers to unknown claims {missing}")
-        a, b = self.run(registry[claim.a], registry), self.run(registry[claim.b], registry)
-        decision, ci = claim.decide(a.k, a.n, b.k, b.n)
-        return ClaimOutcome(claim, decision, a.k, a.n, a.abstained + b.abstained, ci.low, ci.high, [*a.rows, *b.rows], [],
-                            b.k, b.n)
+        a, b = registry[claim.a], registry[claim.b]
+        self.run(a, registry), self.run(b, registry)  # each cell is decided (and recorded) on its own first
+        in_b = {item_id(it) for it in self.items(b)}
+        items = [it for it in self.items(a) if item_id(it) in in_b]
+        if not items:
+            raise ClaimSkipped(f"relation {claim.id!r}: its cells {a.id!r} and {b.id!r} share no tasks to pair")
+        plan = self.plan(claim, registry, len(items))
+        if not plan.decidable:
+            return ClaimOutcome(claim, Decision.INCONCLUSIVE, 0, 0, 0, plain_interval(PairTally()), plan=plan_record(plan),
+                                k2=0, n2=0, pairs=PairTally(), note=self._undecidable(claim, plan))
+        items = items[:plan.budget]
+        rows: list[VerdictRow] = []
+
+        def outcomes(start: int, stop: int) -> list[tuple[bool | None, bool | None]]:
+            batch = items[start:stop]
+            xs, ys = self.judged(a, batch), self.judged(b, batch)
+            for arm, suffix in zip((xs, ys), ARM_SUFFIX):
+                rows.extend(replace(j.row, claim_id=claim.id, task_id=j.row.task_id + suffix) for j in arm)
+            return [(x.outcome, y.outcome) for x, y in zip(xs, ys)]
+
+        test, seen = run_sequential(plan.design, outcomes)
+        pairs = PairTally.of(seen)
+        ta, tb = Tally.of(x for x, _ in seen), Tally.of(y for _, y in seen)
+        return ClaimOutcome(claim, test.decision, ta.k, ta.n, pairs.abstained, plain_interval(pairs), test.last.interval,
+                            test.last.worst_case, plan_record(plan), rows, [look.n for look in test.history], tb.k, tb.n,
+                            pairs)

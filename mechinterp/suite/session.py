@@ -125,8 +125,13 @@ class SuiteSession:
         rows = outcome.rows  # a relation's are its two cells' rows
         parts = self.run_dir / PARTS
         parts.mkdir(parents=True, exist_ok=True)
+        def ends(ci):
+            return None if ci is None else {"low": ci.low, "high": ci.high, "confidence": ci.confidence}
+
         line = json.dumps({"claim": outcome.claim.id, "decision": outcome.decision.value, "looks": outcome.looks,
-                           "sweep": outcome.sweep,
+                           "sweep": outcome.sweep, "plan": outcome.plan, "note": outcome.note,
+                           "interval": ends(outcome.interval),
+                           "worst_case": ends(outcome.worst_case) if outcome.abstained else None,
                            "rows": [asdict(r) for r in rows], "time": time.time()}, ensure_ascii=False)
         with open(parts / f"{self.worker}.jsonl", "a", encoding="utf-8") as f:
             f.write(line + "\n")
@@ -179,7 +184,8 @@ def _device_text(device) -> str:
 
 
 def merge_parts(run_dir: Path) -> tuple[list, dict[str, dict]]:
-    """All workers' verdict rows (deduplicated by claim and task) and the sequential decisions."""
+    """All workers' verdict rows (deduplicated by claim and task) and the sequential decisions
+    (with the interval each was made on and the claim's plan)."""
     from mechinterp.report.run import Verdict
 
     rows: dict[tuple[str, str], Verdict] = {}
@@ -190,7 +196,8 @@ def merge_parts(run_dir: Path) -> tuple[list, dict[str, dict]]:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut by a killed worker
-            decisions[rec["claim"]] = {"decision": rec["decision"], "looks": rec["looks"], "sweep": rec.get("sweep")}
+            decisions[rec["claim"]] = {k: rec.get(k) for k in ("decision", "looks", "sweep", "plan", "note", "interval",
+                                                               "worst_case")}
             for r in rec["rows"]:
                 rows.setdefault((r["claim_id"], r["task_id"]), Verdict.from_dict(r))
     return list(rows.values()), decisions

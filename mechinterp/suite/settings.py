@@ -43,7 +43,8 @@ class Option:
 OPTIONS = (
     Option("model", None, "organism name, local folder or Hugging Face id (default: the 'padding-routed' organism)"),
     Option("judge", "auto", "auto (objective judge where one exists, else Anthropic), color, anthropic, anthropic-batch"),
-    Option("samples", "128", "maximum tasks (or pairs) per claim; sampling stops earlier once a claim is decided"),
+    Option("samples", None, "cap on each claim's planned budget of tasks (or pairs); default: each claim's own "
+                            "budget, planned for 90 % power (a claim the cap makes undecidable says so and runs nothing)"),
     Option("budget", None, "total budget per worker: N generations, or $X of judge cost (e.g. '2000' or '$25')"),
     Option("seed", "0", "seed of the tasks' sampling order"),
     Option("cache_dir", ".mechinterp-cache", "folder of the generation and verdict caches (shared by workers and reruns)"),
@@ -64,7 +65,7 @@ class Settings:
 
     model: str | None
     judge: str
-    samples: int
+    samples: int | None
     budget_generations: int | None
     budget_dollars: float | None
     seed: int
@@ -153,7 +154,7 @@ def resolve(config) -> Settings:
     return Settings(
         model=v["model"],
         judge=v["judge"],
-        samples=_int("samples", v["samples"], 1),
+        samples=None if v["samples"] is None else _int("samples", v["samples"], 1),
         budget_generations=generations,
         budget_dollars=dollars,
         seed=_int("seed", v["seed"], 0),

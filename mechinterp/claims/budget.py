@@ -1,0 +1,119 @@
+"""A claim's budget: the design point its power is planned for, and its plan within the caps.
+
+The design point says what "the claim is true with a margin" means for one claim:
+
+1. ``power_at`` when the registry states one (a rate; for a relation, the difference ``a - b``);
+2. else the paper's own rate, when it lies inside the claim — the nearer to the threshold of
+   the printed rate and its Wilson centre ``(k + z²/2) / (n + z²)``, so a 0/450 or 320/320
+   cell is planned for 0.4 % or 99.4 %, not for an outcome no sample could miss;
+3. else halfway from the threshold to the claim's extreme (``rate >= 0.5`` → 0.75,
+   ``rate <= 0.05`` → 0.025, ``a - b > 0`` → 0.5, ``|a - b| <= v`` → 0).
+
+A relation's design point is the difference of its arms' paper rates (as above) when both
+have one and it lies inside the relation, else ``power_at``, else the halfway default (arms at
+``1/2 ± d/2``). The paper does not say how the two arms go together on a task, so the plan
+takes the least favourable joint distribution of the two rates: the fewest tasks on which both
+succeed (``q11 = max(0, pa + pb - 1)``), hence the most discordant pairs and the widest paired
+difference. Any positive correlation of the arms — the paper's released verdicts have plenty —
+only makes the paired test stronger than planned.
+
+Caps: the tasks there are (the family, or the pairs both arms share), the paper's cell size
+(a replication uses no more tasks than the paper's cell has), and ``--samples``. A sweep's
+sites each get ``alpha / sites`` and the power ``target ** (1 / sites)``, so the sweep as a
+whole keeps both.
+"""
+
+from __future__ import annotations
+
+from mechinterp.claims import Claim
+from mechinterp.stats import Hypothesis
+from mechinterp.stats.plan import POWER, Plan, plan_paired, plan_rate
+from mechinterp.stats.sequential import ALPHA, LOOKS
+
+#: the paper's interval level, for the Wilson centre of a printed rate
+_Z = 1.959963984540054
+
+
+def inside(hypothesis: Hypothesis, value: float) -> bool:
+    """Whether a true rate (or difference) ``value`` satisfies the hypothesis away from its threshold."""
+    edge = abs(value) if hypothesis.quantity == "|a - b|" else value
+    return hypothesis.contains(value) and edge != hypothesis.value
+
+
+def halfway(hypothesis: Hypothesis) -> float:
+    """The default design point: halfway from the threshold to the claim's extreme."""
+    v = hypothesis.value
+    if hypothesis.quantity == "|a - b|":
+        return 0.0
+    if hypothesis.quantity == "rate":
+        return (v + 1.0) / 2.0 if hypothesis.op in (">=", ">") else v / 2.0
+    return (v + 1.0) / 2.0 if hypothesis.op in (">=", ">") else (v - 1.0) / 2.0
+
+
+def paper_rate(claim: Claim) -> float | None:
+    """The paper's rate as a design point: printed rate or Wilson centre, whichever is nearer the threshold."""
+    p = claim.paper
+    if p is None:
+        return None
+    raw = p.value / 100.0
+    if not p.n:
+        return raw
+    k = round(raw * p.n)
+    centre = (k + _Z * _Z / 2.0) / (p.n + _Z * _Z)
+    return min((raw, centre), key=lambda r: abs(r - claim.hypothesis.value))
+
+
+def design_point(claim: Claim) -> tuple[float, str]:
+    """A cell claim's design rate and where it comes from (``stated``, ``paper`` or ``default``)."""
+    if claim.is_relation:
+        raise ValueError(f"claim {claim.id!r} is a relation; use relation_point")
+    if claim.power_at is not None:
+        return claim.power_at, "stated"
+    paper = paper_rate(claim)
+    if paper is not None and inside(claim.hypothesis, paper):
+        return paper, "paper"
+    return halfway(claim.hypothesis), "default"
+
+
+def discordant(pa: float, pb: float) -> tuple[float, float]:
+    """``(q10, q01)`` of two arms with rates ``pa, pb`` joined least favourably (fewest joint successes)."""
+    both = max(0.0, pa + pb - 1.0)
+    return pa - both, pb - both
+
+
+def relation_point(claim: Claim, registry: dict[str, Claim]) -> tuple[float, float, str]:
+    """A relation's design: the discordant cells ``(q10, q01)`` and their source (``arms``: the
+    two cells' paper rates, ``stated``: ``power_at``, or ``default``)."""
+    a, b = registry[claim.a], registry[claim.b]
+    if claim.power_at is None and a.paper is not None and b.paper is not None:
+        (ra, sa), (rb, sb) = design_point(a), design_point(b)
+        if sa == sb == "paper" and inside(claim.hypothesis, ra - rb):
+            return (*discordant(ra, rb), "arms")
+    if claim.power_at is not None:
+        d, source = claim.power_at, "stated"
+    else:
+        d, source = halfway(claim.hypothesis), "default"
+    return (*discordant(0.5 + d / 2.0, 0.5 - d / 2.0), source)
+
+
+def max_budget(claim: Claim, registry: dict[str, Claim], available: int, cap: int | None) -> int:
+    """The most tasks (pairs) a claim may draw: what is there, the paper's cell size, ``--samples``."""
+    limits = [available]
+    cells = [registry[claim.a], registry[claim.b]] if claim.is_relation else [claim]
+    limits += [c.paper.n for c in cells if c.paper is not None and c.paper.n]
+    if cap is not None:
+        limits.append(cap)
+    return max(1, min(limits))
+
+
+def claim_plan(claim: Claim, registry: dict[str, Claim] | None, available: int, cap: int | None = None, *,
+               sites: int = 1, looks: int = LOOKS, alpha: float = ALPHA) -> Plan:
+    """The plan (budget, looks, power) a claim runs with, given ``available`` tasks and a ``--samples`` cap."""
+    registry = registry or {claim.id: claim}
+    limit = max_budget(claim, registry, available, cap)
+    kw = dict(looks=looks, alpha=alpha / sites, target=POWER ** (1.0 / sites))
+    if claim.is_relation:
+        q10, q01, _ = relation_point(claim, registry)
+        return plan_paired(claim.hypothesis, q10, q01, limit, **kw)
+    rate, _ = design_point(claim)
+    return plan_rate(claim.hypothesis, rate, limit, **kw)

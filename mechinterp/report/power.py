@@ -1,0 +1,215 @@
+"""``mechinterp power``: how often each claim holds at its budget, replayed on the authors' verdicts.
+
+A *replay* draws a claim's released rows (a relation: the tasks both its cells' CSVs have,
+paired) in a seeded order (:func:`~mechinterp.stats.sampling_order`, seeds ``0 .. runs-1``)
+and feeds their polarity-applied outcomes to the claim's plan — the budget, looks and alpha the
+claims runner gives it (:func:`mechinterp.claims.budget.claim_plan`) — through the runner's own
+loop, :func:`mechinterp.stats.run_sequential`. ``--rate P`` does the same with outcomes drawn
+from a true rate (``PA:PB`` for a relation: independent arms). Each row says how often the claim
+held, was refuted or stayed inconclusive, the mean tasks used, the decision on all released rows
+(95 %) and whether those rows clear the threshold with *room*: the one-sided 97.5 % bound (the
+95 % interval's near end; paired score interval for a relation) at least one point inside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mechinterp.claims import Claim, claims_by_id, load_registry
+from mechinterp.claims.budget import claim_plan
+from mechinterp.io import atomic_write
+from mechinterp.report.released import read_released_rows
+from mechinterp.stats import Decision, Plan, run_sequential, sampling_order, tally
+from mechinterp.tasks.families import FAMILIES, PAIR_FAMILIES
+
+#: how far inside the threshold the full data's bound must be for the claim to have room
+ROOM = 0.01
+
+
+@dataclass
+class PowerRow:
+    """One claim's replayed operating characteristics (the JSON row of ``mechinterp power``)."""
+
+    claim: str
+    p_holds: float
+    p_refuted: float
+    p_inconclusive: float
+    mean_n: float
+    full_decision: str | None
+    room: bool | None
+    budget: int
+    design_power: float  # P(holds) at the claim's design point, exact
+    runs: int
+
+
+def released_outcomes(claim: Claim, index: dict[str, Claim], verdicts_dir: str | Path) -> dict[str, object] | None:
+    """Entity → polarity-applied outcome (a relation: ``(a, b)`` on the entities both CSVs have);
+    ``None`` when a CSV the claim needs is missing."""
+    root = Path(verdicts_dir)
+
+    def cell(c: Claim) -> dict[str, bool | None] | None:
+        if not c.csv or not (root / c.csv).is_file():
+            return None
+        return {r.entity: None if r.passed is None else c.success(r.passed) for r in read_released_rows(root / c.csv)}
+
+    if not claim.is_relation:
+        return cell(claim)
+    xs, ys = cell(index[claim.a]), cell(index[claim.b])
+    if xs is None or ys is None:
+        return None
+    return {e: (xs[e], ys[e]) for e in xs if e in ys}
+
+
+def room(claim: Claim, outcomes: list) -> tuple[str, bool]:
+    """The fixed-sample decision on all ``outcomes`` and whether its near bound is ``ROOM`` inside."""
+    decision, ci = claim.decide(tally(outcomes, claim.is_relation))
+    h, v = claim.hypothesis, claim.hypothesis.value
+    if h.quantity == "|a - b|":
+        ok = ci.high <= v - ROOM and ci.low >= -v + ROOM
+    elif h.op in (">=", ">"):
+        ok = ci.low >= v + ROOM
+    else:
+        ok = ci.high <= v - ROOM
+    return decision.value, bool(ok)
+
+
+def replay(plan: Plan, outcomes: dict[str, object], seed: int):
+    """One replay: the plan's sequential test on the outcomes drawn in seed order; returns the
+    test and the entities it judged."""
+    order = sampling_order(outcomes, seed)[:plan.budget]
+    test, seen = run_sequential(plan.design, lambda start, stop: [outcomes[e] for e in order[start:stop]])
+    return test, order[:len(seen)]
+
+
+def _summarise(claim: Claim, plan: Plan, tests: list, full: tuple[str | None, bool | None]) -> PowerRow:
+    runs = len(tests)
+    count = {d: sum(t.decision is d for t in tests) / runs for d in Decision}
+    mean_n = sum(t.last.n for t in tests) / runs
+    return PowerRow(claim.id, count[Decision.HOLDS], count[Decision.REFUTED], count[Decision.INCONCLUSIVE], mean_n,
+                    full[0], full[1], plan.budget, plan.power.p_holds, runs)
+
+
+def replay_claims(verdicts_dir: str | Path, claims: list[Claim], *, runs: int = 2000, samples: int | None = None
+                  ) -> list[PowerRow]:
+    """A :class:`PowerRow` per claim with released data (relations: both cells'), replayed ``runs`` times."""
+    root = Path(verdicts_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"released verdicts folder {root} does not exist")
+    index = claims_by_id(claims)
+    rows = []
+    for claim in claims:
+        outcomes = released_outcomes(claim, index, root)
+        if not outcomes:
+            continue
+        plan = claim_plan(claim, index, len(outcomes), samples)
+        if not plan.decidable:
+            tests = []
+        else:
+            tests = [replay(plan, outcomes, seed)[0] for seed in range(runs)]
+        full = room(claim, list(outcomes.values()))
+        rows.append(_summarise(claim, plan, tests, full) if tests else
+                    PowerRow(claim.id, 0.0, 0.0, 1.0, 0.0, full[0], full[1], plan.budget, plan.power.p_holds, 0))
+    if not rows:
+        raise FileNotFoundError(f"none of the claims' released verdict CSVs is in {root}")
+    return rows
+
+
+def paper_tasks(claim: Claim, index: dict[str, Claim]) -> int:
+    """How many tasks (pairs) the paper's family of a claim has: what a run can draw at most."""
+    cells = [index[claim.a], index[claim.b]] if claim.is_relation else [claim]
+    sizes = []
+    for c in cells:
+        family = c.tasks[0] if c.tasks else c.family
+        table = PAIR_FAMILIES if c.experiment is not None and c.experiment.name == "i2i_patch" else FAMILIES
+        if family not in table:
+            raise ValueError(f"claim {c.id!r}: task family {family!r} has no known size")
+        sizes.append(table[family].size)
+    return min(sizes)
+
+
+def default_plan(claim: Claim, index: dict[str, Claim]) -> Plan:
+    """The plan a suite run gives ``claim`` on the paper's task family, without a ``--samples`` cap."""
+    return claim_plan(claim, index, paper_tasks(claim, index))
+
+
+def simulate_claim(claim: Claim, index: dict[str, Claim], rates: tuple[float, ...], *, runs: int = 2000,
+                   samples: int | None = None) -> PowerRow:
+    """:class:`PowerRow` of a claim whose outcomes come from true ``rates`` (one, or two independent arms)."""
+    if len(rates) != (2 if claim.is_relation else 1):
+        raise ValueError(f"claim {claim.id!r} needs {'two rates PA:PB' if claim.is_relation else 'one rate'}, got {rates}")
+    if any(not 0.0 <= r <= 1.0 for r in rates):
+        raise ValueError(f"rates must lie in [0, 1], got {rates}")
+    plan = claim_plan(claim, index, paper_tasks(claim, index), samples)
+    tests: list = []
+    for seed in range(runs if plan.decidable else 0):
+        rng = random.Random(f"power:{claim.id}:{seed}")
+
+        def draw(start: int, stop: int):
+            one = lambda r: rng.random() < r  # noqa: E731
+            return [(one(rates[0]), one(rates[1])) if claim.is_relation else one(rates[0]) for _ in range(start, stop)]
+
+        tests.append(run_sequential(plan.design, draw)[0])
+    if not tests:
+        return PowerRow(claim.id, 0.0, 0.0, 1.0, 0.0, None, None, plan.budget, plan.power.p_holds, 0)
+    return _summarise(claim, plan, tests, (None, None))
+
+
+def format_rows(rows: list[PowerRow]) -> str:
+    """The power table as aligned text."""
+    head = ["claim", "P(holds)", "P(refuted)", "P(inconcl.)", "mean n", "budget", "design power", "all rows", "room"]
+    body = [[r.claim, f"{100 * r.p_holds:.1f} %", f"{100 * r.p_refuted:.1f} %", f"{100 * r.p_inconclusive:.1f} %",
+             f"{r.mean_n:.0f}", str(r.budget), f"{100 * r.design_power:.0f} %", r.full_decision or "-",
+             "-" if r.room is None else ("yes" if r.room else "no")] for r in rows]
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in [head, *body])
+
+
+def _parse_rates(text: str) -> tuple[float, ...]:
+    try:
+        rates = tuple(float(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--rate {text!r}: expected a rate P or two rates PA:PB") from None
+    if not rates or len(rates) > 2 or any(not (0 <= r <= 1) or math.isnan(r) for r in rates):
+        raise argparse.ArgumentTypeError(f"--rate {text!r}: expected a rate P or PA:PB with each in [0, 1]")
+    return rates
+
+
+def _power(args: argparse.Namespace) -> int:
+    claims = load_registry(args.registry)
+    index = claims_by_id(claims)
+    if args.rate is not None:
+        if not args.claim:
+            raise SystemExit("mechinterp power --rate needs --claim ID")
+        missing = [c for c in args.claim if c not in index]
+        if missing:
+            raise SystemExit(f"unknown claim ids {missing}; see claims/registry.toml")
+        rows = [simulate_claim(index[c], index, args.rate, runs=args.runs, samples=args.samples) for c in args.claim]
+    else:
+        rows = replay_claims(args.verdicts, claims, runs=args.runs, samples=args.samples)
+        if args.claim:
+            rows = [r for r in rows if r.claim in set(args.claim)]
+    print(format_rows(rows))
+    if args.json:
+        atomic_write(args.json, json.dumps({"claims": [asdict(r) for r in rows]}, indent=1) + "\n")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``power`` subcommand."""
+    p = subparsers.add_parser("power", help="P(holds/refuted/inconclusive) of each claim at its budget, replayed on "
+                                            "the released verdicts (--verdicts) or at a true rate (--rate)",
+                              description=__doc__.splitlines()[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--verdicts", metavar="DIR", help="folder of the authors' released verdict CSVs")
+    src.add_argument("--rate", type=_parse_rates, metavar="P", help="a true rate (PA:PB for a relation), with --claim")
+    p.add_argument("--claim", action="append", metavar="ID", help="claim id (repeatable); --verdicts: only these")
+    p.add_argument("--runs", type=int, default=2000, help="replays (seeds 0..runs-1) per claim (default 2000)")
+    p.add_argument("--samples", type=int, default=None, help="cap on each claim's budget, as pytest's --samples")
+    p.add_argument("--json", metavar="FILE", help="also write {\"claims\": [...]} as JSON")
+    p.add_argument("--registry", metavar="PATH", default=None, help="claim registry (default: the project's)")
+    p.set_defaults(func=_power)
