@@ -187,7 +187,7 @@ def _power(args: argparse.Namespace) -> int:
             raise SystemExit("mechinterp power --rate needs --claim ID")
         missing = [c for c in args.claim if c not in index]
         if missing:
-            raise SystemExit(f"unknown claim ids {missing}; see claims/registry.toml")
+            raise SystemExit(f"unknown claim ids {missing}; see mechinterp/claims/registry.toml")
         rows = [simulate_claim(index[c], index, args.rate, runs=args.runs, samples=args.samples) for c in args.claim]
     else:
         rows = replay_claims(args.verdicts, claims, runs=args.runs, samples=args.samples)
