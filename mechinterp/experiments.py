@@ -2,7 +2,7 @@
 
 Each function returns an ``ExperimentResult`` holding every image a judge needs, by role —
 the judges' role names (``reference``, ``i2i_baseline``, ``t2i_baseline``, ``lens_output``,
-``knockout_output``, ``ref_drop_output``, ``source_reference``, ``target_reference``,
+``unconditional_baseline``, ``knockout_output``, ``ref_drop_output``, ``source_reference``, ``target_reference``,
 ``source_baseline``, ``target_baseline``, ``patched_output``) — and the
 ``Generation`` behind each, so baselines can be shared and cached by callers (pass
 ``baseline=`` to reuse a clean I2I generation of the same edit).
@@ -54,8 +54,17 @@ def lens_edit(edit: Edit, steps: int | None = None) -> Edit:
     return Edit("", None, seed=edit.seed + 1, height=edit.height, width=edit.width, steps=steps or edit.steps)
 
 
+def lens_baseline_edit(edit: Edit, steps: int | None = None) -> Edit:
+    """The lens judge's Image 2: the edit's own prompt as text-to-image (no reference, seed + 1, lens steps).
+
+    The paper's "T2I baseline using the same prompt as the I2I" (App. E.1), the authors' ``t2i_clean``.
+    """
+    return Edit(edit.instruction, None, seed=edit.seed + 1, height=edit.height, width=edit.width,
+                steps=steps or edit.steps, prompt=edit.prompt)
+
+
 def t2i_lens(model: Model, edit: Edit, site: SiteLike, *, same_layer: bool = False, lens_steps: int | None = None,
-             tokens: str = "text", t2i_baseline: Generation | None = None) -> ExperimentResult:
+             tokens: str = "text", unconditional: Generation | None = None) -> ExperimentResult:
     """T2I Lens: read what the text stream carries after ``site`` in the I2I edit.
 
     Captures the text stream after ``site`` at step 0 of the I2I run, then runs an
@@ -63,6 +72,10 @@ def t2i_lens(model: Model, edit: Edit, site: SiteLike, *, same_layer: bool = Fal
     ``same_layer=True``, the output of ``site`` itself — is overwritten at every step.
     ``tokens`` restricts the overwrite to a text group of the I2I edit (``text.padding``,
     ``text.content``, ...); the other positions keep the lens run's own activations.
+
+    Roles: ``t2i_baseline`` is the judge's Image 2, the T2I of the edit's own prompt
+    (:func:`lens_baseline_edit`); ``unconditional_baseline`` is the un-patched empty-prompt
+    run the lens writes into (pass it as ``unconditional`` to reuse one).
     """
     if tokens not in TEXT_GROUPS:
         raise ValueError(f"t2i_lens reads text tokens; got {tokens!r}, expected one of {', '.join(TEXT_GROUPS)}")
@@ -71,22 +84,24 @@ def t2i_lens(model: Model, edit: Edit, site: SiteLike, *, same_layer: bool = Fal
     text = i2i.captures[(site, 0)]
     lens = lens_edit(edit, lens_steps)
     target = site if same_layer else "embed"
+    if unconditional is not None and (unconditional.edit != lens or unconditional.interventions):
+        raise ValueError("unconditional must be a clean generation (no interventions) of lens_edit(edit, lens_steps)")
     if tokens == "text":
-        if t2i_baseline is None or t2i_baseline.edit != lens:
-            t2i_baseline = model.generate(lens)
+        unconditional = unconditional or model.generate(lens)
         patch = Patch(target, text, "text")
     else:
-        t2i_baseline = model.generate(lens, capture=[Capture(target, "text")])
+        unconditional = model.generate(lens, capture=[Capture(target, "text")])
         rows = i2i.layout[tokens]
         values = {}
-        for key, own in t2i_baseline.captures.items():
+        for key, own in unconditional.captures.items():
             mixed = own.clone()
             mixed[rows] = text[rows].to(mixed.dtype)
             values[key] = mixed
         patch = Patch(target, values, "text")
     out = model.generate(lens, [patch])
     params = {"site": site, "same_layer": same_layer, "lens_steps": lens.steps, "tokens": tokens}
-    gens = {"i2i_baseline": i2i, "t2i_baseline": t2i_baseline, "lens_output": out}
+    gens = {"i2i_baseline": i2i, "t2i_baseline": model.generate(lens_baseline_edit(edit, lens.steps)),
+            "unconditional_baseline": unconditional, "lens_output": out}
     return ExperimentResult("t2i_lens", params, gens, _refs(edit))
 
 
@@ -99,7 +114,8 @@ def knockout(model: Model, edit: Edit, source: str, dest: str, *, sites=None, ba
 
 
 def ref_drop(model: Model, edit: Edit, cutoff: SiteLike, *, baseline: Generation | None = None) -> ExperimentResult:
-    """Reference drop at ``cutoff``: ref→image blocked up to it, the reference cut off after it."""
+    """Reference drop at ``cutoff`` (the first severed block): ref→image blocked before it, the
+    reference cut off from it on (see :class:`~mechinterp.engine.interventions.RefDrop`)."""
     cutoff = model.table.name(cutoff)
     out = model.generate(edit, [RefDrop(cutoff)])
     return ExperimentResult("ref_drop", {"cutoff": cutoff}, {"i2i_baseline": _clean(model, edit, baseline), "ref_drop_output": out}, _refs(edit))

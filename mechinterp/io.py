@@ -1,9 +1,11 @@
-"""Atomic file writes: the one way every cache, run folder and model file in mechinterp is written."""
+"""Files: atomic writes (the one way every cache, run folder and model file is written) and content hashes."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 
@@ -28,3 +30,20 @@ def atomic_write(path: str | os.PathLike, data: str | bytes, *, fsync: bool = Fa
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@lru_cache(maxsize=4096)
+def _sha256(path: Path, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, memoised on (path, mtime, size): a changed file is hashed again,
+    an unchanged one (an 18 GB checkpoint, a reference image) only once per process."""
+    path = Path(path)
+    st = path.stat()
+    return _sha256(path, st.st_mtime_ns, st.st_size)

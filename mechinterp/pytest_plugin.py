@@ -2,7 +2,8 @@
 
 Options (each also ``mechinterp_<name>`` in ``[tool.pytest.ini_options]`` and
 ``MECHINTERP_<NAME>`` in the environment): ``--model``, ``--judge``, ``--samples``, ``--budget``,
-``--seed``, ``--cache-dir``, ``--data-dir``, ``--device``, ``--dtype``, ``--report``, ``--shard``.
+``--seed``, ``--cache-dir``, ``--data-dir``, ``--device``, ``--dtype``, ``--report``, ``--shard``,
+``--progress``.
 
 A claim test is a function taking the ``claim`` argument and marked
 ``@pytest.mark.claims(experiment=..., relation=...)``; the plugin parametrizes it over the
@@ -14,7 +15,8 @@ claims as ``*.claims.toml`` files anywhere under the test paths; they are collec
 
 from __future__ import annotations
 
-import os
+import contextlib
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -22,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from mechinterp.suite import PARTS
+from mechinterp.suite.scheduling import GROUP_FLAG, GROUP_PREFIX, ClaimScheduling, pin_gpu, tag_nodeid
 from mechinterp.suite.settings import OPTIONS, resolve
 
 #: claim markers: family and experiment of each paper claim
@@ -39,6 +42,8 @@ CLAIM_MARKERS: dict[str, str] = {
 _SESSION_KEY = pytest.StashKey()
 _RUN_DIR_KEY = pytest.StashKey()
 _SETTINGS_KEY = pytest.StashKey()
+_CLAIM_COUNT_KEY = pytest.StashKey()
+_CLAIM_FILES_KEY = pytest.StashKey()
 
 
 # -- options and configuration ------------------------------------------------------------------
@@ -52,7 +57,12 @@ def pytest_addoption(parser) -> None:
 
 
 def pytest_configure(config) -> None:
-    """Register markers, validate options, pin a GPU per xdist worker, pick the run folder."""
+    """Register markers, validate options and pick the run folder.
+
+    Nothing here changes a session that runs no claims: no torch import, no ``--dist`` override,
+    no GPU pinning. Under xdist, claim families are grouped onto workers (``suite.scheduling``)
+    and each worker takes a GPU only once its collection holds claim items.
+    """
     for name, text in CLAIM_MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     config.addinivalue_line("markers", "claims(experiment=None, relation=False, family=None): "
@@ -67,14 +77,11 @@ def pytest_configure(config) -> None:
         raise pytest.UsageError(str(err)) from None
     config.stash[_SETTINGS_KEY] = settings
     config.stash[_SESSION_KEY] = None
-    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") in ("load", "no"):
-        config.option.dist = "loadgroup"  # keep a claim family (and its relations) on one worker
-    worker = _worker_id(config)
-    if worker:
-        _pin_gpu(worker)
+    if _worker_id(config):
         run_dir = Path(config.workerinput.get("mechinterp_run_dir") or settings.report or "reports/worker")
     else:
-        run_dir = settings.report or Path(config.rootpath) / "reports" / _run_name(settings.model)
+        # relative to where pytest was started (the rootdir of `--pyargs mechinterp.claims.paper` is site-packages)
+        run_dir = settings.report or Path(config.invocation_params.dir) / "reports" / _run_name(settings.model)
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(_XdistHooks(run_dir), "mechinterp-xdist")
     config.stash[_RUN_DIR_KEY] = run_dir
@@ -93,28 +100,20 @@ def _run_name(model: str | None) -> str:
     return f"{stamp}-{short}"
 
 
-def _pin_gpu(worker: str) -> None:
-    """One GPU per worker (``gw3`` → the 4th visible GPU, round robin) when several are visible."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    try:
-        import torch
-
-        ids = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
-    except Exception:
-        return
-    if len(ids) > 1:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ids[int(worker.lstrip("gw") or 0) % len(ids)]
-
-
 class _XdistHooks:
-    """Controller-side xdist hooks: tell every worker the run folder."""
+    """Controller-side xdist hooks: the run folder for every worker, and claim-aware scheduling."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
 
     def pytest_configure_node(self, node) -> None:
-        """Pass the run folder to a starting worker."""
+        """Pass the run folder to a starting worker, and whether to tag claim items with their group."""
         node.workerinput["mechinterp_run_dir"] = str(self.run_dir)
+        node.workerinput[GROUP_FLAG] = node.config.getvalue("dist") == "load"
+
+    def pytest_xdist_make_scheduler(self, config, log):
+        """Plain ``-n N`` (``--dist load``): :class:`ClaimScheduling`; any explicit other mode is left alone."""
+        return ClaimScheduling(config, log) if config.getvalue("dist") == "load" else None
 
 
 # -- registry and parametrization -----------------------------------------------------------------
@@ -143,7 +142,12 @@ def claim_marks(claim) -> list:
 
     kind = next((m for m in claim.markers if m in EXPERIMENTS.values()), "other")
     return [*(getattr(pytest.mark, m) for m in claim.markers),
-            pytest.mark.xdist_group(name=f"{claim.family or 'any'}-{kind}")]
+            pytest.mark.xdist_group(name=f"{GROUP_PREFIX}{claim.family or 'any'}-{kind}")]
+
+
+def is_claim_item(item) -> bool:
+    """Whether a collected item is a claim (a parametrized claim test or a ``*.claims.toml`` claim)."""
+    return isinstance(item, ClaimItem) or "claim" in getattr(item, "fixturenames", ())
 
 
 def claim_params(claims) -> list:
@@ -180,18 +184,27 @@ def shard_of(nodeid: str, n: int) -> int:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Apply ``--shard I/N``: keep the claim tests of this shard (other tests always run)."""
+    """Apply ``--shard I/N`` (claim tests of this shard; other tests always run); in an xdist worker
+    whose collection holds claims, take a GPU and tag the claims with their group for scheduling."""
     settings = config.stash[_SETTINGS_KEY]
-    if settings.shard is None:
-        return
-    i, n = settings.shard
-    keep, drop = [], []
-    for item in items:
-        is_claim = "claim" in getattr(item, "fixturenames", ()) or isinstance(item, ClaimItem)
-        (drop if is_claim and shard_of(item.nodeid, n) != i else keep).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    if settings.shard is not None:
+        i, n = settings.shard
+        keep, drop = [], []
+        for item in items:
+            (drop if is_claim_item(item) and shard_of(item.nodeid, n) != i else keep).append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
+    worker = _worker_id(config)
+    claims = [item for item in items if is_claim_item(item)]
+    config.stash[_CLAIM_COUNT_KEY] = len(claims)
+    if worker and claims:
+        pin_gpu(worker)
+        if config.workerinput.get(GROUP_FLAG):
+            for item in claims:
+                mark = item.get_closest_marker("xdist_group")
+                if mark is not None:
+                    tag_nodeid(item, mark.kwargs.get("name", mark.args[0] if mark.args else "default"))
 
 
 # -- running a claim -------------------------------------------------------------------------------
@@ -200,10 +213,34 @@ def _session(config):
 
     if config.stash.get(_SESSION_KEY, None) is None:
         worker = _worker_id(config) or "main"
-        sess = SuiteSession(config.stash[_SETTINGS_KEY], config.stash[_RUN_DIR_KEY], worker)
+        sess = SuiteSession(config.stash[_SETTINGS_KEY], config.stash[_RUN_DIR_KEY], worker, _progress(config))
         sess.registry = _registry(config)
+        sess.claim_files = config.stash.setdefault(_CLAIM_FILES_KEY, [])  # the users' claim files collected
         config.stash[_SESSION_KEY] = sess
     return config.stash[_SESSION_KEY]
+
+
+def _progress(config):
+    """Progress lines for this process's claims (``--progress``), written past pytest's output capture."""
+    from mechinterp.suite.progress import Progress
+
+    interval = config.stash[_SETTINGS_KEY].progress
+    if interval is None:
+        return None
+    worker = _worker_id(config)
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def write(line: str) -> None:
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            if terminal is not None and not worker:
+                terminal.write_line(line)
+            else:  # an xdist worker: its stderr is the controller's
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+
+    total = None if worker else config.stash.get(_CLAIM_COUNT_KEY, None)
+    return Progress(write, interval, prefix=f"mechinterp {worker}" if worker else "mechinterp", total=total)
 
 
 def run_claim(config, claim, user_properties: list) -> None:
@@ -240,14 +277,14 @@ def pytest_collect_file(file_path: Path, parent):
 
 
 class ClaimFile(pytest.File):
-    """A user's claim file (same schema as ``claims/registry.toml``)."""
+    """A user's claim file (same schema as the shipped ``mechinterp/claims/registry.toml``)."""
 
     def collect(self):
         """One ``ClaimItem`` per claim in the file (its claims join the session's registry)."""
         from mechinterp.claims import load_registry
 
         registry = _registry(self.config)
-        _session(self.config).claim_files.append(str(self.path))
+        self.config.stash.setdefault(_CLAIM_FILES_KEY, []).append(str(self.path))
         for claim in load_registry(self.path):
             registry.setdefault(claim.id, claim)
             item = ClaimItem.from_parent(self, name=claim.id, claim=claim)

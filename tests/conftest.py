@@ -30,3 +30,16 @@ def edit() -> mi.Edit:
 def solid():
     """Factory for solid-colour reference images: ``solid((r, g, b), size=64)``."""
     return _solid
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip ``@pytest.mark.cuda`` tests with the reason where torch sees no CUDA GPU (``bench/gpu-check`` runs them)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    reason = f"needs a CUDA GPU: torch {torch.__version__} sees none (run bench/gpu-check on a GPU machine)"
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)

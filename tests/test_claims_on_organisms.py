@@ -78,7 +78,8 @@ def test_ref_drop_sweep_claim_holds_at_every_cutoff_and_is_plotted(registry, tmp
     model = runner.model
     claim = registry["refdrop[single.9+]-color"]
     sites = runner.sweep_sites(claim)
-    assert sites == [s.name for s in model.table.blocks]  # the organism binds at double.0, its first block
+    # the organism binds at double.0: the first cutoff that keeps the reference reachable there is double.1
+    assert sites == [s.name for s in model.table.blocks[1:]]
     outcome = runner.run(claim, registry)
     assert list(outcome.sweep) == sites and outcome.decision.value == "holds", outcome.summary()
     assert all(s["decision"] == "holds" and s["n"] > 0 for s in outcome.sweep.values())
@@ -142,7 +143,9 @@ def test_layer_sweep_claims_match_the_expected_decisions(organism, registry, tmp
     """The lens and patching layer sweeps run from the organism's binding block for as many blocks
     as the paper's window, and come out as the organism's wiring says (the ``direct`` organism's
     text never holds the colour, so both are refuted there at every block)."""
-    runner = colour_runner(organism, tmp_path)
+    # 64 tasks a block: the colour judge abstains on a quarter of the second block's lens outputs
+    # (faint colour against the instruction-prompt baseline), and each block is tested at alpha / 2
+    runner = colour_runner(organism, tmp_path, samples=64)
     expected = _expected()[organism]
     checked = 0
     for cid in LAYER_SWEEPS:

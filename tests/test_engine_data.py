@@ -51,14 +51,21 @@ def test_keys_are_canonical_over_site_spellings():
     assert interventions_key([mi.RefDrop(7)], table) != interventions_key([mi.RefDrop(8)], table)
 
 
-def test_ref_drop_expands_to_the_brief():
+def test_ref_drop_cutoff_is_the_first_severed_block():
+    """The authors' convention, written out by hand: ref→image blocked on the blocks before the
+    cutoff, all four reference edges cut from the cutoff on."""
     table = SiteTable(8, 24)
+    edges = [("ref", "image"), ("ref", "text"), ("image", "ref"), ("text", "ref")]
     kos = mi.RefDrop("single.9").expand(table)
-    assert kos[0] == mi.Knockout("ref", "image", tuple(f"double.{i}" for i in range(8)) + tuple(f"single.{j}" for j in range(10)))
-    after = tuple(f"single.{j}" for j in range(10, 24))
-    assert set(kos[1:]) == {mi.Knockout(s, d, after) for s, d in [("ref", "image"), ("ref", "text"), ("image", "ref"), ("text", "ref")]}
+    assert kos[0] == mi.Knockout("ref", "image", tuple(f"double.{i}" for i in range(8)) + tuple(f"single.{j}" for j in range(9)))
+    after = tuple(f"single.{j}" for j in range(9, 24))
+    assert kos[1:] == [mi.Knockout(s, d, after) for s, d in edges]
+    assert mi.RefDrop("double.7").expand(table)[0].sites == tuple(f"double.{i}" for i in range(7))
+    everything = tuple(s.name for s in table.blocks)
+    assert mi.RefDrop("embed").expand(table) == mi.RefDrop("double.0").expand(table) == \
+        [mi.Knockout(s, d, everything) for s, d in edges]
     last = mi.RefDrop(31).expand(table)
-    assert last == [mi.Knockout("ref", "image", tuple(s.name for s in table.blocks))]
+    assert last == [mi.Knockout("ref", "image", everything[:-1]), *(mi.Knockout(s, d, ("single.23",)) for s, d in edges)]
 
 
 def test_bad_intervention_arguments():

@@ -74,11 +74,22 @@ def test_ref_drop_before_the_first_block_equals_no_reference(tiny_model, edit):
     np.testing.assert_allclose(dropped.array, no_ref.array, atol=1e-5)
 
 
-def test_ref_drop_at_last_block_equals_ref_to_image_knockout(tiny_model, edit):
-    last = tiny_model.table.blocks[-1].name
-    a = tiny_model.generate(edit, [mi.RefDrop(last)])
-    b = tiny_model.generate(edit, [mi.Knockout("ref", "image")])
-    assert np.array_equal(a.array, b.array)
+def test_ref_drop_equals_its_hand_written_schedule(tiny_model, edit):
+    """RefDrop(X) ≡ Knockout ref→image on the blocks before X, every reference edge cut from X on."""
+    blocks = [s.name for s in tiny_model.table.blocks]
+    for i, cutoff in enumerate(blocks):
+        schedule = [mi.Knockout("ref", "image", tuple(blocks[:i]))] if i else []
+        schedule += [mi.Knockout(s, d, tuple(blocks[i:]))
+                     for s, d in [("ref", "image"), ("ref", "text"), ("image", "ref"), ("text", "ref")]]
+        a = tiny_model.generate(edit, [mi.RefDrop(cutoff)])
+        b = tiny_model.generate(edit, schedule)
+        np.testing.assert_allclose(a.array, b.array, atol=1e-5, err_msg=cutoff)
+
+
+def test_ref_drop_at_the_first_block_equals_no_reference(tiny_model, edit):
+    dropped = tiny_model.generate(edit, [mi.RefDrop(tiny_model.table.blocks[0].name)])
+    no_ref = tiny_model.generate(edit.replace(reference=None))
+    np.testing.assert_allclose(dropped.array, no_ref.array, atol=1e-5)
 
 
 def test_flat_index_and_name_are_the_same_site(tiny_model, edit):
@@ -104,3 +115,30 @@ def test_captures_have_one_row_per_token(tiny_model, edit):
 def test_embed_capture_is_constant_over_steps(tiny_model, edit):
     g = tiny_model.generate(edit, capture=["embed"])
     assert torch.equal(g.captures[("embed", 0)], g.captures[("embed", 3)])
+
+
+def test_sampling_is_explicit_and_part_of_the_cache_key(tiny_model):
+    """The paper's sampling (guidance 1.0, no CFG) is passed, not inherited from the pipeline's
+    default (4.0); the noise generator sits on the model's device unless asked for the CPU."""
+    on_device, on_cpu = tiny_model, mi.Model(tiny_model.pipe, generator="cpu")
+    edit = mi.Edit("draw a ball", seed=3, height=64, width=64)
+    kwargs = on_device.pipeline_kwargs(edit)
+    assert kwargs["guidance_scale"] == 1.0 and kwargs["guidance_scale"] != _pipeline_default("guidance_scale")
+    assert kwargs["generator"].device == on_device.device
+    assert on_cpu.pipeline_kwargs(edit)["generator"].device.type == "cpu"
+    assert on_device.sampling["cfg"] is False and on_device.sampling["guidance_scale"] == 1.0
+    assert on_device.sampling_key() == f"noise={on_device.device.type};guidance=1"
+    # the same seed draws the same noise from a generator on the same device type
+    a = torch.randn(4, generator=on_device.noise(3), device=on_device.noise_device)
+    assert torch.equal(a.cpu(), torch.randn(4, generator=torch.Generator(on_device.device).manual_seed(3),
+                                            device=on_device.device).cpu())
+    with pytest.raises(ValueError, match="generator 'gpu': expected one of device, cpu"):
+        mi.Model(tiny_model.pipe, generator="gpu")
+
+
+def _pipeline_default(name):
+    import inspect
+
+    from diffusers import Flux2KleinPipeline
+
+    return inspect.signature(Flux2KleinPipeline.__call__).parameters[name].default

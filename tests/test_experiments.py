@@ -11,21 +11,37 @@ from mechinterp import experiments as ex
 
 def test_lens_overwrites_embed_with_the_captured_text_stream(tiny_model, edit):
     r = ex.t2i_lens(tiny_model, edit, "single.0")
-    assert set(r.images) == {"reference", "i2i_baseline", "t2i_baseline", "lens_output"}
+    assert set(r.images) == {"reference", "i2i_baseline", "t2i_baseline", "unconditional_baseline", "lens_output"}
     lens_edit = ex.lens_edit(edit)
     assert lens_edit.seed == edit.seed + 1 and lens_edit.reference is None and lens_edit.text == ""
     captured = r.generations["i2i_baseline"].captures[("single.0", 0)]
     manual = tiny_model.generate(lens_edit, [mi.Patch("embed", captured)])
     assert np.array_equal(manual.array, r.generations["lens_output"].array)
     assert np.array_equal(r.generations["i2i_baseline"].array, tiny_model.generate(edit).array)  # capture changes nothing
-    assert not np.array_equal(r.generations["lens_output"].array, r.generations["t2i_baseline"].array)
+    assert not np.array_equal(r.generations["lens_output"].array, r.generations["unconditional_baseline"].array)
+
+
+def test_lens_judge_image_2_is_the_t2i_of_the_instruction_prompt(tiny_model, edit):
+    """App. E.1: the judge's Image 2 is a T2I baseline of the I2I's own prompt, seed + 1, no reference
+    (the authors' t2i_clean), at the lens's step count; the empty-prompt run keeps its own role."""
+    for steps in (None, 1):
+        r = ex.t2i_lens(tiny_model, edit, "single.0", same_layer=steps is not None, lens_steps=steps)
+        plain = tiny_model.generate(mi.Edit(edit.instruction, None, seed=edit.seed + 1, height=edit.height,
+                                            width=edit.width, steps=steps or edit.steps))
+        assert np.array_equal(r.generations["t2i_baseline"].array, plain.array)
+        assert r.generations["t2i_baseline"].edit == plain.edit and not r.generations["t2i_baseline"].interventions
+        empty = tiny_model.generate(ex.lens_edit(edit, steps))
+        assert np.array_equal(r.generations["unconditional_baseline"].array, empty.array)
+        assert not np.array_equal(plain.array, empty.array)
 
 
 def test_lens_of_the_embed_site_with_same_prompt_is_the_plain_t2i(tiny_model):
     """Patching 'embed' with the embed output of an empty-prompt run changes nothing."""
     empty = mi.Edit("", seed=1, height=64, width=64)
     r = ex.t2i_lens(tiny_model, empty.replace(seed=0), "embed")
-    assert np.array_equal(r.generations["lens_output"].array, r.generations["t2i_baseline"].array)
+    assert np.array_equal(r.generations["lens_output"].array, r.generations["unconditional_baseline"].array)
+    # an empty instruction: the judge's baseline (its own prompt as T2I) is the same run
+    assert np.array_equal(r.generations["t2i_baseline"].array, r.generations["unconditional_baseline"].array)
 
 
 def test_same_layer_lens_with_one_step(tiny_model, edit):
@@ -74,6 +90,6 @@ def test_lens_restricted_to_a_token_group(tiny_model, edit):
     # the positions outside the group keep the lens run's own activations: patching the
     # empty-prompt run's own (seed-independent) embed output back gives the plain T2I image
     own = ex.t2i_lens(tiny_model, ex.lens_edit(edit), "embed", tokens="text.padding")
-    assert np.array_equal(own.generations["lens_output"].array, own.generations["t2i_baseline"].array)
+    assert np.array_equal(own.generations["lens_output"].array, own.generations["unconditional_baseline"].array)
     with pytest.raises(ValueError, match="reads text tokens"):
         ex.t2i_lens(tiny_model, edit, "double.1", tokens="ref")

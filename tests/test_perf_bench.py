@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
-from mechinterp.bench import cost, harness
+from mechinterp.bench import cost, harness, settings
 from mechinterp.bench.cli import main
 from mechinterp.bench.shapes import KLEIN_9B, SMALL, TOKENS_1024, build_transformer, forward_flops
 
@@ -38,14 +39,17 @@ def test_reproduction_cost_uses_measured_numbers_when_given():
     measured = cost.reproduction(2.0, {"ko:ref->text": 1.1, "lens": 0.5, "patch": 1.02})
     ko = next(line for line in measured if line.what.endswith("ref->text"))
     assert ko.seconds_each == pytest.approx(2.2) and "measured" in ko.source
+    t2i = next(line for line in measured if line.what.startswith("T2I lens baselines"))
+    assert t2i.seconds_each == pytest.approx(1.0) and "measured" in t2i.source  # a lens run without its patch
     text = cost.report(measured)
     assert "**total**" in text and "paper: 18 H200-hours" in text
 
 
 def test_harness_measures_and_saves(tiny_model, edit, tmp_path):
-    settings = [s for s in harness.pipeline_settings(tiny_model, edit, batch=2, dense=False)
-                if s.name in ("clean", "ko:ref->text", "batch x2 (per edit)")]
-    results = harness.run_bench(settings, "cpu", repeats=1, log=lambda *a: None)
+    include = settings.Include(modes=("split",), authors=False, capture_peers=())
+    chosen = [s for s in settings.pipeline_settings(tiny_model, edit, include, batch=2, extras=False)
+              if s.name in ("clean", "ko:ref->text", "batch x2 (per edit)")]
+    results = harness.run_bench(chosen, "cpu", repeats=1, log=lambda *a: None)
     assert [m.name for m in results] == ["clean", "ko:ref->text", "batch x2 (per edit)"]
     assert results[0].ratio == 1.0 and all(m.median_s > 0 and m.peak_mb > 0 for m in results)
     path = harness.save(tmp_path / "r.json", "tiny", {"model": "tiny"}, results, "cpu")
@@ -62,3 +66,49 @@ def test_cli_skips_the_9b_model_without_a_gpu_and_prints_the_cost(capsys):
     assert main(["--model", "klein-9b", "--device", "cpu", "--cost", "--out", ""]) == 0
     out = capsys.readouterr().out
     assert "skipping klein-9b" in out and "PROJECTED" in out and "Break-even MFU" in out
+
+
+def test_generation_ratios_change_only_the_transformer_share():
+    """A 1.5x transformer ratio on a transformer that is 0.8 s of a 2 s generation costs 0.4 s more: 1.2x."""
+    ratios = cost.generation_ratios(2.0, 0.8, {"clean": 1.0, "ko:ref->text": 1.5, "ref_drop@single.9": 0.5})
+    assert ratios == {"clean": 1.0, "ko:ref->text": pytest.approx(1.2), "ref_drop@single.9": pytest.approx(0.8)}
+
+
+def test_peer_table_puts_each_peer_in_its_own_column():
+    def m(name, op, by, ratio):
+        return harness.Measurement(name, "g", ratio, 0.0, [ratio], ratio, ratio, ratio, 1.0, "", op, by)
+
+    results = [m("clean", "clean", harness.ENGINE, 1.0), m("capture", "capture", harness.ENGINE, 1.02),
+               m("capture [nnsight]", "capture", harness.NNSIGHT, 1.31), m("ko:a->b", "ko:a->b", harness.ENGINE, 0.97),
+               m("ko:a->b [authors]", "ko:a->b", harness.AUTHORS, 1.4)]
+    lines = harness.peer_table(results).splitlines()
+    assert lines[0] == "| × clean | engine | authors' mask | nnsight |"
+    assert lines[3] == "| capture | 1.02 | — | 1.31 |" and lines[4] == "| ko:a->b | 0.97 | 1.40 | — |"
+
+
+def test_bench_cutoffs_are_first_severed_blocks_that_truncate():
+    """The drop cutoffs: the 2nd block, the first single block, the colour site, the last block."""
+    import mechinterp as mi
+
+    assert settings.bench_sites(mi.SiteTable(8, 24)) == ("single.9", ["double.1", "single.0", "single.9", "single.23"])
+    assert settings.bench_sites(mi.SiteTable(2, 2)) == ("single.0", ["double.1", "single.0", "single.1"])
+
+
+def test_the_real_shape_pipeline_builder_assembles_a_working_pipeline():
+    """``klein_9b_pipeline`` (the FLUX.2 VAE, a Qwen3 text encoder, any transformer) generates, and the
+    engine's layout matches its joint sequence (a knockout checks the length in every block)."""
+    import mechinterp as mi
+    from PIL import Image
+
+    from mechinterp.bench.shapes import QWEN3_8B, klein_9b_pipeline
+
+    transformer = build_transformer(dict(SMALL, in_channels=128, joint_attention_dim=3 * 32))
+    text = dict(QWEN3_8B, vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=28, num_attention_heads=2,
+                num_key_value_heads=1, head_dim=16)
+    model = mi.Model(klein_9b_pipeline(transformer, "cpu", torch.float32, text_config=text), max_sequence_length=32)
+    edit = mi.Edit("draw a ball in this color", reference=Image.new("RGB", (64, 64), "red"), seed=0, height=64, width=64,
+                   steps=1)
+    layout = model.layout(edit)
+    assert (layout.n_image, layout.n_ref) == (16, 16)  # VAE x8, 2x2 packing: (64 / 16)^2
+    out = model.generate(edit, [mi.Knockout("ref", "text.padding")])
+    assert out.array.shape == (64, 64, 3) and out.fired

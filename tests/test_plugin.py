@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -84,26 +85,42 @@ def test_user_claim_file_runs_and_lands_in_the_report(pytester, tiny_dir, tmp_pa
     pytester.path.joinpath("mine.claims.toml").write_text(USER_CLAIMS)
     report = tmp_path / "run"
     result = pytester.runpytest("mine.claims.toml", "--model", str(tiny_dir), "--samples", "4",
-                                "--cache-dir", str(tmp_path / "cache"), "--report", str(report), "-rA")
+                                "--cache-dir", str(tmp_path / "cache"), "--report", str(report), "-rA", "--progress", "0")
     assert "mine.claims.toml::knockout[ref->text.template]-color" in result.stdout.str()
+    result.stdout.fnmatch_lines(["mechinterp [[]claim 1/1[]] knockout[[]ref->text.template[]]-color: 1/4 samples, k/n 0/0",
+                                 "mechinterp * 4/4 samples, k/n */*"])
     results = json.loads((report / "results.json").read_text())
     assert "knockout[ref->text.template]-color" in results
     assert (report / "report.html").exists() and (report / "junit.xml").exists()
+    header = (report / "report.html").read_text().split("<h2>Paper tables")[0]  # what reproduces the run
+    for row in ("<th>seed</th><td>0</td>", "<th>samples per claim</th><td>4</td>", "<th>judge cost</th><td>$0.0000</td>",
+                f"<th>model</th><td>{tiny_dir}</td>", "<th>device</th><td>cpu</td>"):
+        assert row in header, row
+    meta = json.loads((report / "run.json").read_text())
+    assert meta["generations"] > 0 and meta["generation_seconds"] > 0 and meta["versions"]["torch"]
+    assert meta["judge_model"].startswith("color:cielab") and len(meta["fingerprint"]) == 32
 
 
 def test_xdist_gives_the_same_decisions_and_one_report(pytester, tiny_dir, tmp_path):
     _copy_claims(pytester)
-    args = ["-m", "color and knockout", "--model", str(tiny_dir), "--samples", "6", "--cache-dir", str(tmp_path / "cache")]
+    args = ["-m", "color and (knockout or refdrop)", "-k", "not single.9+", "--model", str(tiny_dir), "--samples", "6",
+            "--cache-dir", str(tmp_path / "cache")]
     serial = pytester.runpytest_subprocess(*args, "--report", str(tmp_path / "serial"), "-p", "no:randomly")
-    parallel = pytester.runpytest_subprocess(*args, "--report", str(tmp_path / "parallel"), "-n", "2")
+    parallel = pytester.runpytest_subprocess(*args, "--report", str(tmp_path / "parallel"), "-n", "2", "-v")
     a = json.loads((tmp_path / "serial" / "results.json").read_text())
     b = json.loads((tmp_path / "parallel" / "results.json").read_text())
     assert a.keys() == b.keys() and len(a) >= 5
     assert {c: (r["decision"], r["k"], r["n"]) for c, r in a.items()} == {c: (r["decision"], r["k"], r["n"]) for c, r in b.items()}
     outcomes = lambda r: {k: v for k, v in r.parseoutcomes().items() if k != "deselected"}  # noqa: E731
     assert outcomes(serial) == outcomes(parallel)
+    out = parallel.stdout.str()
+    assert "scheduling tests via LoadGroupScheduling" in out
+    workers: dict[str, set[str]] = {}  # group -> workers that ran its claims: one each
+    for worker, group in re.findall(r"\[(gw\d+)\] \[ *\d+%\] \w+ \S+@(mechinterp-[\w-]+)", out):
+        workers.setdefault(group, set()).add(worker)
+    assert len(workers) == 2 and all(len(w) == 1 for w in workers.values()), workers
     meta = json.loads((tmp_path / "parallel" / "run.json").read_text())
-    assert meta["workers"] == 2 and (tmp_path / "parallel" / "junit.xml").exists()
+    assert meta["workers"] == len(set().union(*workers.values())) and (tmp_path / "parallel" / "junit.xml").exists()
 
 
 ANTHROPIC_CLAIMS = """
@@ -156,6 +173,47 @@ def test_anthropic_judge_end_to_end_against_the_fake_server(pytester, tiny_dir, 
     assert results["knockout[ref->image]-color-refuted"]["decision"] == "refuted"
     # a rerun is answered from the verdict and generation caches: no new API call
     before = len(fake_anthropic.message_requests())
-    pytester.runpytest("fake.claims.toml", "--judge", "anthropic", "--model", str(tiny_dir), "--samples", "8",
-                       "--cache-dir", str(tmp_path / "cache"), "--report", str(tmp_path / "again")).assert_outcomes(passed=1, failed=1)
+    again = pytester.runpytest("fake.claims.toml", "--judge", "anthropic", "--model", str(tiny_dir), "--samples", "8",
+                               "--cache-dir", str(tmp_path / "cache"), "--report", str(tmp_path / "again"))
+    again.assert_outcomes(passed=1, failed=1)
     assert len(fake_anthropic.message_requests()) == before
+    assert " samples, k/n " not in again.stdout.str()  # a quick run in a log prints no progress lines
+    meta = json.loads((tmp_path / "again" / "run.json").read_text())
+    assert (meta["judge_calls"], meta["seed"], meta["samples"], meta["judge_cost_usd"]) == (0, 0, 8, 0.0)  # all cached
+    first = json.loads((report / "run.json").read_text())
+    assert first["judge_calls"] == len(sent) and first["judge_input_tokens"] > 0 and first["judge_cost_usd"] > 0
+
+
+UNRELATED_TESTS = """
+import os, sys
+import pytest
+
+@pytest.mark.parametrize("i", range(6))
+def test_nothing_of_mechinterp_here(i):
+    assert "torch" not in sys.modules  # in every xdist worker
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == "0,1"  # no GPU pinned per worker
+"""
+
+UNRELATED_CONFTEST = """
+import sys
+
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput"):  # the controller
+        open("controller-modules.txt", "w").write(str(sorted(m for m in sys.modules if m.split(".")[0] == "torch")))
+"""
+
+
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_an_unrelated_session_is_left_alone(pytester, monkeypatch, workers):
+    """mechinterp installed must not change another project's pytest run: no torch import, no GPU
+    pinning, and plain ``-n 2`` keeps xdist's ``load`` scheduling (no ``--dist`` override)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    pytester.makepyfile(test_unrelated=UNRELATED_TESTS)
+    pytester.makeconftest(UNRELATED_CONFTEST)
+    result = pytester.runpytest_subprocess("-v", *(["-n", workers] if workers else []))
+    result.assert_outcomes(passed=6)
+    assert re.search(r"^plugins: .*mechinterp", result.stdout.str(), re.M)  # installed and loaded, yet inert
+    assert (pytester.path / "controller-modules.txt").read_text() == "[]"
+    if workers:
+        assert "scheduling tests via LoadScheduling" in result.stdout.str()
+    assert not (pytester.path / "reports").exists()

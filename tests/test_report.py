@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from PIL import Image
 
 from mechinterp.cli import main
 from mechinterp.report import (
-    Verdict, compare_runs, evaluate, junit_properties, load_run, merge_runs, write_html, write_junit,
+    RunMeta, Verdict, compare_runs, evaluate, junit_properties, load_run, merge_runs, write_html, write_junit,
     write_report, write_run,
 )
 from mechinterp.report.html import claim_slug
@@ -54,15 +55,16 @@ def _verdicts(run_dir: Path, ko_text_pass: int, n: int = 40, start: int = 0) -> 
     return out
 
 
-META = {"name": "synthetic", "model": {"id": "tiny/klein", "revision": "abc123"}, "judge": {"name": "fake"},
-        "seeds": [0, 1], "cost": {"usd": 0.5}, "started": "2025-01-01T00:00:00", "finished": "2025-01-01T01:00:00"}
+META = RunMeta(name="synthetic", model="tiny/klein", revision="abc123", fingerprint="f00d", judge="fake", seed=0,
+               samples=40, device="cpu", generations=80, cache_hits=3, judge_calls=81, judge_input_tokens=358_000,
+               judge_output_tokens=4_200, judge_cost_usd=0.5, started=1_735_689_600.0, finished=1_735_693_200.0)
 
 
 @pytest.fixture
 def make_run(tmp_path: Path):
     def make(name: str, ko_text_pass: int, n: int = 40, start: int = 0, **meta):
         run_dir = tmp_path / name
-        return write_run(run_dir, {**META, **meta}, _verdicts(run_dir, ko_text_pass, n, start))
+        return write_run(run_dir, replace(META, **meta), _verdicts(run_dir, ko_text_pass, n, start))
     return make
 
 
@@ -70,8 +72,8 @@ def test_write_and_load_round_trip(make_run):
     run = make_run("a", ko_text_pass=34)
     assert sorted(p.name for p in run.path.iterdir()) == ["images", "results.json", "run.json", "verdicts.jsonl"]
     loaded = load_run(run.path)
-    assert loaded.verdicts == run.verdicts and loaded.metadata["model"]["revision"] == "abc123"
-    assert loaded.metadata["format"] == 1 and "git_commit" in loaded.metadata
+    assert loaded.verdicts == run.verdicts and loaded.metadata == run.metadata
+    assert loaded.metadata.revision == "abc123" and loaded.metadata.format == 2
     r = loaded.results
     assert (r[KO_TEXT].k, r[KO_TEXT].n, r[KO_TEXT].decision) == (34, 40, "holds")
     assert (r[KO_IMAGE].k, r[KO_IMAGE].n) == (4, 40)  # inverted: 36 kept -> 4 destroyed
@@ -157,6 +159,10 @@ def test_html_report_shows_paper_vs_run_and_escapes_judge_text(make_run):
     assert "Table 2: Attention knockout" in index and "paper 86.2 +3.3 \u22124.2" in index
     assert "run 85.0 +" in index and 'class="badge holds"' in index
     assert "Content-Security-Policy" in index and "tiny/klein" in index and "abc123" in index
+    header = dict(re.findall(r"<tr><th>([^<]+)</th><td>([^<]*)</td></tr>", index.split("<h2>Paper tables")[0]))
+    assert (header["seed"], header["samples per claim"], header["judge cost"]) == ("0", "40", "$0.5000")
+    assert header["judge calls"] == "81 calls, 358,000 in / 4,200 out tokens" and header["fingerprint"] == "f00d"
+    assert header["time"] == "3600.0 s wall" and header["generations"] == "80 generated, 3 from the cache"
     page = (run.path / "claims" / claim_slug(KO_TEXT)).read_text()
     assert "<script" not in page and "&lt;script&gt;document.body.setAttribute(&#x27;data-pwned&#x27;" in page
     assert "&amp; &quot;quotes&quot;" in page and "knockout &lt;b&gt;" in page
@@ -235,26 +241,34 @@ def test_compare_flags_flipped_claims_with_a_newcombe_interval(make_run, capsys)
 
 def test_merge_pools_verdicts_not_rates(make_run, tmp_path: Path, capsys):
     s1 = make_run("s1", ko_text_pass=40, n=40, start=0)
-    s2 = make_run("s2", ko_text_pass=0, n=20, start=40)
+    s2 = make_run("s2", ko_text_pass=0, n=20, start=40, seed=1, judge_cost_usd=0.25, started=1_735_690_000.0,
+                  finished=1_735_700_000.0)
     merged = merge_runs([s1.path, s2.path], tmp_path / "merged")
+    m = merged.metadata  # sums, or the list of the shards' values
+    assert (m.seed, m.samples, m.judge_cost_usd, m.generations, m.judge_calls) == ([0, 1], 40, 0.75, 160, 162)
+    assert (m.started, m.finished, m.model, m.revision) == (1_735_689_600.0, 1_735_700_000.0, "tiny/klein", "abc123")
+    assert m.merged_from == [str(s1.path), str(s2.path)] and m.workers == 2
     r = merged.results[KO_TEXT]
     assert (r.k, r.n) == (40, 60)  # pooled: 40/60, not the mean of 100% and 0%
-    assert merged.metadata["merge"] == {"duplicates": 0, "conflicts": 0}
+    assert (merged.metadata.duplicates, merged.metadata.conflicts) == (0, 0)
     assert all("path" not in img for v in merged.verdicts for img in v.images)  # images embedded
     shutil.rmtree(s1.path / "images")  # the merged folder stands alone
     assert main(["report", str(tmp_path / "merged")]) == 0
     assert "data:image/png" in (tmp_path / "merged" / "claims" / claim_slug(KO_TEXT)).read_text()
     again = merge_runs([s1.path, s1.path, s2.path], tmp_path / "m2")
-    assert again.metadata["merge"]["duplicates"] == len(s1.verdicts) and again.results[KO_TEXT].n == 60
+    assert again.metadata.duplicates == len(s1.verdicts) and again.results[KO_TEXT].n == 60
     capsys.readouterr()
     assert main(["merge", str(s1.path), str(s2.path), "--out", str(tmp_path / "m3")]) == 0
     assert (tmp_path / "m3" / "report.html").is_file() and (tmp_path / "m3" / "junit.xml").is_file()
+    header = (tmp_path / "m3" / "report.html").read_text().split("<h2>Paper tables")[0]
+    assert "<th>seed</th><td>0 | 1</td>" in header and "<th>judge cost</th><td>$0.7500</td>" in header
+    assert "<th>samples per claim</th><td>40</td>" in header and load_run(tmp_path / "m3").metadata == load_run(tmp_path / "m3").metadata
 
 
 def test_merge_refuses_to_pool_different_models(make_run, tmp_path: Path):
     a = make_run("a", ko_text_pass=30)
-    b = make_run("b", ko_text_pass=30, start=100, model={"id": "tiny/klein", "revision": "def456"})
-    with pytest.raises(ValueError, match="different models.*abc123.*def456"):
+    b = make_run("b", ko_text_pass=30, start=100, revision="def456")
+    with pytest.raises(ValueError, match="different revisions.*abc123.*def456"):
         merge_runs([a.path, b.path], tmp_path / "m")
 
 

@@ -84,3 +84,19 @@ def test_a_killed_run_resumes_without_redoing_finished_work(tmp_path):
     assert 3 <= complete < n
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
     assert f"generated {n - complete}" in out
+
+
+def test_noise_device_is_part_of_the_key(tiny_model, edit, tmp_path):
+    """CPU and CUDA generators draw different noise for one seed, so the noise device type is in the
+    key; on a CPU model both settings draw on the CPU and share entries."""
+    import torch
+
+    class CudaNoise(mi.Model):
+        @property
+        def noise_device(self):
+            return torch.device("cuda")
+
+    cpu = CachingModel(mi.Model(tiny_model.pipe, generator="cpu"), GenerationCache(tmp_path))
+    dev = CachingModel(tiny_model, GenerationCache(tmp_path))
+    cuda = CachingModel(CudaNoise(tiny_model.pipe), GenerationCache(tmp_path))
+    assert cpu.key(edit) == dev.key(edit) != cuda.key(edit)

@@ -38,7 +38,8 @@ def test_every_authors_jsonl_loads_with_the_paper_count(bucket):
 def test_families_and_pairs_from_the_authors_lists_have_the_paper_sizes():
     sizes = {name: len(load_family(name, REFERENCE, verify=False)) for name in FAMILIES}
     assert sizes == {name: info.size for name, info in FAMILIES.items()}
-    assert sum(sizes[n] for n in ("color", "style", "style_real", "human", "add", "remove")) == 2875
+    assert sum(sizes[n] for n in ("color", "style", "style_real", "human", "human_shared", "add", "remove")) == 2875
+    assert sizes["human"] == 90  # the paper's human lens / knockout cells (n = 90): the individual tasks
     for name, info in PAIR_FAMILIES.items():
         pairs = load_pairs(name, REFERENCE, verify=False)
         assert len(pairs) == info.size
@@ -50,7 +51,8 @@ def test_families_and_pairs_from_the_authors_lists_have_the_paper_sizes():
 def test_strata_of_the_authors_families():
     human = load_family("human", REFERENCE, verify=False)
     assert len({t.stratum for t in human}) == 10 and all(
-        sum(t.stratum == s for t in human) == 14 for s in {t.stratum for t in human})
+        sum(t.stratum == s for t in human) == 9 for s in {t.stratum for t in human})
+    assert all("_shared_" not in t.task_id for t in human)
     style = load_family("style", REFERENCE, verify=False)
     assert len({t.stratum for t in style}) == 90  # 18 subjects x 5 prompts, 5 seeds each
     assert len({t.stratum for t in load_family("add", REFERENCE, verify=False)}) == 397
@@ -59,7 +61,7 @@ def test_strata_of_the_authors_families():
 @needs_reference
 def test_shipped_manifest_covers_every_user_supplied_style_and_human_reference():
     manifest = load_manifest()
-    for family in ("style", "style_real", "human"):
+    for family in ("style", "style_real", "human", "human_shared"):
         for task in load_family(family, REFERENCE, verify=False):
             entry = manifest.entry_for(task.metadata["reference_path"])
             assert entry is not None, task.task_id
@@ -124,7 +126,7 @@ def test_family_without_data_dir_says_what_it_needs(monkeypatch):
 # -- bad inputs: one clear error each ---------------------------------------------------------
 
 def test_unknown_family_lists_the_valid_ones():
-    with pytest.raises(TaskDataError, match="unknown family 'colour'; valid family names: color, style, style_real, human, add, remove"):
+    with pytest.raises(TaskDataError, match="unknown family 'colour'; valid family names: color, style, style_real, human, human_shared, add, remove"):
         load_family("colour")
     with pytest.raises(TaskDataError, match="unknown pair family 'add'; valid pair family names: color, style, human"):
         load_pairs("add")
@@ -235,7 +237,7 @@ def test_pairs_load_from_a_data_dir(tmp_path):
 
 @pytest.mark.parametrize(("line", "match"), [
     ("shared_01_kitchen\tshared_03_kitchen",
-     r"mm7_4step_dreambench_humans\.txt:2: target task 'shared_03_kitchen' does not exist in family 'human'"),
+     r"mm7_4step_dreambench_humans\.txt:2: target task 'shared_03_kitchen' does not exist in family 'human_shared'"),
     ("shared_09_kitchen\tshared_01_kitchen", r":2: source task 'shared_09_kitchen' does not exist"),
     ("shared_01_kitchen shared_02_kitchen", r":2: expected '<source_task_id>\\t<target_task_id>'"),
     ("shared_01_kitchen\tshared_01_kitchen", r":2: pair .* must differ in reference"),

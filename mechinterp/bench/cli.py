@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from mechinterp.bench.harness import HOOKS, NNSIGHT
+
 MODELS = ("tiny", "small", "klein-9b")
 
 
@@ -40,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default=None, help="device (default: cuda when available, else cpu)")
     p.add_argument("--no-dense", action="store_true", help="skip the dense-mask reference knockouts")
+    p.add_argument("--flex", action=argparse.BooleanOptionalAction, default=None,
+                   help="bench flex_attention knockouts (default: on CUDA only)")
+    p.add_argument("--no-peers", action="store_true",
+                   help="skip the peers (plain hooks, nnsight, the authors' additive-mask knockouts)")
     p.add_argument("--out", default="bench/results", help="folder for the JSON results ('' to not save)")
     p.add_argument("--cost", action="store_true", help="print the projected GPU-hours of a full reproduction")
     p.add_argument("--mfu", type=float, default=0.45, help="model-FLOPs utilisation assumed by projections")
@@ -50,11 +56,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cap on each claim's budget for the claims-suite cost (as pytest's --samples; default: none)")
 
 
+def _include(args, device):
+    """What the options ask to bench: knockout modes split, flex (on CUDA or with ``--flex``) and dense
+    (unless ``--no-dense``); the peers unless ``--no-peers``."""
+    from mechinterp.bench.settings import Include
+    from mechinterp.engine.fast_attention import flex_available
+
+    flex = flex_available() and (args.flex if args.flex is not None else device.type == "cuda")
+    modes = ("split",) + (("flex",) if flex else ()) + (() if args.no_dense else ("dense",))
+    return Include(modes=modes, authors=not args.no_peers, capture_peers=() if args.no_peers else (HOOKS, NNSIGHT))
+
+
 def _tiny(args, device):
+    """Config and settings of the ``tiny`` pipeline bench (whole 64x64 generations)."""
     import mechinterp as mi
     from PIL import Image
 
-    from mechinterp.bench.harness import pipeline_settings
+    from mechinterp.bench.settings import pipeline_settings
     from mechinterp.testing.tiny import tiny_pipeline
 
     model = mi.Model(tiny_pipeline(seed=0).to(device))
@@ -62,25 +80,22 @@ def _tiny(args, device):
                    height=64, width=64)
     config = {"model": "tiny pipeline (2 double + 2 single blocks, 64x64, text 48)", "tokens": model.layout(edit).seq_len,
               "steps": edit.steps}
-    return config, pipeline_settings(model, edit, dense=not args.no_dense)
+    return config, pipeline_settings(model, edit, _include(args, device))
 
 
 def _transformer(args, device, name):
-    from mechinterp.bench.harness import transformer_settings
-    from mechinterp.bench.shapes import (KLEIN_9B, SMALL, TOKENS_1024, TOKENS_SMALL, build_transformer,
-                                         synthetic_inputs, synthetic_layout)
+    """Config and settings of a random-weight transformer bench (``small`` or ``klein-9b``)."""
+    from mechinterp.bench.settings import transformer_settings
+    from mechinterp.bench.shapes import TRANSFORMERS, build_transformer, synthetic_inputs, synthetic_layout
 
-    cfg, tokens, dtype = (KLEIN_9B, TOKENS_1024, torch.bfloat16) if name == "klein-9b" else (SMALL, TOKENS_SMALL, torch.float32)
+    cfg, tokens, dtype = TRANSFORMERS[name]
     transformer = build_transformer(cfg, device, dtype)
     layout = synthetic_layout(tokens["text"], tokens["image"], tokens["ref"])
     inputs = synthetic_inputs(cfg, layout, device, dtype)
-    from mechinterp.engine.fast_attention import flex_available
-
-    flex = device.type == "cuda" and flex_available()
     config = {"model": f"random-weight Flux2Transformer2DModel ({name})",
               "transformer_config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
               "tokens": tokens, "dtype": str(dtype), "steps": 4}
-    return config, transformer_settings(transformer, layout, inputs, dense=not args.no_dense, flex=flex)
+    return config, transformer_settings(transformer, layout, inputs, include=_include(args, device))
 
 
 def run(args) -> int:
@@ -102,6 +117,7 @@ def run(args) -> int:
         env = harness.environment(device)
         print(f"\n{name}: {env['device_name']}, torch {env['torch']}, diffusers {env['diffusers']}, {env['date']}\n")
         print(harness.table(results) + "\n")
+        print(harness.peer_table(results) + "\n")
         if args.out:
             path = harness.save(Path(args.out) / f"{name}-{device.type}.json", name, config, results, env)
             print(f"[bench] saved {path}")

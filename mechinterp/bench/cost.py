@@ -71,13 +71,25 @@ def generation_seconds(clean_s: float | None = None, ratios: dict[str, float] | 
         ratio, how = (ratios[name], "measured ratio") if name in ratios else (default, "projected ratio")
         return clean * ratio, f"{src}; {how}"
 
-    out = {"clean": (clean, src), "t2i": (lens, "projected"), "lens": kind("lens", lens / projected_clean)}
+    out = {"clean": (clean, src), "lens": kind("lens", lens / projected_clean)}
+    # a T2I lens baseline is a lens run without its patch: as measured for the lens where it was
+    if "lens" in ratios:
+        out["t2i"], out["t2i1"] = out["lens"], (out["lens"][0] / 4, f"{out['lens'][1]} / 4")
+    else:
+        out["t2i"] = (lens, "projected")
+        out["t2i1"] = (projected_generation_seconds(mfu, overhead_s, steps=1, with_ref=False), "projected")
     # the colour lens is one step of four: a quarter of a (measured or projected) lens run
     one_step = projected_generation_seconds(mfu, overhead_s, steps=1, with_ref=False) / projected_clean
     out["lens1"] = (clean * ratios["lens"] / 4, f"{src}; measured ratio / 4") if "lens" in ratios else kind("lens1", one_step)
     out.update({f"ko:{ko}": kind(f"ko:{ko}", 1.0) for ko in KO_SETTINGS})
     out["patch"] = kind("patch", 1.0)
     return out
+
+
+def generation_ratios(generation_s: float, transformer_s: float, transformer_ratios: dict[str, float]) -> dict[str, float]:
+    """Whole-generation ratios from transformer-bench ratios: an intervention changes only the
+    transformer's share (``transformer_s`` of a clean ``generation_s``); text encoder and VAE stay."""
+    return {k: (generation_s + (r - 1.0) * transformer_s) / generation_s for k, r in transformer_ratios.items()}
 
 
 def reproduction(clean_s: float | None = None, ratios: dict[str, float] | None = None, *, mfu: float = 0.45,
@@ -89,10 +101,18 @@ def reproduction(clean_s: float | None = None, ratios: dict[str, float] | None =
     n_lens4 = sum(v for k, v in LENS_TASKS.items() if k != "colour")
     lines.append(Line("Table 1 lens runs (4 steps)", n_lens4, *sec["lens"]))
     lines.append(Line("Table 1 colour lens runs (same-layer, 1 step)", LENS_TASKS["colour"], *sec["lens1"]))
+    lines += t2i_prompt_lines(n_lens4, LENS_TASKS["colour"], sec)
     n_ko = sum(KO_TASKS.values())
     lines += [Line(f"Table 2/D1 knockout {ko}", n_ko, *sec[f"ko:{ko}"]) for ko in KO_SETTINGS]
     lines += [Line(f"Table 3 patching [{variant}]", sum(PATCH_PAIRS.values()), *sec["patch"]) for variant in PATCH_VARIANTS]
     return lines
+
+
+def t2i_prompt_lines(n_lens4: float, n_lens1: float, sec: dict) -> list[Line]:
+    """The lens judge's Image 2: one T2I of each lens task's own prompt (seed + 1, the lens's steps)."""
+    return [Line(f"T2I baselines of the instruction prompt ({label})", round(n), *sec[key])
+            for label, n, key in (("lens judge's Image 2, 4 steps", n_lens4, "t2i"),
+                                  ("colour lens judge's Image 2, 1 step", n_lens1, "t2i1")) if n]
 
 
 def break_even_mfu(target_hours: float, overhead_s: float = 0.25) -> float:

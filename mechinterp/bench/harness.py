@@ -1,15 +1,9 @@
-"""The benchmark harness: every intervention timed as a ratio against a clean generation.
+"""The benchmark harness: every setting timed as a ratio against a clean generation, one result format.
 
-Two benches, one result format:
-
-- ``bench_pipeline``: whole generations (text encoder, 4 transformer steps, VAE) of one edit on
-  a ``Model`` — the tiny pipeline on CPU, or real weights where they exist;
-- ``bench_transformer``: four transformer forwards (one generation's denoising) of a
-  random-weight transformer on synthetic inputs — the FLUX.2-klein-9B shape on a GPU.
-
-Each setting is timed ``repeats`` times after a warm-up, in one process, in rounds that run
-every setting once; the ratio is median time / median clean time (the median resists other load on
-a shared machine; mean, std and min are saved too). Peak memory is the CUDA allocator's
+What is timed comes from ``mechinterp.bench.settings`` (whole pipeline generations, or one
+generation's transformer forwards). Each setting is timed ``repeats`` times after a warm-up, in
+one process, in rounds that run every setting once; the ratio is median time / median clean time
+(the median resists other load on a shared machine; mean, std and min are saved too). Peak memory is the CUDA allocator's
 high-water mark on GPU and the process RSS high-water mark (sampled) on CPU.
 """
 
@@ -27,10 +21,11 @@ from pathlib import Path
 
 import torch
 
-import mechinterp as mi
-from mechinterp.bench.cost import KO_SETTINGS
-from mechinterp.engine.hooks import Intervene
 from mechinterp.io import atomic_write
+
+#: who does an operation: the engine (in each knockout mode) and its peers, in table-column order
+ENGINE, FLEX, DENSE, AUTHORS, HOOKS, NNSIGHT = "engine", "engine flex", "engine dense", "authors' mask", "hooks", "nnsight"
+BY = (ENGINE, FLEX, DENSE, AUTHORS, HOOKS, NNSIGHT)
 
 
 @dataclass
@@ -38,6 +33,7 @@ class Setting:
     """One benchmarked configuration: a name, what it measures, and the call that runs it once.
 
     ``per_call`` is how many generations one call makes (a batch); its times are divided by it.
+    ``op`` is the operation (the same for the engine and its peers) and ``by`` who does it.
     """
 
     name: str
@@ -45,6 +41,8 @@ class Setting:
     run: Callable[[], object] = field(repr=False)
     note: str = ""
     per_call: int = 1
+    op: str = ""
+    by: str = ENGINE
 
 
 @dataclass
@@ -61,6 +59,8 @@ class Measurement:
     ratio: float = 1.0
     peak_mb: float = 0.0
     note: str = ""
+    op: str = ""
+    by: str = ENGINE
 
 
 class _PeakRSS:
@@ -110,104 +110,7 @@ def _time_once(setting: Setting, device: torch.device) -> tuple[float, float]:
 def _measurement(setting: Setting, times: list[float], peak_mb: float) -> Measurement:
     std = statistics.stdev(times) if len(times) > 1 else 0.0
     return Measurement(setting.name, setting.group, statistics.fmean(times), std, times, statistics.median(times),
-                       min(times), peak_mb=peak_mb, note=setting.note)
-
-
-def _sites(table) -> tuple[str, str, list[str]]:
-    """The paper's sites where they exist (``single.9``, ``double.7``), proportional ones otherwise,
-    and the reference-drop cutoffs: first block, last double block, the colour site, last block."""
-    blocks = [s.name for s in table.blocks]
-    colour = "single.9" if "single.9" in blocks else blocks[min(len(blocks) - 1, round(17 / 32 * len(blocks)))]
-    last_double = f"double.{table.n_double - 1}" if table.n_double else blocks[0]
-    cutoffs = list(dict.fromkeys([blocks[0], last_double, colour, blocks[-1]]))
-    return colour, last_double, cutoffs
-
-
-def _knockouts() -> dict[str, mi.Knockout]:
-    """The knockouts of Table 2 and D1, named as the cost model names them (``ko:ref->text``, ...)."""
-    return {f"ko:{ko}": mi.Knockout(*ko.split("->")) for ko in KO_SETTINGS}
-
-
-def pipeline_settings(model: mi.Model, edit: mi.Edit, *, batch: int = 4, dense: bool = True) -> list[Setting]:
-    """The settings of the pipeline bench for ``edit`` on ``model``."""
-    from mechinterp.experiments import lens_edit
-
-    colour, _, cutoffs = _sites(model.table)
-    source = model.generate(edit, capture=[mi.Capture(colour, "text")])
-
-    def gen(items=(), capture=(), ko="auto", rd="truncate", e=edit):
-        def run():
-            saved = model.knockout_mode, model.ref_drop_mode
-            model.knockout_mode, model.ref_drop_mode = ko, rd
-            try:
-                return model.generate(e, items, capture)
-            finally:
-                model.knockout_mode, model.ref_drop_mode = saved
-
-        return run
-
-    out = [Setting("clean", "clean", gen()),
-           Setting("capture", "capture", gen(capture=[mi.Capture(colour, "text")]), f"text at {colour}, every step"),
-           Setting("patch", "patch", gen([mi.Patch(colour, source.captures, "text")]), f"text at {colour}, every step")]
-    for name, ko in _knockouts().items():
-        out.append(Setting(name, "knockout", gen([ko]), "split (default)"))
-        if dense:
-            out.append(Setting(name + " [dense]", "knockout", gen([ko], ko="dense"), "dense-mask reference"))
-    for cut in cutoffs:
-        out.append(Setting(f"ref_drop@{cut}", "ref_drop", gen([mi.RefDrop(cut)]), "truncating"))
-    out.append(Setting(f"ref_drop@{cutoffs[1]} [mask]", "ref_drop", gen([mi.RefDrop(cutoffs[1])], rd="mask", ko="dense"),
-                       "masking reference"))
-    text = source.captures[(colour, 0)]
-    out.append(Setting("lens", "lens", gen([mi.Patch("embed", text, "text")], e=lens_edit(edit)),
-                       "T2I lens run (no reference), embed overwritten"))
-    if batch > 1:
-        edits = [edit.replace(seed=edit.seed + i) for i in range(batch)]
-        out.append(Setting(f"batch x{batch} (per edit)", "batch", lambda: model.generate_many(edits),
-                           f"{batch} seeds in one call; time divided by {batch}", per_call=batch))
-    return out
-
-
-def transformer_settings(transformer, layout, inputs: dict, steps: int = 4, *, dense: bool = True,
-                         flex: bool = False) -> list[Setting]:
-    """The settings of the transformer bench: ``steps`` forwards of ``transformer`` per run."""
-    table = mi.SiteTable.for_transformer(transformer)
-    colour, _, cutoffs = _sites(table)
-    dim = transformer.inner_dim
-    values = torch.zeros(layout.text_len, dim, device=inputs["hidden_states"].device, dtype=inputs["hidden_states"].dtype)
-
-    def gen(items=(), ko="auto", rd="truncate", kw=inputs):
-        @torch.inference_mode()
-        def run():
-            with Intervene(transformer, layout, items, table=table, n_steps=steps, knockout_mode=ko, ref_drop_mode=rd) as ctx:
-                for _ in range(steps):
-                    transformer(**kw)
-            return ctx
-
-        return run
-
-    out = [Setting("clean", "clean", gen()),
-           Setting("capture", "capture", gen([mi.Capture(colour, "text")]), f"text at {colour}, every step"),
-           Setting("patch", "patch", gen([mi.Patch(colour, values, "text")]), f"text at {colour}, every step")]
-    for name, ko in _knockouts().items():
-        out.append(Setting(name, "knockout", gen([ko]), "split (default)"))
-        if flex:
-            out.append(Setting(name + " [flex]", "knockout", gen([ko], ko="flex"), "flex_attention BlockMask"))
-        if dense:
-            out.append(Setting(name + " [dense]", "knockout", gen([ko], ko="dense"), "dense-mask reference"))
-    for cut in cutoffs:
-        out.append(Setting(f"ref_drop@{cut}", "ref_drop", gen([mi.RefDrop(cut)]), "truncating"))
-    n = layout.n_image
-    lens_kw = dict(inputs, hidden_states=inputs["hidden_states"][:, :n], img_ids=inputs["img_ids"][:, :n])
-    lens_layout = type(layout)(layout.text_len, layout.n_image, 0, groups={**layout.groups, "ref": layout.groups["ref"][:0]})
-
-    @torch.inference_mode()
-    def lens():
-        with Intervene(transformer, lens_layout, [mi.Patch("embed", values, "text")], table=table, n_steps=steps):
-            for _ in range(steps):
-                transformer(**lens_kw)
-
-    out.append(Setting("lens", "lens", lens, "T2I lens forwards (no reference), embed overwritten"))
-    return out
+                       min(times), peak_mb=peak_mb, note=setting.note, op=setting.op or setting.name, by=setting.by)
 
 
 def run_bench(settings: list[Setting], device, repeats: int, log=print) -> list[Measurement]:
@@ -262,4 +165,14 @@ def table(results: list[Measurement]) -> str:
     for m in results:
         rows.append(f"| {m.name} | {m.group} | {m.median_s * 1000:.1f} | {m.std_s * 1000:.1f} | {m.ratio:.2f} | "
                     f"{m.peak_mb:.0f} | {m.note} |")
+    return "\n".join(rows)
+
+
+def peer_table(results: list[Measurement]) -> str:
+    """The ratios as Markdown with one row per operation and one column per peer (who did it)."""
+    ops = list(dict.fromkeys(m.op for m in results))
+    cols = [b for b in BY if any(m.by == b for m in results)] + sorted({m.by for m in results} - set(BY))
+    cell = {(m.op, m.by): f"{m.ratio:.2f}" for m in results}
+    rows = ["| × clean | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    rows += [f"| {op} | " + " | ".join(cell.get((op, c), "—") for c in cols) + " |" for op in ops]
     return "\n".join(rows)

@@ -1,9 +1,10 @@
-"""Model shapes for benchmarking: the FLUX.2-klein-9B transformer config, synthetic inputs, FLOPs.
+"""Model shapes for benchmarking: the FLUX.2-klein-9B configs, synthetic inputs, FLOPs.
 
 ``KLEIN_9B`` is the transformer config of FLUX.2-klein-9B as the issue and the model card state
 it (8 double + 24 single blocks, 32 heads x 128, Qwen3-8B text features 3 x 4096 = 12288);
-weights are random — only the shapes matter for timing. ``forward_flops`` is the analytic FLOP
-count of one transformer forward (linear layers + attention), used for projections.
+``QWEN3_8B`` its text encoder's config, and the FLUX.2 VAE is ``AutoencoderKLFlux2``'s default
+config. Weights are random — only the shapes matter for timing. ``forward_flops`` is the analytic
+FLOP count of one transformer forward (linear layers + attention), used for projections.
 """
 
 from __future__ import annotations
@@ -21,9 +22,18 @@ SMALL = dict(patch_size=1, in_channels=16, num_layers=2, num_single_layers=4, at
              num_attention_heads=4, joint_attention_dim=96, timestep_guidance_channels=32, mlp_ratio=3.0,
              axes_dims_rope=(8, 8, 8, 8), guidance_embeds=False)
 
+#: the text encoder of FLUX.2-klein-9B (Qwen3-8B); the pipeline stacks its hidden states 9, 18, 27
+QWEN3_8B = dict(vocab_size=151936, hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
+                num_attention_heads=32, num_key_value_heads=8, head_dim=128, max_position_embeddings=40960,
+                rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False)
+
 #: token counts of one edit: 1024² output and one 1024² reference on FLUX.2 (VAE x8, 2x2 packing)
 TOKENS_1024 = dict(text=512, image=4096, ref=4096)
 TOKENS_SMALL = dict(text=128, image=1024, ref=1024)
+
+
+#: the random-weight transformer benches: config, tokens of one edit, dtype
+TRANSFORMERS = {"small": (SMALL, TOKENS_SMALL, torch.float32), "klein-9b": (KLEIN_9B, TOKENS_1024, torch.bfloat16)}
 
 
 def build_transformer(config: dict, device="cpu", dtype=torch.float32, seed: int = 0):
@@ -34,6 +44,25 @@ def build_transformer(config: dict, device="cpu", dtype=torch.float32, seed: int
     with torch.device(device):
         model = Flux2Transformer2DModel(**config)
     return model.to(dtype=dtype).eval()
+
+
+def klein_9b_pipeline(transformer, device, dtype=torch.bfloat16, seed: int = 0, text_config: dict = QWEN3_8B):
+    """A ``Flux2KleinPipeline`` at FLUX.2-klein-9B shapes around ``transformer``: a random Qwen3-8B
+    text encoder (``text_config``), the FLUX.2 VAE with random weights, and the tiny in-process
+    tokenizer (its token ids fit any vocabulary; the text is padded to 512 tokens as on the real model)."""
+    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from mechinterp.testing.tiny import build_tokenizer
+
+    torch.manual_seed(seed)
+    with torch.device(device):
+        text_encoder = Qwen3ForCausalLM._from_config(Qwen3Config(**text_config), dtype=dtype)
+        vae = AutoencoderKLFlux2()
+    pipe = Flux2KleinPipeline(transformer=transformer, vae=vae.to(dtype=dtype).eval(), text_encoder=text_encoder.eval(),
+                              tokenizer=build_tokenizer(), scheduler=FlowMatchEulerDiscreteScheduler(), is_distilled=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def synthetic_layout(text: int, image: int, ref: int) -> TokenLayout:

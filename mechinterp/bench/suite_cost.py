@@ -23,7 +23,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from mechinterp.bench.cost import Line, generation_seconds
+from mechinterp.bench.cost import Line, generation_seconds, t2i_prompt_lines
 from mechinterp.claims import Claim, claims_by_id
 from mechinterp.claims.budget import claim_plan
 from mechinterp.judges.usage import BATCH_DISCOUNT, price_for
@@ -118,6 +118,7 @@ def suite_lines(result: SuiteCost, clean_s: float | None = None, ratios: dict[st
     lines = [Line(names["clean"], round(result.generations["clean"]), *sec["clean"])]
     if "lens" in result.generations or "lens1" in result.generations:
         lines.append(Line("T2I lens baselines (shared per seed and size)", distinct_t2i_baselines, *sec["t2i"]))
+        lines += t2i_prompt_lines(result.generations.get("lens", 0), result.generations.get("lens1", 0), sec)
     for kind, n in result.generations.items():
         if kind != "clean":
             lines.append(Line(names.get(kind, f"knockout {kind[3:]}"), round(n), *sec[kind]))

@@ -1,7 +1,7 @@
 """The claim registry: every number and relation the paper asserts, as data.
 
-``claims/registry.toml`` (beside the package, or in any repository that ships its own
-``claims/`` folder) holds ``[[table]]`` layouts and ``[[claim]]`` records. A *cell* claim is
+``registry.toml`` (shipped in this package, ``mechinterp/claims/registry.toml``) holds
+``[[table]]`` layouts and ``[[claim]]`` records; users add their own as ``*.claims.toml`` files. A *cell* claim is
 one pooled rate (a table cell or a figure's rate) with a threshold hypothesis; a
 *relation* claim compares two cell claims ``a`` and ``b`` with a hypothesis on ``a - b``.
 
@@ -23,23 +23,24 @@ from typing import Any
 from mechinterp.stats import Decision, Hypothesis, Interval, PairTally, Tally, decide
 
 FAMILIES = ("color", "style", "human", "scene")
-TASK_FAMILIES = ("color", "style", "style_real", "human", "add", "remove")
+TASK_FAMILIES = ("color", "style", "style_real", "human", "human_shared", "add", "remove")
 POLARITIES = ("pass", "inverted")
 MARKERS = ("color", "style", "human", "scene", "lens", "knockout", "patching", "refdrop")
 #: experiment name -> its pytest marker
 EXPERIMENTS = {"t2i_lens": "lens", "knockout": "knockout", "ref_drop": "refdrop", "i2i_patch": "patching"}
-QUESTION_PREFIXES = ("lens", "ko_text", "ko_text_padding", "ko_text_content", "ko_image", "patch")
-QUESTION_SUBJECTS = ("color", "style", "identity", "scene")
+#: experiment name -> the question-bank experiments whose questions judge it
+_JUDGED_BY = {"t2i_lens": ("lens",), "knockout": ("ko_text", "ko_text_padding", "ko_text_content", "ko_image"),
+              "ref_drop": ("refdrop",), "i2i_patch": ("patch",)}
 _SITE = re.compile(r"^(embed|double\.\d+|single\.\d+)$")
 _SITE_KEYS = ("site", "cutoff")
 _SWEEP_END = "sweep_to"
 
 
 def default_registry_path() -> Path:
-    """The registry shipped with the project: ``<repo>/claims/registry.toml``."""
-    import mechinterp
+    """The paper's registry, shipped inside the package (``mechinterp/claims/registry.toml``)."""
+    from mechinterp.resources import package_path
 
-    return Path(mechinterp.__file__).resolve().parents[1] / "claims" / "registry.toml"
+    return package_path("claims", "registry.toml")
 
 
 def registry_path(path: str | Path | None = None) -> Path:
@@ -159,17 +160,28 @@ def _experiment(raw: dict, cid: str) -> Experiment:
     return Experiment(name, tuple(sorted(raw.items())))
 
 
+def _question(qid: str, exp: Experiment, cid: str) -> str:
+    """``qid`` when the question bank has it and it judges ``exp`` (its token variant included)."""
+    from mechinterp.judges.questions import QUESTIONS
+
+    q = QUESTIONS.get(qid)
+    if q is None:
+        raise ValueError(f"claim {cid!r}: unknown question {qid!r}; valid questions: {', '.join(sorted(QUESTIONS))}")
+    if q.experiment not in _JUDGED_BY[exp.name]:
+        raise ValueError(f"claim {cid!r}: question {qid!r} judges {q.experiment!r} bundles, not {exp.name!r} "
+                         f"(expected a {' / '.join(_JUDGED_BY[exp.name])} question)")
+    tokens = exp.get("tokens", "text")
+    if q.experiment in ("lens", "patch") and q.tokens != tokens:
+        raise ValueError(f"claim {cid!r}: question {qid!r} labels the {q.tokens!r} variant but the experiment "
+                         f"writes {tokens!r}; use the question for that variant")
+    return qid
+
+
 def _cell_claim(raw: dict, cid: str) -> dict:
     family = _choice(raw.get("family"), FAMILIES, "family", cid)
     tasks = tuple(_choice(t, TASK_FAMILIES, "task family", cid) for t in raw.get("tasks", ()))
     exp = _experiment(raw.get("experiment", {}), cid)
-    question = str(raw.get("question", ""))
-    prefix, _, subject = question.partition(".")
-    if prefix not in QUESTION_PREFIXES or subject not in QUESTION_SUBJECTS:
-        raise ValueError(
-            f"claim {cid!r}: question {question!r} must be <prefix>.<subject> with prefix in "
-            f"{', '.join(QUESTION_PREFIXES)} and subject in {', '.join(QUESTION_SUBJECTS)}"
-        )
+    question = _question(str(raw.get("question", "")), exp, cid)
     markers = tuple(_choice(m, MARKERS, "marker", cid) for m in raw.get("markers", ()))
     for needed in (family, EXPERIMENTS[exp.name]):
         if needed not in markers:
@@ -262,7 +274,7 @@ def _cached(path) -> tuple[tuple[Claim, ...], tuple[Table, ...]]:
 
 
 def load_registry(path: str | Path | list | None = None) -> list[Claim]:
-    """Load and validate the claims (default: the project's ``claims/registry.toml``).
+    """Load and validate the claims (default: the paper's registry shipped in the package).
 
     ``path`` may also be a list of registry files (e.g. the project's plus a user's
     ``*.claims.toml``); their claims are pooled, and a claim id defined twice differently is an error.

@@ -111,7 +111,7 @@ def generate_many(model, edits: Sequence[Edit], interventions: Iterable[Interven
     layouts = check_batchable(model, edits, [*model.wiring, *interventions, *captures])
     first = edits[0]
     kwargs = model.pipeline_kwargs(first)
-    kwargs.update(prompt=[e.text for e in edits], generator=[torch.Generator("cpu").manual_seed(e.seed) for e in edits])
+    kwargs.update(prompt=[e.text for e in edits], generator=[model.noise(e.seed) for e in edits])
     swap = None
     digests = {e.reference_digest for e in edits}
     if first.reference is not None and len(digests) > 1:

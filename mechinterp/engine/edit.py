@@ -18,16 +18,26 @@ def _image_digest(image: Image.Image) -> str:
     return h.hexdigest()
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open an image file as RGB, with one clear error when it is missing or unreadable."""
+def _read_image(path: str | Path, read):
+    """``read(opened PIL image)`` for an image file, with one clear error when it is missing or unreadable."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"reference image {str(path)!r} does not exist (expected a readable PNG/JPEG file)")
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")
+            return read(im)
     except Exception as err:  # PIL raises several types for corrupt files
         raise ValueError(f"reference image {str(path)!r} is not a readable image: {err}") from err
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open an image file as RGB, with one clear error when it is missing or unreadable."""
+    return _read_image(path, lambda im: im.convert("RGB"))
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header only."""
+    return _read_image(path, lambda im: im.size)
 
 
 @dataclass(frozen=True)
@@ -37,7 +47,8 @@ class Edit:
     ``instruction`` is the edit instruction (the "content" token span); ``prompt`` is the
     full text sent to the model and defaults to the instruction; the instruction must occur
     in it. ``reference`` is a PIL image, a path to one, or ``None`` for text-to-image.
-    ``seed`` seeds ``torch.Generator("cpu")`` for the initial noise.
+    ``seed`` seeds the model's noise generator (``Model.noise``: on the model's device by
+    default, or the CPU).
     """
 
     instruction: str

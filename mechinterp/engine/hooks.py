@@ -7,7 +7,7 @@ anything is installed, and everything installed is removed in ``__exit__`` whate
 leaving pre-existing hooks and processors exactly as they were.
 
 Speed (issue 9): knockouts use exact query-splitting attention unless told otherwise
-(``knockout_mode``); a reference drop removes the reference from the sequence past its cutoff
+(``knockout_mode``); a reference drop removes the reference from the sequence from its cutoff on
 (``ref_drop_mode="truncate"``) when nothing asks for reference rows there; token rows are
 selected as views where they are contiguous; patch values are moved to the model's device once;
 on CUDA, captures are copied to pinned host memory asynchronously (no host sync in a hook).
@@ -115,7 +115,7 @@ class Intervene:
 
     ``knockout_mode``: ``"auto"`` (exact query splitting where the wrapped processor is stock,
     dense masks otherwise), ``"split"``, ``"flex"`` or ``"dense"`` (the reference path).
-    ``ref_drop_mode``: ``"truncate"`` (remove the reference past the cutoff when nothing here asks
+    ``ref_drop_mode``: ``"truncate"`` (remove the reference from the cutoff on when nothing here asks
     for reference rows there) or ``"mask"``. ``offload_captures``: copy captures to host memory
     (default: when the transformer is on CUDA).
     """
@@ -158,10 +158,10 @@ class Intervene:
             elif isinstance(item, (Knockout, RefDrop)):
                 kos = item.expand(self.table) if isinstance(item, RefDrop) else [item.resolved(self.table)]
                 if isinstance(item, RefDrop) and self.truncation is None and self._can_truncate(item):
-                    cut = self.table.resolve(item.cutoff)
-                    self.truncation = RefTruncation(self.table, cut, self.layout, item.steps, self.clock,
+                    last = self.table.blocks[self.table.resolve(item.cutoff).flat - 1]
+                    self.truncation = RefTruncation(self.table, last, self.layout, item.steps, self.clock,
                                                     self.fired, item.describe())
-                    kos = kos[:1]  # ref→image up to the cutoff; past it the reference is gone
+                    kos = kos[:1]  # ref→image before the cutoff; from it on the reference is gone
                 for ko in kos:
                     edge = Edge(self.layout[ko.source], self.layout[ko.dest],
                                 None if ko.steps is None else frozenset(ko.steps), item.describe())
@@ -173,18 +173,19 @@ class Intervene:
         return actions, edges
 
     def _can_truncate(self, drop: RefDrop) -> bool:
-        """Whether ``drop`` can remove the reference rather than mask it: there are blocks past
-        its cutoff, and no capture or patch here reads or writes reference rows past it."""
+        """Whether ``drop`` can remove the reference rather than mask it: some block before its
+        cutoff sees the reference, and no capture or patch here reads or writes reference rows
+        from the cutoff on."""
         if self.ref_drop_mode != "truncate" or self.layout.n_ref == 0:
             return False
         cut = self.table.resolve(drop.cutoff)
-        if cut.kind == "embed" or cut.flat == len(self.table.blocks) - 1:
+        if cut.kind == "embed" or cut.flat == 0:
             return False
         ref = set(self.layout["ref"].tolist())
         for it in self.items:
             if isinstance(it, (Capture, Patch)) and ref & set(self.layout[it.tokens].tolist()):
                 site = self.table.resolve(it.site)
-                if site.kind != "embed" and site.flat > cut.flat:
+                if site.kind != "embed" and site.flat >= cut.flat:
                     return False
         return True
 
@@ -278,7 +279,7 @@ class Intervene:
             site = self.table.resolve(name)
             key = _processor_key(site)
             cut = self.truncation
-            short = self.layout.n_ref if cut is not None and site.flat > cut.cutoff.flat else 0
+            short = self.layout.n_ref if cut is not None and site.flat > cut.last.flat else 0
             rule = KnockoutRule(site.name, site_edges, self.layout, self.clock, self.fired, short=short)
             new[key] = KnockoutProcessor(saved[key], rule, site.kind == "double", self.knockout_mode)
         self._saved_processors = saved

@@ -220,16 +220,20 @@ class Knockout:
 
 
 #: the four edges into and out of the reference cut after a reference drop's cutoff
-_REF_EDGES = (("ref", "image"), ("ref", "text"), ("image", "ref"), ("text", "ref"))
+#: the four attention edges into and out of the reference that a reference drop cuts
+REF_EDGES = (("ref", "image"), ("ref", "text"), ("image", "ref"), ("text", "ref"))
 
 
 @dataclass(frozen=True)
 class RefDrop:
-    """Reference drop: ``ref→image`` blocked up to and including ``cutoff``; past it every edge
-    into and out of the reference (ref→image, ref→text, image→ref, text→ref) is cut.
+    """Reference drop with ``cutoff`` = the first block where the reference is severed.
 
-    ``cutoff="embed"`` (before the first block) cuts the reference off in every block, which
-    is the same as generating without it.
+    Blocks before ``cutoff`` run with ``ref→image`` blocked (the reference can reach the image
+    only through the text); from ``cutoff`` on every edge into and out of the reference
+    (ref→image, ref→text, image→ref, text→ref) is cut. This is the authors' convention (their
+    ``--split-block``, "the cutoff block — first block of the suffix"): ``RefDrop("single.9")``
+    lets the text read the reference up to ``single.8``. ``cutoff="embed"`` (and equally the
+    first block) severs the reference in every block, which is the same as generating without it.
     """
 
     cutoff: SiteLike
@@ -242,15 +246,11 @@ class RefDrop:
     def expand(self, table: SiteTable) -> list[Knockout]:
         """The primitive knockouts this drop is made of, on ``table``'s blocks."""
         cut = table.resolve(self.cutoff)
-        if cut.kind == "embed":  # cutoff before the first block: the reference is cut everywhere
-            before, after = (), tuple(s.name for s in table.blocks)
-        else:
-            before = tuple(s.name for s in table.range(None, cut.name))
-            after = tuple(s.name for s in table.blocks[cut.flat + 1 :])
+        first = 0 if cut.kind == "embed" else cut.flat  # index of the first severed block
+        before = tuple(s.name for s in table.blocks[:first])
+        after = tuple(s.name for s in table.blocks[first:])
         out = [Knockout("ref", "image", before, self.steps)] if before else []
-        if after:
-            out += [Knockout(src, dst, after, self.steps) for src, dst in _REF_EDGES]
-        return out
+        return out + [Knockout(src, dst, after, self.steps) for src, dst in REF_EDGES]
 
     def resolved(self, table: SiteTable) -> "RefDrop":
         """The same drop with its cutoff in canonical form."""

@@ -3,7 +3,7 @@
 Groups (the authors' definitions, BRIEF.md):
 
 - ``text``: all text positions (the model's full text length, 512 on FLUX.2-klein);
-- ``text.content``: the contiguous token span of the instruction itself;
+- ``text.content``: the contiguous token span of the instruction itself (edge whitespace excluded);
 - ``text.padding``: every other text position (chat scaffolding included);
 - ``text.template`` / ``text.pad``: the split of padding into chat scaffolding
   (attention mask 1) and tokenizer padding (attention mask 0);
@@ -12,6 +12,7 @@ Groups (the authors' definitions, BRIEF.md):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -66,6 +67,10 @@ def _span(start: int, stop: int) -> torch.Tensor:
 def text_groups(tokenizer, prompt: str, instruction: str, text_len: int) -> tuple[dict[str, torch.Tensor], tuple[int, ...]]:
     """Text-group positions for ``prompt`` exactly as the FLUX.2 pipeline tokenizes it.
 
+    ``text.content`` is every token that overlaps the instruction's characters in the prompt,
+    leading and trailing whitespace excluded: the span the authors' resolver finds, found from
+    character offsets so that it also holds where theirs fails (inner newlines, text that NFC
+    changes, a character split over byte-level tokens). A blank instruction has no content.
     Raises ``ValueError`` when the instruction is not in the prompt or the templated prompt
     is longer than ``text_len`` tokens (the pipeline would silently truncate it).
     """
@@ -85,9 +90,11 @@ def text_groups(tokenizer, prompt: str, instruction: str, text_len: int) -> tupl
     enc = tokenizer(text, padding="max_length", truncation=True, max_length=text_len, return_offsets_mapping=True)
     ids, attn, offsets = enc["input_ids"], enc["attention_mask"], enc["offset_mapping"]
     content: list[int] = []
-    if instruction:
-        a = prompt_at + prompt.index(instruction)
-        b = a + len(instruction)
+    core = instruction.strip()
+    if core:
+        # the instruction's own characters, edge whitespace left out (the authors' content span)
+        a = prompt_at + prompt.index(instruction) + len(instruction) - len(instruction.lstrip())
+        b = a + len(core)
         content = [i for i, ((s, e), m) in enumerate(zip(offsets, attn)) if m and s < b and e > a]
         if not content:
             raise ValueError(f"instruction {instruction!r} maps to no tokens of the templated prompt")
@@ -106,10 +113,16 @@ def text_groups(tokenizer, prompt: str, instruction: str, text_len: int) -> tupl
 
 
 def reference_tokens(size: tuple[int, int], multiple_of: int) -> int:
-    """Number of tokens a reference image of ``size=(w, h)`` becomes, as the pipeline prepares it."""
+    """Number of tokens a reference image of ``size=(w, h)`` becomes, as the pipeline prepares it.
+
+    ``Flux2KleinPipeline`` scales a reference larger than 1024² pixels to that area (aspect
+    kept, each side truncated: ``int(side * sqrt(area / (w * h)))``), then floors each side to
+    ``multiple_of`` (the VAE factor × the 2×2 patch; 16 on FLUX.2-klein): a 1872×2368
+    reference becomes 896×1136, i.e. 3,976 tokens.
+    """
     w, h = size
     if w * h > _MAX_REFERENCE_AREA:
-        scale = (_MAX_REFERENCE_AREA / (w * h)) ** 0.5
+        scale = math.sqrt(_MAX_REFERENCE_AREA / (w * h))
         w, h = int(w * scale), int(h * scale)
     w, h = (w // multiple_of) * multiple_of, (h // multiple_of) * multiple_of
     if w == 0 or h == 0:

@@ -21,6 +21,7 @@ from PIL import Image
 
 from mechinterp.engine.edit import Edit
 from mechinterp.engine.hooks import Intervene
+from mechinterp.engine.identity import ModelSource, content_id
 from mechinterp.engine.interventions import Capture, Captures, Intervention, Knockout
 from mechinterp.engine.layout import TokenLayout, build_layout
 from mechinterp.engine.sites import SiteTable
@@ -28,6 +29,16 @@ from mechinterp.engine.sites import SiteTable
 META_FILE = "mechinterp.json"
 DEFAULT_TEXT_LEN = 512
 DEFAULT_OUT_LAYERS = (9, 18, 27)
+
+#: The paper's sampling: no classifier-free guidance. FLUX.2-klein is step-distilled and ignores
+#: guidance; the pipeline's own default is 4.0, so it is passed explicitly. A non-distilled
+#: checkpoint (``is_distilled`` false in its pipeline config) also runs at 1.0, i.e. without CFG:
+#: one transformer pass per step, the pass every intervention is defined on. That is not such a
+#: checkpoint's recommended sampling (CFG, more steps), and is said so in ``Model.sampling``.
+GUIDANCE_SCALE = 1.0
+#: where the initial noise is drawn: ``"device"`` (the model's device, as the authors' runs:
+#: ``torch.Generator(<model device>)``, so CUDA noise on a GPU) or ``"cpu"`` (device-independent)
+GENERATORS = ("device", "cpu")
 
 
 @dataclass
@@ -67,7 +78,12 @@ class Model:
     ref_drop_mode: str = "truncate"
 
     def __init__(self, pipe, *, max_sequence_length: int | None = None, text_encoder_out_layers: Sequence[int] | None = None,
-                 wiring: Iterable[Knockout] | None = None, model_id: str | None = None, meta: dict | None = None):
+                 wiring: Iterable[Knockout] | None = None, model_id: str | None = None, meta: dict | None = None,
+                 source: ModelSource | None = None, generator: str = "device"):
+        if generator not in GENERATORS:
+            raise ValueError(f"generator {generator!r}: expected one of {', '.join(GENERATORS)} "
+                             "(the model's device, as the authors' runs, or the CPU for device-independent noise)")
+        self.generator = generator
         meta = dict(meta if meta is not None else getattr(pipe, "mechinterp_meta", None) or {})
         self.pipe = pipe
         self.transformer = pipe.transformer
@@ -80,6 +96,8 @@ class Model:
         self.wiring = tuple(k.resolved(self.table) for k in wiring)
         self.model_id = model_id or meta.get("model_id") or "in-memory"
         self.meta = meta
+        self.source = source or ModelSource("memory")
+        self._identity: str | None = None
         self.multiple_of = pipe.vae_scale_factor * 2
         pipe.set_progress_bar_config(disable=True)
 
@@ -90,6 +108,14 @@ class Model:
         return self.table.names
 
     @property
+    def identity(self) -> str:
+        """The model by content (hub commit, folder files or in-memory tensors; ``engine.identity``),
+        computed once: what a generation cache keys on, so a changed weight is a different model."""
+        if self._identity is None:
+            self._identity = content_id(self.source, self.pipe)
+        return self._identity
+
+    @property
     def device(self) -> torch.device:
         """Device of the transformer."""
         return next(self.transformer.parameters()).device
@@ -98,6 +124,29 @@ class Model:
     def dtype(self) -> torch.dtype:
         """Parameter dtype of the transformer."""
         return next(self.transformer.parameters()).dtype
+
+    @property
+    def noise_device(self) -> torch.device:
+        """The device whose generator draws the initial noise (see ``GENERATORS``)."""
+        return self.device if self.generator == "device" else torch.device("cpu")
+
+    def noise(self, seed: int) -> torch.Generator:
+        """A generator seeded with ``seed`` on ``noise_device``: the same seed gives the same noise
+        on one device type (CPU and CUDA generators draw different streams)."""
+        return torch.Generator(self.noise_device).manual_seed(seed)
+
+    @property
+    def sampling(self) -> dict:
+        """How this model samples, for run metadata and cache keys: noise device type, guidance, CFG."""
+        distilled = bool(getattr(getattr(self.pipe, "config", None), "is_distilled", False))
+        return {"noise": self.noise_device.type, "guidance_scale": GUIDANCE_SCALE, "cfg": False,
+                "distilled": distilled,
+                "note": "step-distilled: guidance unused" if distilled else
+                        "not distilled: run without CFG (guidance 1.0, one pass per step), not its recommended sampling"}
+
+    def sampling_key(self) -> str:
+        """The part of every generation's cache key that the sampling settings decide."""
+        return f"noise={self.noise_device.type};guidance={GUIDANCE_SCALE:g}"
 
     def layout(self, edit: Edit) -> TokenLayout:
         """Token groups of ``edit`` in the joint sequence ``[text | image | ref]``."""
@@ -125,8 +174,8 @@ class Model:
             height=edit.height,
             width=edit.width,
             num_inference_steps=edit.steps,
-            guidance_scale=1.0,
-            generator=torch.Generator("cpu").manual_seed(edit.seed),
+            guidance_scale=GUIDANCE_SCALE,
+            generator=self.noise(edit.seed),
             max_sequence_length=self.text_len,
             text_encoder_out_layers=self.text_encoder_out_layers,
         )
@@ -182,8 +231,11 @@ def _read_meta(folder: Path) -> dict:
         raise ValueError(f"model metadata {str(path)!r} is not valid JSON: {err}") from err
 
 
-def load(path_or_repo_id: str | os.PathLike, device: str | torch.device | None = None, dtype=None) -> Model:
+def load(path_or_repo_id: str | os.PathLike, device: str | torch.device | None = None, dtype=None,
+         generator: str = "device") -> Model:
     """Load a ``Flux2KleinPipeline`` from a local folder or the Hugging Face cache as a ``Model``.
+
+    ``generator``: where the initial noise is drawn (``"device"``, the authors' choice, or ``"cpu"``).
 
     A local folder is used when it exists; otherwise the argument is a hub id looked up in the
     local cache (``local_files_only`` whenever ``HF_HUB_OFFLINE`` is set, and as a first try in
@@ -203,22 +255,30 @@ def load(path_or_repo_id: str | os.PathLike, device: str | torch.device | None =
         except Exception as err:
             raise ValueError(f"model folder {ref!r} could not be loaded: {err}") from err
         meta = _read_meta(folder)
+        source = ModelSource("folder", str(folder.resolve()))
     else:
         if ref.startswith((".", "/", "~")) or os.sep in ref.strip("/").replace("/", "", 1) or ref.count("/") != 1:
             raise ValueError(f"unknown model {ref!r}: no such folder, and not a Hugging Face repo id (owner/name)")
         pipe = _from_hub_cache(Flux2KleinPipeline, ref, kwargs)
-        try:
-            from huggingface_hub import hf_hub_download
-
-            meta = json.loads(Path(hf_hub_download(ref, META_FILE, local_files_only=True)).read_text())
-        except Exception:
-            meta = {}
+        snapshot = hub_snapshot(ref)
+        meta = _read_meta(snapshot)
+        source = ModelSource("hub", ref, snapshot.name)
     meta.setdefault("model_id", ref)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe.to(device)
     if torch.device(device).type == "cpu":
         _own_memory(pipe)
-    return Model(pipe, meta=meta)
+    return Model(pipe, meta=meta, source=source, generator=generator)
+
+
+def hub_snapshot(repo_id: str) -> Path:
+    """The cached snapshot folder of a hub model, ``.../snapshots/<commit>`` (the revision it was loaded at)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception as err:  # the hub library raises several types for an incomplete cache
+        raise ValueError(f"hub model {repo_id!r} has no snapshot in the Hugging Face cache: {err}") from err
 
 
 def _own_memory(pipe) -> None:

@@ -1,13 +1,15 @@
-"""Truncating reference drop: past the cutoff, the reference leaves the sequence instead of being masked.
+"""Truncating reference drop: from the cutoff on, the reference leaves the sequence instead of being masked.
 
-Past a reference drop's cutoff no token attends to or from the reference, and every other
+From a reference drop's cutoff (its first severed block) on, no token attends to or from the
+reference, and every other
 computation in a block is per token, so text and image rows are the same whether the reference
 rows are masked off or absent. The reference is the tail of the joint sequence
 ``[text | image | ref]``, so removing it leaves every other position where it was. Three hooks
 do it, all removed on exit:
 
-- a forward hook on the cutoff block drops the reference rows from its output;
-- a forward pre-hook on every later block trims the rotary embedding to the shorter sequence
+- a forward hook on the block before the cutoff (the last one that sees the reference) drops
+  the reference rows from its output;
+- a forward pre-hook on every block from the cutoff on trims the rotary embedding to the shorter sequence
   (and records the four cut edges as fired, as the masked drop would);
 - a forward hook on the transformer pads its output back to ``image + ref`` rows with zeros,
   so callers see the usual shape (the pipeline keeps only the image rows anyway).
@@ -23,21 +25,24 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from mechinterp.engine.interventions import _REF_EDGES
+from mechinterp.engine.interventions import REF_EDGES
 from mechinterp.engine.layout import TokenLayout
 from mechinterp.engine.sites import Site, SiteTable
 
 #: how many primitive edges a drop cuts past its cutoff (ref→image, ref→text, image→ref, text→ref)
-CUT_EDGES = len(_REF_EDGES)
+CUT_EDGES = len(REF_EDGES)
 
 
 class RefTruncation:
-    """Install-able truncation of the reference after ``cutoff`` at the steps in ``steps`` (None = all)."""
+    """Install-able truncation of the reference after block ``last`` at the steps in ``steps`` (None = all).
 
-    def __init__(self, table: SiteTable, cutoff: Site, layout: TokenLayout, steps, clock: Callable[[], int],
+    ``last`` is the last block that still sees the reference: the block before the drop's cutoff.
+    """
+
+    def __init__(self, table: SiteTable, last: Site, layout: TokenLayout, steps, clock: Callable[[], int],
                  fired: Counter, label: str):
         self.table = table
-        self.cutoff = cutoff
+        self.last = last
         self.layout = layout
         self.steps = None if steps is None else frozenset(steps)
         self.clock = clock
@@ -48,7 +53,7 @@ class RefTruncation:
     @property
     def later(self) -> list[Site]:
         """The blocks that run on the truncated sequence."""
-        return self.table.blocks[self.cutoff.flat + 1 :]
+        return self.table.blocks[self.last.flat + 1 :]
 
     def active(self) -> bool:
         """Whether the reference is dropped at the current step."""
@@ -56,7 +61,7 @@ class RefTruncation:
 
     def install(self, transformer: nn.Module) -> list:
         """Register the hooks; returns their handles (the caller removes them)."""
-        handles = [self.table.module(transformer, self.cutoff).register_forward_hook(self._cut)]
+        handles = [self.table.module(transformer, self.last).register_forward_hook(self._cut)]
         for site in self.later:
             hook = self._rotary_hook(site.name)
             handles.append(self.table.module(transformer, site).register_forward_pre_hook(hook, with_kwargs=True))
@@ -67,7 +72,7 @@ class RefTruncation:
     def _cut(self, module, args, output):
         if not self.active():
             return output
-        if self.cutoff.kind == "double":
+        if self.last.kind == "double":
             enc, hid = output
             return enc, hid.narrow(1, 0, self.layout.n_image)
         return output.narrow(1, 0, self.keep)

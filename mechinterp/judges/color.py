@@ -158,6 +158,6 @@ class ColorJudge(Judge):
         if out is None:
             return None, f"ambiguous; {why}"
         lost = out is False
-        if question.experiment == "ko_image":
+        if question.experiment in ("ko_image", "refdrop"):  # "still preserved?" questions
             return (not lost), f"colour {'lost' if lost else 'kept'}; {why}"
         return lost, f"colour {'lost' if lost else 'kept'}; {why}"

@@ -14,8 +14,17 @@ ref->image knockout judges; theirs is copied from the authors' release
 globally rewritten to "style"; in ``ko_image.style`` the three places where that rewrite left
 ungrammatical text are restored to the paper's "clipart" wording. The ref->text[padding] and
 ref->text[content] variants "reuse the same question with the parenthetical ref->text
-replaced" (paper), which is what :func:`_ko_text_variant` does. Image labels follow the
-released code.
+replaced" (paper), which is what :func:`_ko_text_variant` does.
+
+Image labels follow the released code for every bundle and variant (the paper prints none):
+the lens and patching variants name their token group as the release does ("with ONLY
+text-padding tokens patched ...", "with ONLY the text-padding tokens patched ..."), the
+knockout variants name "the Qwen3 text-padding positions". The release's "clipart"→"style"
+rewrite is undone in labels as in questions (the authors' verdicts were judged before it; the
+paper's wording for this family is "clipart"). The lens's Image 2 is the text-to-image run of
+the edit's own prompt (seed + 1, no reference), as the release's ``t2i_clean``. Reference-drop
+bundles have no released judge: they ask the ``ko_image`` question, with an Image 3 label that
+says what a reference drop does (source: this project).
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ from types import MappingProxyType
 from typing import Literal, Mapping
 
 Family = Literal["color", "style", "identity", "scene"]
-Experiment = Literal["lens", "ko_text", "ko_text_padding", "ko_text_content", "ko_image", "patch"]
+Experiment = Literal["lens", "ko_text", "ko_text_padding", "ko_text_content", "ko_image", "refdrop", "patch"]
+Variant = Literal["text", "text.padding", "text.content"]
 Polarity = Literal["pass", "inverted"]
 
 SYSTEM_PROMPT = (
@@ -40,6 +50,8 @@ SYSTEM_PROMPT = (
 
 PAPER = "paper Appendix E"
 RELEASE = "authors' release scripts/judge/bundles.py (the paper prints no ref->image wording)"
+PROJECT = ("this project: the ko_image question (authors' release) with an Image 3 label for the "
+           "reference drop, which has no released judge")
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,7 @@ class Question:
     polarity: Polarity
     labels: tuple[str, ...]
     source: str = PAPER
+    tokens: Variant = "text"  # the text tokens a lens / patching variant writes (its labels say which)
 
     def __post_init__(self) -> None:
         if len(self.labels) != len(self.roles) or not 2 <= len(self.roles) <= 4:
@@ -73,17 +86,31 @@ class Question:
 
 LENS_ROLES = ("reference", "t2i_baseline", "lens_output")
 KO_ROLES = ("reference", "i2i_baseline", "knockout_output")
+REFDROP_ROLES = ("reference", "i2i_baseline", "ref_drop_output")
 PATCH_ROLES = ("source_reference", "target_reference", "target_baseline", "patched_output")
 
-_LENS_OUTPUT = "Image 3 - same generation, but with text tokens patched in from a " \
-               "reference-conditioned i2i pass:"
+#: question-id prefix of a lens / patching variant: ``lens_padding.style``, ``patch_content.color``
+VARIANT_SUFFIX = {"text": "", "text.padding": "_padding", "text.content": "_content"}
+#: the release's leading phrase of the lens output label, per variant
+_LENS_TOKENS = {"text": "with text tokens", "text.padding": "with ONLY text-padding tokens",
+                "text.content": "with ONLY text-content tokens"}
+#: the rest of the lens output label, per family (the release words it three ways)
+_LENS_FROM = {"color": "patched in from a reference-conditioned i2i pass:",
+              "style": "patched from a reference-conditioned i2i pass:",
+              "identity": "patched from the reference-conditioned i2i pass:",
+              "scene": "patched from the reference-conditioned i2i pass:"}
+#: the release's action clause of the patching output label, per variant
+_PATCH_ACTION = {"text": "with text-token activations patched", "text.padding": "with ONLY the text-padding tokens patched",
+                 "text.content": "with ONLY the text-content tokens patched"}
 _KO_CLAUSE = {
     "ko_text": "with the ref->text attention path completely blocked",
-    "ko_text_padding": "with ref->text attention blocked ONLY at the text-padding positions",
-    "ko_text_content": "with ref->text attention blocked ONLY at the text-content positions",
+    "ko_text_padding": "with ref->text attention blocked ONLY at the Qwen3 text-padding positions",
+    "ko_text_content": "with ref->text attention blocked ONLY at the Qwen3 text-content positions",
     "ko_image": "with the ref->image attention path completely blocked",
+    "refdrop": "with ref->image attention blocked before a cutoff block and the reference removed "
+               "from the cutoff block on (every attention path to and from it cut)",
 }
-_KO_REFERENCE = {"color": "solid color reference", "style": "clipart / cartoon style reference",
+_KO_REFERENCE = {"color": "solid color reference", "style": "clipart reference",
                  "identity": "reference photo of a person"}
 _KO_BASELINE = {"color": "clean reference-conditioned i2i baseline",
                 "style": "clean reference-conditioned i2i baseline",
@@ -95,7 +122,7 @@ _LENS = {
               "Compared to Image 2, does Image 3 take on the predominant solid color of Image 1? "
               "Reply 1 if the color of Image 1 is now visibly present in Image 3 (and was not "
               "in Image 2).", "pass"),
-    "style": ("clipart / cartoon style reference", "clean text-to-image baseline",
+    "style": ("clipart / cartoon reference", "clean text-to-image baseline",
               "Compared to Image 2, does Image 3 adopt a clipart / cartoon / illustrated / "
               "unrealistic style similar to Image 1? Look at the subject and the background / "
               "rest of the image - clipart-y style anywhere in the image counts as evidence. "
@@ -172,27 +199,37 @@ def _ko_text_variant(question: str, experiment: str) -> str:
     return question.replace("ref->text", f"ref->text[{experiment.rsplit('_', 1)[1]}]")
 
 
+#: the end of the patching output label, per family (after the action clause)
+_PATCH_FROM = {"color": "from the SOURCE i2i pass:", "style": "from the SOURCE clipart i2i pass:",
+               "identity": "from person A's i2i pass:"}
+
+
 def _build() -> dict[str, Question]:
     bank: list[Question] = []
     for family, (ref, base, text, polarity) in _LENS.items():
-        bank.append(Question(f"lens.{family}", family, "lens", SYSTEM_PROMPT, text, LENS_ROLES,
-                             polarity, (f"Image 1 - {ref}:", f"Image 2 - {base}:", _LENS_OUTPUT)))
-    for experiment in ("ko_text", "ko_text_padding", "ko_text_content", "ko_image"):
-        texts = _KO_IMAGE if experiment == "ko_image" else _KO_TEXT
+        for tokens, suffix in VARIANT_SUFFIX.items():
+            bank.append(Question(f"lens{suffix}.{family}", family, "lens", SYSTEM_PROMPT, text, LENS_ROLES, polarity,
+                                 (f"Image 1 - {ref}:", f"Image 2 - {base}:",
+                                  f"Image 3 - same generation, but {_LENS_TOKENS[tokens]} {_LENS_FROM[family]}"),
+                                 tokens=tokens))
+    for experiment in ("ko_text", "ko_text_padding", "ko_text_content", "ko_image", "refdrop"):
+        texts = _KO_TEXT if experiment.startswith("ko_text") else _KO_IMAGE
         for family, text in texts.items():
             labels = (f"Image 1 - {_KO_REFERENCE[family]}:", f"Image 2 - {_KO_BASELINE[family]}:",
                       f"Image 3 - same i2i, but {_KO_CLAUSE[experiment]}:")
+            kept = experiment in ("ko_image", "refdrop")  # "still preserved?" questions
             bank.append(Question(
                 f"{experiment}.{family}", family, experiment, SYSTEM_PROMPT,
-                _ko_text_variant(text, experiment) if experiment != "ko_image" else text,
-                KO_ROLES, "inverted" if experiment == "ko_image" else "pass", labels,
-                RELEASE if experiment == "ko_image" else PAPER))
+                text if kept else _ko_text_variant(text, experiment),
+                REFDROP_ROLES if experiment == "refdrop" else KO_ROLES, "inverted" if kept else "pass", labels,
+                PROJECT if experiment == "refdrop" else RELEASE if kept else PAPER))
     for family, (labels, text) in _PATCH.items():
-        bank.append(Question(
-            f"patch.{family}", family, "patch", SYSTEM_PROMPT, text, PATCH_ROLES, "pass",
-            tuple(f"Image {i} - {label}:" for i, label in enumerate(labels, 1))
-            + ("Image 4 - same target generation, but with text-token activations patched "
-               "from the SOURCE i2i pass:",)))
+        for tokens, suffix in VARIANT_SUFFIX.items():
+            bank.append(Question(
+                f"patch{suffix}.{family}", family, "patch", SYSTEM_PROMPT, text, PATCH_ROLES, "pass",
+                tuple(f"Image {i} - {label}:" for i, label in enumerate(labels, 1))
+                + (f"Image 4 - same target generation, but {_PATCH_ACTION[tokens]} {_PATCH_FROM[family]}",),
+                tokens=tokens))
     return {q.id: q for q in bank}
 
 

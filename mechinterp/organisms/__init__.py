@@ -1,6 +1,6 @@
 """Model organisms: tiny trained FLUX.2-class pipelines whose colour-claim answers are known in advance.
 
-``load_organism(name)`` opens a shipped organism (``fixtures/organisms/<name>``) with its wiring;
+``load_organism(name)`` opens a shipped organism (``mechinterp/organisms/shipped/<name>``) with its wiring;
 ``mechinterp organisms train NAME`` / ``eval`` / ``claims`` train them, check their baseline and decide
 the colour claims on them with the claims suite.
 """

@@ -1,7 +1,7 @@
 """``mechinterp organisms``: train the model organisms and evaluate them.
 
 ``mechinterp organisms train NAME`` trains one organism (resumable from its work folder),
-saves it to ``fixtures/organisms/NAME`` and writes its model card;
+saves it to ``mechinterp/organisms/shipped/NAME`` and writes its model card;
 ``mechinterp organisms eval`` prints every organism's I2I baseline accuracy and the colour
 claims table (exit code 1 when an organism misses the 90 % bar or a claim its expected decision).
 """
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     t.add_argument("name", help="organism name (padding-routed, text-routed, direct, free)")
     t.add_argument("--steps", type=int, default=None, help="transformer training steps (default: the shipped recipe)")
     t.add_argument("--batch", type=int, default=None, help="batch size")
-    t.add_argument("--out", default=None, help="output folder (default fixtures/organisms/NAME)")
+    t.add_argument("--out", default=None, help="output folder (default mechinterp/organisms/shipped/NAME)")
     t.add_argument("--workdir", default=None, help="checkpoint folder (default ~/.cache/mechinterp/organisms/NAME)")
     t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start afresh")
     t.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     t.set_defaults(func=_train)
     e = sub.add_parser("eval", help="baseline accuracy and colour-claim table of the shipped organisms")
     e.add_argument("names", nargs="*", help="organisms (default: all shipped)")
-    e.add_argument("--root", default=None, help="folder holding organism folders (default fixtures/organisms)")
+    e.add_argument("--root", default=None, help="folder holding organism folders (default: the organisms shipped in the package)")
     e.add_argument("--n", type=int, default=64, help="tasks for the baseline accuracy")
     e.add_argument("--claims-n", type=int, default=None,
                    help="cap on each claim's planned budget for the claims suite (default: none; 0: skip claims)")
@@ -48,7 +48,7 @@ def register(subparsers) -> None:
 
 
 def _claims(args) -> int:
-    """Print the suite's decisions per organism; exit 1 when one differs from ``claims/organisms.toml``."""
+    """Print the suite's decisions per organism; exit 1 when one differs from ``mechinterp/claims/organisms.toml``."""
     import torch
 
     from mechinterp.organisms.expected import as_expected, expected_decisions

@@ -1,4 +1,4 @@
-"""The expected decision of every colour claim per organism, read from ``claims/organisms.toml``."""
+"""The expected decision of every colour claim per organism, read from ``mechinterp/claims/organisms.toml``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import tomllib
 from pathlib import Path
 
 from mechinterp.organisms.spec import ORGANISMS
+from mechinterp.resources import package_path
 
-#: the data file (next to the claims suite)
-EXPECTED_FILE = Path(__file__).resolve().parents[2] / "claims" / "organisms.toml"
+#: the data file, shipped in the package next to the claim registry
+EXPECTED_FILE = package_path("claims", "organisms.toml")
 DECISIONS = ("holds", "refuted", "open")
 
 

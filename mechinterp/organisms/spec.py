@@ -72,7 +72,7 @@ def get_spec(name: str) -> OrganismSpec:
 
 
 def organism_path(name: str) -> Path:
-    """Folder of a shipped organism (``fixtures/organisms/<name>``)."""
+    """Folder of a shipped organism (``mechinterp/organisms/shipped/<name>``)."""
     get_spec(name)
     return FIXTURES / name
 

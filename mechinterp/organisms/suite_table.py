@@ -2,7 +2,7 @@
 
 ``mechinterp organisms claims`` prints the markdown table the README shows: for each organism and
 each colour claim of the registry, k/n, the decision, and whether it is the one
-``claims/organisms.toml`` expects.
+``mechinterp/claims/organisms.toml`` expects.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Run folders, paper tables, JUnit/HTML reports and run comparison.
 
-* :func:`write_run` / :func:`load_run` — the ``reports/<run>/`` format (see :mod:`.run`).
+* :func:`write_run` / :func:`load_run` — the ``reports/<run>/`` format (see :mod:`.run`);
+  :class:`RunMeta` — its ``run.json``: what reproduces the run and what it cost.
 * :func:`load_released` — the authors' released verdict CSVs as a run.
 * :func:`format_tables` / :func:`check_tables` — Tables 1, 2, 3, D1 as the paper prints them.
 * :func:`write_junit` / :func:`junit_properties`, :func:`write_html` — reports.
@@ -15,6 +16,7 @@ from mechinterp.report.compare import Change, compare_runs, format_changes
 from mechinterp.report.html import write_html
 from mechinterp.report.junit import junit_properties, write_junit
 from mechinterp.report.merge import merge_runs
+from mechinterp.report.meta import RunMeta
 from mechinterp.report.released import load_released
 from mechinterp.report.run import ClaimResult, Run, Verdict, atomic_write, evaluate, load_run, write_run
 from mechinterp.report.tables import check_tables, format_tables
@@ -26,7 +28,7 @@ def write_report(run: Run, registry: str | Path | None = None) -> tuple[Path, Pa
 
 
 __all__ = [
-    "Change", "ClaimResult", "Run", "Verdict", "atomic_write", "check_tables", "compare_runs", "evaluate",
+    "Change", "ClaimResult", "Run", "RunMeta", "Verdict", "atomic_write", "check_tables", "compare_runs", "evaluate",
     "format_changes", "format_tables", "junit_properties", "load_released", "load_run", "merge_runs",
     "write_html", "write_junit", "write_report", "write_run",
 ]

@@ -54,9 +54,9 @@ def _compare(args: argparse.Namespace) -> int:
 def _merge(args: argparse.Namespace) -> int:
     run = merge_runs(args.runs, args.out, args.registry)
     write_report(run, args.registry)
-    merge = run.metadata["merge"]
+    meta = run.metadata
     print(f"merged {len(args.runs)} runs into {args.out}: {len(run.verdicts)} verdicts, "
-          f"{merge['duplicates']} duplicates dropped ({merge['conflicts']} conflicting)")
+          f"{meta.duplicates} duplicates dropped ({meta.conflicts} conflicting)")
     return 0
 
 

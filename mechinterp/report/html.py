@@ -17,13 +17,13 @@ import binascii
 import hashlib
 import html
 import io
-import json
 import re
 from pathlib import Path
 
 from PIL import Image
 
 from mechinterp.claims import Claim, Table, claims_by_id, load_registry, load_tables
+from mechinterp.report.meta import RunMeta
 from mechinterp.report.run import ClaimResult, Run, Verdict, atomic_write, decision_counts, run_image_path
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -98,14 +98,9 @@ def thumbnail_uri(image: dict, run_dir: Path) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _metadata_html(meta: dict) -> str:
-    keys = ("name", "model", "judge", "seeds", "git_commit", "cost", "started", "finished", "merged_from", "source")
-    rows = []
-    for key in keys:
-        if key in meta and meta[key] not in (None, "", []):
-            value = meta[key] if isinstance(meta[key], str) else json.dumps(meta[key], ensure_ascii=False)
-            rows.append(f"<tr><th>{esc(key)}</th><td>{esc(value)}</td></tr>")
-    return "<h2>Run</h2><table>" + "".join(rows) + "</table>"
+def _metadata_html(meta: RunMeta) -> str:
+    rows = "".join(f"<tr><th>{esc(label)}</th><td>{esc(value)}</td></tr>" for label, value in meta.rows())
+    return f"<h2>Run</h2><table>{rows}</table>"
 
 
 def _cell_html(claim: Claim, res: ClaimResult | None) -> str:
@@ -242,7 +237,7 @@ def _power_of_site(site: dict) -> str:
 def write_html(run: Run, registry: str | Path | None = None, max_bundles: int = 48) -> Path:
     """Write ``report.html`` and one page per claim into the run folder."""
     out = run.path
-    reg = registry or run.metadata.get("registry")
+    reg = registry or run.metadata.registry or None
     claims, tables = load_registry(reg), load_tables(reg)
     index = claims_by_id(claims)
     by_claim: dict[str, list[Verdict]] = {}
@@ -254,7 +249,7 @@ def write_html(run: Run, registry: str | Path | None = None, max_bundles: int = 
             atomic_write(out / "claims" / claim_slug(cid), html_text)
     counts = decision_counts(run.results)
     summary = " ".join(f"{badge(d)} {counts[d]}" for d in ("holds", "refuted", "inconclusive"))
-    title = f"mechinterp claims report: {run.metadata.get('name') or run.path.name}"
+    title = f"mechinterp claims report: {run.metadata.name or run.path.name}"
     body = (f"<h1>{esc(title)}</h1><p>{summary}</p>{_metadata_html(run.metadata)}{_statistics_html()}"
             f"{_tables_html(tables, run.results, index)}{_claims_html(claims, run.results)}")
     atomic_write(out / "report.html", page(title, body))

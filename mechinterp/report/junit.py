@@ -51,11 +51,10 @@ def write_junit(run: Run, path: str | Path | None = None) -> Path:
     counts = decision_counts(run.results)
     suite = ET.Element("testsuite", name="mechinterp.claims", tests=str(len(run.results)),
                        failures=str(counts["refuted"]), skipped=str(counts["inconclusive"]), errors="0")
-    model = run.metadata.get("model") or {}
+    meta = run.metadata
     suite_props = ET.SubElement(suite, "properties")
-    for name, value in (("model", model.get("id") if isinstance(model, dict) else model),
-                        ("git_commit", run.metadata.get("git_commit"))):
-        ET.SubElement(suite_props, "property", name=name, value=_fmt(value))
+    for name in ("model", "revision", "fingerprint", "judge", "seed", "samples", "git_commit", "judge_cost_usd"):
+        ET.SubElement(suite_props, "property", name=name, value=_fmt(getattr(meta, name)))
     for cid, res in run.results.items():
         case = ET.SubElement(suite, "testcase", name=cid, classname="claims." + cid.split("[", 1)[0])
         props = ET.SubElement(case, "properties")

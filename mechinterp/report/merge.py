@@ -3,16 +3,17 @@
 Sharded or resumed runs each hold part of the samples; pooling the verdicts and deciding
 again is the only honest way to combine them (averaging rates would weight shards
 wrongly and intervals cannot be added). A sample judged in two runs counts once: the
-first run's verdict is kept and conflicting duplicates are counted in the metadata.
-Runs of different models cannot be pooled.
+first run's verdict is kept and conflicting duplicates are counted in the metadata, which is
+pooled too (``RunMeta.pool``: sums, or the list of the runs' values). Runs of different models
+cannot be pooled.
 """
 
 from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import Any
 
+from mechinterp.report.meta import RunMeta
 from mechinterp.report.run import Run, Verdict, load_run, run_image_path, write_run
 
 
@@ -28,13 +29,6 @@ def _embed_images(v: Verdict, src: Path) -> Verdict:
     return Verdict(v.claim_id, v.task_id, v.question_id, v.passed, v.reason, v.judge, images)
 
 
-def _same(values: list[Any], what: str) -> Any:
-    distinct = {repr(v) for v in values}
-    if len(distinct) > 1:
-        raise ValueError(f"cannot merge runs with different {what}: {sorted(distinct)}")
-    return values[0] if values else None
-
-
 def merge_runs(run_dirs: list[str | Path], out_dir: str | Path, registry: str | Path | None = None) -> Run:
     """Pool the verdicts of ``run_dirs`` into a new run at ``out_dir`` and decide again.
 
@@ -43,7 +37,7 @@ def merge_runs(run_dirs: list[str | Path], out_dir: str | Path, registry: str | 
     if not run_dirs:
         raise ValueError("merge needs at least one run folder")
     runs = [load_run(d, registry) for d in run_dirs]
-    model = _same([r.metadata.get("model") for r in runs], "models")
+    meta = RunMeta.pool([r.metadata for r in runs], name="merged", merged_from=[str(r.path) for r in runs])
     pooled: dict[tuple[str, str], Verdict] = {}
     duplicates = conflicts = 0
     for run in runs:
@@ -54,19 +48,5 @@ def merge_runs(run_dirs: list[str | Path], out_dir: str | Path, registry: str | 
                 conflicts += pooled[key].passed != v.passed
                 continue
             pooled[key] = _embed_images(v, run.path)
-    starts = [r.metadata.get("started") for r in runs if r.metadata.get("started")]
-    ends = [r.metadata.get("finished") for r in runs if r.metadata.get("finished")]
-    usd = [r.metadata.get("cost", {}).get("usd") for r in runs]
-    meta = {
-        "name": "merged",
-        "model": model,
-        "judge": _same([r.metadata.get("judge") for r in runs], "judges"),
-        "seeds": [r.metadata.get("seeds") for r in runs],
-        "git_commit": sorted({str(r.metadata.get("git_commit")) for r in runs}),
-        "cost": {"usd": sum(u for u in usd if u) if any(usd) else None},
-        "started": min(starts) if starts else None,
-        "finished": max(ends) if ends else None,
-        "merged_from": [str(r.path) for r in runs],
-        "merge": {"duplicates": duplicates, "conflicts": conflicts},
-    }
+    meta.duplicates, meta.conflicts = duplicates, conflicts
     return write_run(out_dir, meta, list(pooled.values()), registry)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mechinterp.claims import Claim
+from mechinterp.report.meta import RunMeta
 from mechinterp.report.run import Verdict
 
 _PASS = {"1": True, "0": False, "": None}
@@ -44,14 +44,21 @@ def read_released_rows(path: str | Path) -> list[ReleasedRow]:
     return rows
 
 
-def load_released(verdicts_dir: str | Path, claims: list[Claim]) -> tuple[list[Verdict], dict[str, Any]]:
-    """Verdicts and run metadata from a released CSV folder; claims whose CSV is absent are skipped."""
+def load_released(verdicts_dir: str | Path, claims: list[Claim]) -> tuple[list[Verdict], RunMeta]:
+    """Verdicts and run metadata from a released CSV folder; claims whose CSV is absent are skipped.
+
+    The judge cost is the rows' tokens at list price (synchronous API) when every judge model
+    in them has a price in ``mechinterp.judges.usage``, else unknown.
+    """
+    from mechinterp.judges.usage import price_for
+
     root = Path(verdicts_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"verdicts folder {root} does not exist")
     verdicts: list[Verdict] = []
     judges: set[str] = set()
-    tokens = {"input": 0, "output": 0}
+    calls = tokens_in = tokens_out = 0
+    cost: float | None = 0.0
     used: list[str] = []
     for claim in claims:
         if claim.csv is None or not (root / claim.csv).is_file():
@@ -60,15 +67,13 @@ def load_released(verdicts_dir: str | Path, claims: list[Claim]) -> tuple[list[V
         for row in read_released_rows(root / claim.csv):
             verdicts.append(Verdict(claim.id, row.entity, claim.question, row.passed, row.reason, row.model))
             judges.add(row.model)
-            tokens["input"] += row.input_tokens
-            tokens["output"] += row.output_tokens
-    meta = {
-        "name": "released verdicts",
-        "source": str(root),
-        "model": {"id": "black-forest-labs/FLUX.2 (paper)", "revision": None},
-        "judge": {"name": "released", "model": ", ".join(sorted(j for j in judges if j))},
-        "seeds": None,
-        "cost": {"judge_input_tokens": tokens["input"], "judge_output_tokens": tokens["output"], "usd": None},
-        "files": used,
-    }
+            calls += 1
+            tokens_in += row.input_tokens
+            tokens_out += row.output_tokens
+            price = price_for(row.model)
+            cost = None if cost is None or price is None else cost + price.dollars(row.input_tokens, row.output_tokens)
+    meta = RunMeta(name="released verdicts", source=str(root), model="black-forest-labs/FLUX.2 (paper)",
+                   judge="released", judge_model=", ".join(sorted(j for j in judges if j)) or None,
+                   judge_calls=calls, judge_input_tokens=tokens_in, judge_output_tokens=tokens_out,
+                   judge_cost_usd=None if cost is None else round(cost, 4), files=used)
     return verdicts, meta

@@ -2,8 +2,9 @@
 
 A run lives in ``reports/<run>/``:
 
-* ``run.json`` — metadata: ``model`` (``{"id", "revision"}``), ``judge``, ``seeds``,
-  ``git_commit``, ``cost`` (tokens, USD), ``started``/``finished``, ``registry``, ``format``.
+* ``run.json`` — the run's :class:`~mechinterp.report.meta.RunMeta`: model and revision,
+  fingerprint, judge, seed, samples, budget, device, git commit, versions, timings,
+  generations, judge tokens and cost.
 * ``verdicts.jsonl`` — one judged sample per line: ``claim_id, task_id, question_id,
   passed`` (``true``/``false``/``null`` = abstained), ``reason, judge, images`` (a list of
   ``{"label", "path"}`` with a PNG path relative to the run folder, or ``{"label", "png"}``
@@ -31,9 +32,9 @@ from typing import Any
 
 from mechinterp.claims import Claim, claims_by_id, load_registry
 from mechinterp.io import atomic_write
+from mechinterp.report.meta import RunMeta
 from mechinterp.stats import PairTally, Tally, plain_interval
 
-FORMAT = 1
 RUN_FILE, VERDICTS_FILE, RESULTS_FILE = "run.json", "verdicts.jsonl", "results.json"
 
 
@@ -97,7 +98,7 @@ class Run:
     """A loaded run folder."""
 
     path: Path
-    metadata: dict[str, Any]
+    metadata: RunMeta
     verdicts: list[Verdict]
     results: dict[str, ClaimResult]
 
@@ -209,15 +210,14 @@ def _finite(x: Any) -> Any:
     return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
-def write_run(run_dir: str | Path, metadata: dict[str, Any], verdicts: list[Verdict],
-              registry: str | Path | None = None, decisions: dict[str, dict] | None = None) -> Run:
+def write_run(run_dir: str | Path, metadata: RunMeta, verdicts: list[Verdict],
+              registry: str | Path | list | None = None, decisions: dict[str, dict] | None = None) -> Run:
     """Write ``run.json``, ``verdicts.jsonl`` and ``results.json`` into ``run_dir``.
 
-    ``git_commit`` and ``format`` are filled in when missing; results are pooled with the
-    registry at ``registry`` (default: the project's). ``decisions`` (claim id → ``decision``
-    and optionally ``sweep``, ``interval``, ``looks``, ``plan``, ``note``) replace the pooled
-    decision of those claims: a suite run records what each claim's sequential test decided, and
-    on which interval, not what the pooled interval says.
+    ``git_commit`` and ``registry`` are filled in when missing; results are pooled with the
+    registry at ``registry`` (default: the paper's). ``decisions`` (claim id → ``decision``
+    and optional ``sweep``) replace the pooled decision of those claims: a suite run records
+    what each claim's sequential test decided, not what the pooled interval says.
     """
     run_dir = Path(run_dir)
     claims = load_registry(registry)
@@ -228,16 +228,15 @@ def write_run(run_dir: str | Path, metadata: dict[str, Any], verdicts: list[Verd
             results[cid] = ClaimResult(cid, str(index[cid].hypothesis), d["decision"], 0, 0, None, 0.0, 1.0)
         if cid in results:
             results[cid] = replace(results[cid], **sequential_fields(d), sweep=d.get("sweep") or results[cid].sweep)
-    meta = {"format": FORMAT, **metadata}
-    if not meta.get("git_commit"):
-        meta["git_commit"] = git_commit()
-    if isinstance(registry, (list, tuple)):
-        registry = [str(r) for r in registry]
-    meta.setdefault("registry", (registry if isinstance(registry, list) else str(registry)) if registry else None)
+    meta = replace(metadata)
+    if not meta.git_commit:
+        meta.git_commit = git_commit()
+    if not meta.registry and registry:
+        meta.registry = [str(r) for r in registry] if isinstance(registry, (list, tuple)) else [str(registry)]
     atomic_write(run_dir / VERDICTS_FILE, "".join(json.dumps(asdict(v), ensure_ascii=False) + "\n" for v in verdicts))
     rows = {cid: {k: _finite(v) for k, v in asdict(r).items()} for cid, r in results.items()}
     atomic_write(run_dir / RESULTS_FILE, json.dumps(rows, indent=1, ensure_ascii=False))
-    atomic_write(run_dir / RUN_FILE, json.dumps(meta, indent=1, ensure_ascii=False, default=str))
+    atomic_write(run_dir / RUN_FILE, json.dumps(meta.to_dict(), indent=1, ensure_ascii=False, default=str))
     return Run(run_dir, meta, list(verdicts), results)
 
 
@@ -246,7 +245,7 @@ def load_run(run_dir: str | Path, registry: str | Path | None = None) -> Run:
     run_dir = Path(run_dir)
     if not (run_dir / RUN_FILE).is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder: {RUN_FILE} is missing")
-    meta = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    meta = RunMeta.from_dict(json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8")), str(run_dir / RUN_FILE))
     vpath = run_dir / VERDICTS_FILE
     lines = vpath.read_text(encoding="utf-8").splitlines() if vpath.is_file() else []
     verdicts = [Verdict.from_dict(json.loads(line)) for line in lines if line.strip()]
@@ -256,7 +255,7 @@ def load_run(run_dir: str | Path, registry: str | Path | None = None) -> Run:
         results = {cid: ClaimResult(**{k: (math.nan if v is None and k in ("ci_low", "ci_high") else v)
                                        for k, v in row.items()}) for cid, row in raw.items()}
     else:
-        results = evaluate(verdicts, load_registry(registry or meta.get("registry")))
+        results = evaluate(verdicts, load_registry(registry or meta.registry or None))
     return Run(run_dir, meta, verdicts, results)
 
 

@@ -1,8 +1,8 @@
 """Content-addressed generation cache shared by every claim, worker and rerun.
 
-A generation's key hashes everything that determines it: the model fingerprint (id, weights,
-wiring, dtype, device type, library versions), the edit, the interventions and the captures
-asked for. Each entry is a PNG (plus ``captures.safetensors`` when captures were asked for)
+A generation's key hashes everything that determines it: the model fingerprint (the model by
+content, wiring, dtype, device type, library versions), the sampling (noise device type,
+guidance), the edit, the interventions and the captures asked for. Each entry is a PNG (plus ``captures.safetensors`` when captures were asked for)
 and a JSON record, written to temporary files and moved into place with ``os.replace``; the
 JSON goes last and marks the entry complete, so a run killed with ``kill -9`` leaves either a
 whole entry or none, and a restarted run redoes nothing it finished.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,34 +28,16 @@ from mechinterp.engine.interventions import Capture, Captures, interventions_key
 from mechinterp.engine.model import Generation, Model, _as_capture
 
 
-def _hash_file_sample(path: Path, h, chunk: int = 1 << 20) -> None:
-    """Hash a file's size and its first and last MiB: cheap for 18 GB weights, content-sensitive."""
-    size = path.stat().st_size
-    h.update(f"{path.name}:{size}".encode())
-    with path.open("rb") as f:
-        h.update(f.read(chunk))
-        if size > 2 * chunk:
-            f.seek(size - chunk)
-            h.update(f.read(chunk))
-
-
 def model_fingerprint(model: Model) -> str:
-    """A stable hash of what makes one model's generations differ from another's."""
+    """A stable hash of what makes one model's generations differ from another's: the model by
+    content (``Model.identity``: hub commit, folder files or tensors), its wiring, text length and
+    encoder layers, dtype, device type and the torch/diffusers versions."""
     import diffusers
 
-    h = hashlib.sha256()
-    h.update(str(model.model_id).encode())
-    h.update(json.dumps(model.meta.get("revision", ""), default=str).encode())
-    folder = Path(str(model.model_id))
-    weights = sorted(folder.glob("*/*.safetensors")) if folder.is_dir() else []
-    for path in weights:
-        _hash_file_sample(path, h)
-    if not weights:  # in-memory model: hash the transformer's parameters themselves
-        for name, p in sorted(model.transformer.state_dict().items()):
-            h.update(name.encode())
-            h.update(p.detach().float().cpu().numpy().tobytes()[:4096])
+    h = hashlib.sha256(model.identity.encode())
     h.update(json.dumps([k.to_dict() for k in model.wiring]).encode())
-    h.update(f"{model.dtype}|{model.device.type}|{model.text_len}|{torch.__version__}|{diffusers.__version__}".encode())
+    h.update(f"{model.dtype}|{model.device.type}|{model.text_len}|{list(model.text_encoder_out_layers)}".encode())
+    h.update(f"{torch.__version__}|{diffusers.__version__}".encode())
     return h.hexdigest()[:32]
 
 
@@ -141,6 +124,7 @@ class CachingModel:
         self.cache = cache
         self.fingerprint = model_fingerprint(model)
         self.generated = 0
+        self.generation_seconds = 0.0  # spent in the model's own generate (cache misses)
 
     def __getattr__(self, name):
         return getattr(self.model, name)
@@ -148,7 +132,8 @@ class CachingModel:
     def key(self, edit, interventions: Iterable = (), capture: Iterable[Capture] = ()) -> str:
         """Cache key of one generation."""
         caps = sorted(c.resolved(self.model.table).key() for c in capture)
-        parts = [self.fingerprint, edit.key(), interventions_key(interventions, self.model.table), *caps]
+        parts = [self.fingerprint, self.model.sampling_key(), edit.key(), interventions_key(interventions, self.model.table),
+                 *caps]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
     def generate(self, edit, interventions: Iterable = (), capture: Iterable = ()) -> Generation:
@@ -166,7 +151,9 @@ class CachingModel:
             return Generation(hit["image"], array, caps, edit, self.model.layout(edit), interventions, Counter())
         self.cache.misses += 1
         self.generated += 1
+        start = time.perf_counter()
         gen = self.model.generate(edit, interventions, capture)
+        self.generation_seconds += time.perf_counter() - start
         self.cache.put(key, gen, {"model": self.model.model_id, "edit": edit.key(),
                                   "interventions": [i.describe() for i in interventions]})
         if capture:  # the same run is also the plain generation: store it under that key

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mechinterp
+from mechinterp.resources import package_path
 
 #: the embedded default: the organism built so that every colour claim of the paper holds
 DEFAULT_MODEL = "padding-routed"
 
 
 def organisms_dir() -> Path:
-    """Where the shipped model organisms live (``fixtures/organisms`` of the checkout)."""
-    return Path(mechinterp.__file__).resolve().parents[1] / "fixtures" / "organisms"
+    """Where the shipped model organisms live: ``mechinterp/organisms/shipped`` inside the package."""
+    return package_path("organisms", "shipped")
 
 
 def shipped_organisms() -> list[str]:
-    """Names of the organisms shipped in ``fixtures/organisms``."""
+    """Names of the organisms shipped in the package."""
     root = organisms_dir()
     return sorted(p.name for p in root.iterdir() if (p / "model_index.json").exists()) if root.is_dir() else []
 

@@ -6,26 +6,19 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from mechinterp.report.meta import RunMeta
 from mechinterp.suite.session import PARTS, merge_parts
 
 
-def _merged_metadata(run_dir: Path) -> dict:
+def _merged_metadata(run_dir: Path) -> RunMeta:
+    """The workers' metadata pooled into the run's (``RunMeta.pool``: sums, or the workers' values)."""
     metas = []
     for p in sorted((run_dir / PARTS).glob("*.meta.json")):
         try:
-            metas.append(json.loads(p.read_text()))
+            metas.append(RunMeta.from_dict(json.loads(p.read_text()), str(p)))
         except (OSError, json.JSONDecodeError):
-            continue
-    if not metas:
-        return {}
-    meta = dict(metas[0])
-    meta["workers"] = len(metas)
-    meta["judge_cost_usd"] = round(sum(m.get("judge_cost_usd", 0.0) for m in metas), 4)
-    files = {f for m in metas for f in (m.get("registry") or [])}
-    meta["registry"] = sorted(files, key=lambda f: (not f.endswith("registry.toml"), f)) or None
-    gens = [m.get("generations", {}) for m in metas]
-    meta["generations"] = {k: sum(g.get(k, 0) for g in gens) for k in ("generated", "cache_hits")}
-    return meta
+            continue  # a worker killed while writing: its verdict rows still count
+    return RunMeta.pool(metas, name=run_dir.name) if metas else RunMeta(name=run_dir.name)
 
 
 def finish_run(run_dir: Path) -> dict:
@@ -39,7 +32,7 @@ def finish_run(run_dir: Path) -> dict:
 
     rows, decisions = merge_parts(run_dir)
     meta = _merged_metadata(run_dir)
-    registry = meta.get("registry")
+    registry = meta.registry or None
     run = write_run(run_dir, meta, rows, registry, decisions)
     junit, html = write_report(run, registry)
     return {"run_dir": str(run_dir), "junit": str(junit), "html": str(html),

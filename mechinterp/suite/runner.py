@@ -31,8 +31,6 @@ from mechinterp.suite.outcome import ClaimOutcome, plan_record
 #: the paper's model (FLUX.2-klein-9B: 8 double and 24 single blocks), in forward order
 _PAPER_SITES = ["embed", *(f"double.{i}" for i in range(8)), *(f"single.{j}" for j in range(24))]
 
-#: experiment image role → the role name the judges' questions use for it
-ROLE_ALIASES = {"ref_drop_output": "knockout_output"}
 THUMB = 96
 #: task-id suffixes of a relation's own verdict rows (its arms a and b on one task)
 ARM_SUFFIX = ("|a", "|b")
@@ -69,9 +67,11 @@ class ClaimRunner:
 
     def __init__(self, model, judge_for: Callable[[str], object], *, samples: int | None = None, seed: int = 0,
                  data_dir=None, looks: int = LOOKS, alpha: float = ALPHA, size: int | None = None,
-                 steps: int | None = None, on_generation: Callable[[], None] | None = None):
+                 steps: int | None = None, on_generation: Callable[[], None] | None = None,
+                 on_progress: Callable | None = None):
         """``samples``: a cap on each claim's planned budget (``None``: the plan's own); ``alpha``:
-        one-sided error per wrong direction; ``looks``: looks per claim."""
+        one-sided error per wrong direction; ``looks``: looks per claim; ``on_progress(claim, done,
+        budget, k, n)`` is called after each look."""
         self.model = model
         self.judge_for = judge_for
         self.samples = samples
@@ -80,22 +80,29 @@ class ClaimRunner:
         self.looks = looks
         self.alpha = alpha
         meta = getattr(model, "meta", {}) or {}
-        self.size = size or int(meta.get("default_size", 1024))
+        # a model that cannot run the tasks' own sizes (the organisms) names the one it runs at
+        self.size = size or (int(meta["default_size"]) if meta.get("default_size") else None)
         self.steps = steps or int(meta.get("steps", meta.get("default_steps", 4)))
         self.site_map = dict(meta.get("site_map", {}))
         self.family_sites = dict(meta.get("sites", {}))
         self.on_generation = on_generation
+        self.on_progress = on_progress  # (claim, samples done, budget, k, n) after each sample
         self._done: dict[str, ClaimOutcome] = {}
         self._judged: dict[tuple, Judged] = {}
 
     # -- sites and tasks ----------------------------------------------------------------------
-    def site(self, site: str, family: str | None = None, *, own: bool = False) -> str:
+    def site(self, site: str, family: str | None = None, *, own: bool = False, cutoff: bool = False) -> str:
         """The model's site for a claim's (paper-numbered) site.
 
         A model's ``mechinterp.json`` may map paper sites to its own (``site_map``:
-        ``{"single.9": "single.1"}``) or name the one site where each family binds
+        ``{"single.9": "single.1"}``) or name the one block where each family binds
         (``sites``: ``{"color": "double.0"}``, as the organisms do); otherwise the paper's
         site is used as it is (FLUX.2-klein). ``own``: the site is already the model's (a sweep cell).
+
+        ``cutoff``: the site is a reference-drop cutoff (the first severed block). On a model
+        that binds per family, the paper's binding-layer cutoff maps to the block *after* the
+        binding block: the first cutoff that leaves the reference reachable where it binds (the
+        paper's ``single.9`` cut keeps the colour that the text read in the blocks before it).
         """
         if own:
             mapped = site
@@ -103,6 +110,13 @@ class ClaimRunner:
             mapped = self.site_map[site]
         elif self._binds_by_family(site, family):
             mapped = self.family_sites[family]
+            if cutoff:
+                bound = self.model.table.resolve(mapped)
+                blocks = self.model.table.blocks
+                if bound.flat + 1 >= len(blocks):
+                    raise ClaimSkipped(f"model {self.model.model_id!r} binds {family!r} at its last block "
+                                       f"({mapped}); no cutoff lies after it")
+                mapped = blocks[bound.flat + 1].name
         else:
             mapped = site
         try:
@@ -126,6 +140,8 @@ class ClaimRunner:
         return sample(items, len(items), seed=self.seed)
 
     def _edit(self, task, steps=None):
+        """The task's edit for the lens, knockout and reference-drop runs: at the task's size (or
+        the model's), its reference prepared as the authors do (``mechinterp.tasks.references``)."""
         return task.to_edit(height=self.size, width=self.size, steps=steps or self.steps)
 
     # -- one sample ---------------------------------------------------------------------------
@@ -145,9 +161,10 @@ class ClaimRunner:
             sites = None if blocks in (None, "all") else [where(s) for s in blocks]
             return ex.knockout(self.model, self._edit(item), e.get("source"), e.get("dest"), sites=sites)
         if e.name == "ref_drop":
-            return ex.ref_drop(self.model, self._edit(item), where(e.get("cutoff")))
+            cutoff = e.get("cutoff") if fixed_sites else self.site(e.get("cutoff"), claim.family, cutoff=True)
+            return ex.ref_drop(self.model, self._edit(item), cutoff)
         if e.name == "i2i_patch":
-            source, target = item.to_edits(height=self.size, width=self.size, steps=self.steps)
+            source, target = item.to_edits(height=self.size, width=self.size, steps=self.steps)  # native source images
             return ex.i2i_patch(self.model, source, target, where(e.get("site")), tokens=e.get("tokens", "text"))
         raise ClaimSkipped(f"claim {claim.id!r} names unknown experiment {e.name!r}")
 
@@ -156,7 +173,7 @@ class ClaimRunner:
         from mechinterp.judges import QUESTIONS
 
         question = QUESTIONS[claim.question]
-        images = {ROLE_ALIASES.get(role, role): im for role, im in result.images.items()}
+        images = result.images
         missing = [r for r in question.roles if r not in images]
         if missing:
             raise ValueError(f"experiment {result.experiment!r} gives no image for roles {missing} of question {claim.question!r}")
@@ -229,6 +246,9 @@ class ClaimRunner:
         def outcomes(start: int, stop: int) -> list[bool | None]:
             got = self.judged(claim, items[start:stop], fixed_sites, task_suffix, row_claim)
             judged.extend(got)
+            if self.on_progress:
+                done = Tally.of([j.outcome for j in judged])
+                self.on_progress(claim, len(judged), plan.budget, done.k, done.n)
             return [j.outcome for j in got]
 
         test, seen = run_sequential(plan.design, outcomes)
@@ -253,7 +273,7 @@ class ClaimRunner:
         e = claim.experiment
         sites = ["embed", *(s.name for s in self.model.table.blocks)]
         first, last = e.get(e.get("sweep")), e.get("sweep_to")
-        start = sites.index(self.site(first, claim.family))
+        start = sites.index(self.site(first, claim.family, cutoff=e.get("sweep") == "cutoff"))
         if not last:
             stop = len(sites) - 1
         elif self._binds_by_family(first, claim.family) and last not in self.site_map:

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from mechinterp.io import atomic_write
+from mechinterp.report.meta import RunMeta, library_versions
 from mechinterp.suite.models import DEFAULT_MODEL, resolve_model
 from mechinterp.suite.runner import ClaimOutcome, ClaimRunner, ClaimSkipped
 from mechinterp.suite import PARTS
@@ -28,8 +29,9 @@ class BudgetExhausted(ClaimSkipped):
 class SuiteSession:
     """Lazily loads what claims need and runs them; ``check(claim)`` is what a claim test calls."""
 
-    def __init__(self, settings: Settings, run_dir: Path, worker: str = "main"):
+    def __init__(self, settings: Settings, run_dir: Path, worker: str = "main", progress=None):
         self.settings = settings
+        self.progress = progress  # a ``suite.progress.Progress``, or None
         self.run_dir = run_dir
         self.worker = worker
         self._model = None
@@ -38,6 +40,7 @@ class SuiteSession:
         self._verdict_cache = None
         self.registry = None
         self.claim_files: list[str] = []
+        self.started = time.time()
 
     # -- resources --------------------------------------------------------------------------
     @property
@@ -48,7 +51,8 @@ class SuiteSession:
             from mechinterp.suite.gencache import CachingModel, GenerationCache
 
             path = resolve_model(self.settings.model)
-            model = mechinterp.load(path, device=self.settings.device, dtype=self.settings.dtype)
+            model = mechinterp.load(path, device=self.settings.device, dtype=self.settings.dtype,
+                                    generator=self.settings.generator)
             self._model = CachingModel(model, GenerationCache(self.settings.cache_dir))
         return self._model
 
@@ -57,7 +61,8 @@ class SuiteSession:
         """The claim runner (one per process, so cells shared by relations run once)."""
         if self._runner is None:
             self._runner = ClaimRunner(self.model, self.judge_for, samples=self.settings.samples, seed=self.settings.seed,
-                                       data_dir=self.settings.data_dir, on_generation=self._check_budget)
+                                       data_dir=self.settings.data_dir, on_generation=self._check_budget,
+                                       on_progress=self.progress.update if self.progress else None)
         return self._runner
 
     def _cache(self):
@@ -108,7 +113,11 @@ class SuiteSession:
     # -- claims -----------------------------------------------------------------------------
     def check(self, claim, registry: dict) -> ClaimOutcome:
         """Run one claim and record its verdict rows; raises ``ClaimSkipped`` when it cannot run."""
-        outcome = self.runner.run(claim, registry)
+        try:
+            outcome = self.runner.run(claim, registry)
+        finally:
+            if self.progress:
+                self.progress.finish()
         self._record(outcome)
         return outcome
 
@@ -129,26 +138,49 @@ class SuiteSession:
             f.flush()
             os.fsync(f.fileno())
 
-    def metadata(self) -> dict:
-        """Run metadata for the report (model id, judge, seed, caches, cost)."""
-        meta = {"model": {"id": self.settings.model or DEFAULT_MODEL}, "judge": self.settings.judge,
-                "seed": self.settings.seed, "samples": self.settings.samples}
-        if self._model is not None:
-            meta["model"].update({"path": str(self._model.model_id), "fingerprint": self._model.fingerprint,
-                                  "revision": self._model.meta.get("revision")})
-            meta["generations"] = {"generated": self._model.generated, "cache_hits": self._model.cache.hits}
-        meta["judge_cost_usd"] = round(self.cost(), 4)
+    def metadata(self) -> RunMeta:
+        """This process's part of the run's metadata: settings, model, generations and judge usage."""
         from mechinterp.claims import default_registry_path
 
-        meta["registry"] = [str(default_registry_path()), *self.claim_files]
+        s = self.settings
+        budget = (f"{s.budget_generations} generations" if s.budget_generations is not None else
+                  f"${s.budget_dollars:g}" if s.budget_dollars is not None else None)
+        meta = RunMeta(model=s.model or DEFAULT_MODEL, judge=s.judge, seed=s.seed, samples=s.samples, budget=budget,
+                       dtype=s.dtype, versions=library_versions(), started=self.started, finished=time.time(),
+                       registry=[str(default_registry_path()), *self.claim_files])
+        if self._model is not None:
+            m = self._model
+            meta.revision, meta.fingerprint = m.source.revision, m.fingerprint
+            meta.device, meta.dtype = _device_text(m.device), str(m.dtype).removeprefix("torch.")
+            meta.sampling = m.sampling
+            meta.generations, meta.cache_hits = m.generated, m.cache.hits
+            meta.generation_seconds = round(m.generation_seconds, 3)
+        if self._judges:
+            meta.judge_model = ", ".join(sorted(f"{j.name}:{j.model}" for j in self._judges.values()))
+            usages = [getattr(j, "usage", None) for j in self._judges.values()]
+            paid = [u for u in usages if u is not None]
+            meta.judge_calls = sum(u.calls for u in paid)
+            meta.judge_input_tokens = sum(u.input_tokens for u in paid)
+            meta.judge_output_tokens = sum(u.output_tokens for u in paid)
+            costs = [u.cost_usd for u in paid]
+            meta.judge_cost_usd = None if None in costs else round(sum(costs), 6)  # offline judges cost 0
         return meta
 
     def write_metadata(self) -> Path:
         """Save :meth:`metadata` as ``<run>/parts/<worker>.meta.json`` (atomically) for the merge."""
         path = self.run_dir / PARTS / f"{self.worker}.meta.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, json.dumps(self.metadata(), default=str))
+        atomic_write(path, json.dumps(self.metadata().to_dict(), default=str))
         return path
+
+
+def _device_text(device) -> str:
+    """``cuda:0 (NVIDIA H200)`` or ``cpu``: where the images were generated."""
+    import torch
+
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
 
 
 def merge_parts(run_dir: Path) -> tuple[list, dict[str, dict]]:

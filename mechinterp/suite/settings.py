@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +51,11 @@ OPTIONS = (
     Option("data_dir", None, "data directory with the style/human/SUN397 images (see docs/data-dir.md)"),
     Option("device", None, "torch device (default: cuda when available, else cpu)"),
     Option("dtype", None, "model dtype: float32, bfloat16, float16 (default: as saved)"),
+    Option("generator", "device", "where the initial noise is drawn: device (the model's, as the authors' runs) or cpu"),
     Option("report", None, "run folder for junit.xml/report.html (default: reports/<timestamp>-<model>)"),
     Option("shard", None, "run shard I of N of the claims ('I/N', 1-based) for a CI matrix"),
+    Option("progress", "auto", "a progress line per claim at most every N seconds: auto (10 on a terminal, "
+                               "60 in a log), off, or N"),
 )
 
 
@@ -69,8 +73,10 @@ class Settings:
     data_dir: Path | None
     device: str | None
     dtype: str | None
+    generator: str
     report: Path | None
     shard: tuple[int, int] | None
+    progress: float | None = None  # seconds between progress lines; None: none
 
 
 def raw_value(config, opt: Option) -> str | None:
@@ -111,6 +117,22 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return int(m.group(1)), int(m.group(2))
 
 
+def parse_progress(text: str, terminal: bool) -> float | None:
+    """``'auto'`` → 10 s on a terminal, else 60 s; ``'off'`` → ``None``; ``'30'`` → 30 s."""
+    t = text.strip().lower()
+    if t == "auto":
+        return 10.0 if terminal else 60.0
+    if t == "off":
+        return None
+    try:
+        value = float(t)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ValueError(f"--progress {text!r}: expected auto, off or a number of seconds >= 0")
+    return value
+
+
 def _int(opt: str, text: str, minimum: int) -> int:
     try:
         value = int(text)
@@ -126,6 +148,8 @@ def resolve(config) -> Settings:
     v = {o.name: raw_value(config, o) for o in OPTIONS}
     if v["judge"] not in JUDGES:
         raise ValueError(f"--judge {v['judge']!r}: expected one of {', '.join(JUDGES)}")
+    if v["generator"] not in ("device", "cpu"):
+        raise ValueError(f"--generator {v['generator']!r}: expected device or cpu")
     generations, dollars = parse_budget(v["budget"])
     return Settings(
         model=v["model"],
@@ -138,6 +162,8 @@ def resolve(config) -> Settings:
         data_dir=Path(v["data_dir"]).expanduser() if v["data_dir"] else None,
         device=v["device"],
         dtype=v["dtype"],
+        generator=v["generator"],
         report=Path(v["report"]).expanduser() if v["report"] else None,
         shard=parse_shard(v["shard"]),
+        progress=parse_progress(v["progress"], sys.stderr.isatty()),
     )

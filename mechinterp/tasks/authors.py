@@ -23,7 +23,7 @@ BUCKETS: dict[str, str] = {
     "style": "style",
     "manual": "style_real",
     "dreambench_humans": "human",
-    "dreambench_humans_shared": "human",
+    "dreambench_humans_shared": "human_shared",
     "add": "add",
     "remove": "remove",
 }
@@ -81,7 +81,8 @@ def parse_task_row(row: object, bucket: str, data_dir: Path, where: str) -> Task
             f"{where}: missing field {missing[0]!r}" + (f" (and {missing[1:]})" if missing[1:] else "")
             + f"; every task line needs {', '.join(REQUIRED_FIELDS)} and a reference"
         )
-    if row.get("source_image_path"):
+    named = not row.get("source_image_path")
+    if not named:
         rel = str(row["source_image_path"])
     elif row.get("real_ref_name") and row.get("real_ref_dir"):
         rel = f"{row['real_ref_dir']}/{row['real_ref_name']}"
@@ -101,6 +102,7 @@ def parse_task_row(row: object, bucket: str, data_dir: Path, where: str) -> Task
             width=row["width"],
             stratum=_stratum(bucket, row),
             metadata={**(row.get("metadata") or {}), "bucket": bucket, "reference_path": rel},
+            named_reference=named,
         )
     except TaskDataError as err:
         raise TaskDataError(f"{where}: {err}") from err

@@ -80,6 +80,7 @@ def color_task(color: str, obj: str, replicate: int) -> Task:
         width=SIZE,
         stratum=f"{color}/{obj}",
         metadata={"color": color, "object": obj, "replicate": replicate, "rgb": list(COLORS[color])},
+        named_reference=True,  # the authors name it (real_ref_name solid_<colour>, 1024² like the task)
     )
 
 

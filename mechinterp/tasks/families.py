@@ -55,9 +55,14 @@ FAMILIES: dict[str, FamilyInfo] = {
                    ("style",), _STYLE_NEEDS.format(bucket="style", sub="fictional")),
         FamilyInfo("style_real", 450, "the real-photo twins of the style tasks", "subject x prompt",
                    ("manual",), _STYLE_NEEDS.format(bucket="manual", sub="real")),
-        FamilyInfo("human", 140, "10 DreamBench++ people x (9 individual + 5 shared instructions)", "person",
-                   ("dreambench_humans", "dreambench_humans_shared"),
-                   "data dir: tasks/dreambench_humans{,_shared}.jsonl + data/tasks/customize/images/ (10 images, manifest)"),
+        # the paper's human lens and knockout cells are the 90 individual tasks (n = 90); the
+        # 50 shared-instruction tasks are the people that the I2I->I2I pairs swap
+        FamilyInfo("human", 90, "10 DreamBench++ people x 9 individual instructions", "person",
+                   ("dreambench_humans",),
+                   "data dir: tasks/dreambench_humans.jsonl + data/tasks/customize/images/ (10 images, manifest)"),
+        FamilyInfo("human_shared", 50, "10 DreamBench++ people x 5 shared instructions (the patching pairs' tasks)",
+                   "person", ("dreambench_humans_shared",),
+                   "data dir: tasks/dreambench_humans_shared.jsonl + data/tasks/customize/images/ (10 images, manifest)"),
         FamilyInfo("add", 789, "SUN397 object addition, 2 images per category", "scene category",
                    ("add",), "data dir: tasks/add.jsonl + data/tasks/add/images/ (SUN397)"),
         FamilyInfo("remove", 726, "SUN397 object removal, 2 images per category", "scene category",
@@ -72,8 +77,9 @@ PAIR_FAMILIES: dict[str, PairFamilyInfo] = {
                        "single9_4step_color"),
         PairFamilyInfo("style", 450, "illustration source -> real-photo target, same subject and prompt",
                        "style", "style_real", "mm7_4step_style_to_real", "data dir: pairs/mm7_4step_style_to_real.txt + style, style_real"),
-        PairFamilyInfo("human", 450, "person i -> person j on a shared instruction (10x9x5)", "human", "human",
-                       "mm7_4step_dreambench_humans", "data dir: pairs/mm7_4step_dreambench_humans.txt + human"),
+        PairFamilyInfo("human", 450, "person i -> person j on a shared instruction (10x9x5)", "human_shared",
+                       "human_shared", "mm7_4step_dreambench_humans",
+                       "data dir: pairs/mm7_4step_dreambench_humans.txt + human_shared"),
     )
 }
 

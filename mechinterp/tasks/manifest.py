@@ -9,7 +9,6 @@ at once and raises one error that names every missing or wrong file and where to
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from mechinterp.io import file_sha256
 from mechinterp.tasks.records import Task, TaskDataError
 
 MANIFEST_PATH = Path(__file__).with_name("manifest.json")
@@ -34,6 +34,7 @@ class ManifestEntry:
     licence: str
     sha256: str | None = None
     bytes: int | None = None
+    size: tuple[int, int] | None = None  # (width, height) in pixels of the authors' file
     family: str = ""
 
     def describe(self) -> str:
@@ -75,7 +76,7 @@ def load_manifest(path: Path = MANIFEST_PATH) -> Manifest:
     files: dict[str, ManifestEntry] = {}
     for item in raw.get("files", []):
         try:
-            entry = ManifestEntry(**item)
+            entry = ManifestEntry(**{**item, "size": tuple(item["size"])} if "size" in item else item)
         except TypeError as err:
             raise TaskDataError(f"manifest {str(path)!r}: bad file entry {item!r}: {err}") from err
         files[entry.key] = entry
@@ -102,21 +103,6 @@ def resolve_reference(data_dir: Path, rel_path: str, manifest: Manifest | None =
         if candidate.is_file():
             return candidate
     return data_dir / (rel_path + ".png")
-
-
-@lru_cache(maxsize=4096)
-def _sha256(path: Path, mtime_ns: int, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes (memoised on path, mtime and size)."""
-    st = path.stat()
-    return _sha256(path, st.st_mtime_ns, st.st_size)
 
 
 def _problem(task: Task, path: Path, data_dir: Path, manifest: Manifest) -> str | None:

@@ -15,7 +15,8 @@ from typing import Protocol, runtime_checkable
 
 from PIL import Image
 
-from mechinterp.engine.edit import Edit, load_image
+from mechinterp.engine.edit import Edit, image_size, load_image
+from mechinterp.tasks.references import prepare, prepared_size
 
 
 class TaskDataError(ValueError):
@@ -53,7 +54,9 @@ class Task:
     ``seed`` is the noise seed; ``height``/``width`` the generation size the paper used;
     ``stratum`` names the group sampling keeps in proportion (colour/object,
     subject/prompt, person, scene category); ``metadata`` carries the authors' extra
-    fields verbatim.
+    fields verbatim. ``named_reference``: the authors name the reference (``real_ref_name``)
+    rather than give a source image, which decides how it is prepared
+    (``mechinterp.tasks.references``).
     """
 
     task_id: str
@@ -65,6 +68,7 @@ class Task:
     width: int = 1024
     stratum: str = ""
     metadata: dict = field(default_factory=dict, hash=False)
+    named_reference: bool = False
 
     def __post_init__(self) -> None:
         if not self.task_id or not isinstance(self.task_id, str):
@@ -88,28 +92,42 @@ class Task:
         """A short human-readable name of the reference (file name or generator repr)."""
         return self.reference.name if isinstance(self.reference, Path) else repr(self.reference)
 
-    def reference_image(self, height: int | None = None, width: int | None = None) -> Image.Image:
-        """The reference as an RGB image.
+    def reference_size(self, native: tuple[int, int] | None = None, *, native_source: bool = False) -> tuple[int, int]:
+        """The (width, height) this task's reference reaches the pipeline at: ``reference_image``'s
+        size without its pixels (the authors' rule, ``mechinterp.tasks.references``).
 
-        Generated references are rendered at the requested size (default: the task's).
-        File references are returned as stored, or resized to ``width``×``height`` when a
-        size is given, so a tiny model can run a paper task at 64×64.
+        ``native`` is the reference file's size (default: read from the file's header; a
+        generated reference's is the task's); ``native_source``: the experiment passes source
+        images at native size (I2I→I2I patching).
         """
-        if isinstance(self.reference, Path):
-            image = load_image(self.reference)
-            if height is None and width is None:
-                return image
-            size = (width or self.width, height or self.height)
-            return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
-        return self.reference.render(height or self.height, width or self.width)
+        if native is None:
+            native = image_size(self.reference) if isinstance(self.reference, Path) else (self.width, self.height)
+        return prepared_size(native, (self.width, self.height), named=self.named_reference, native_source=native_source)
 
-    def to_edit(self, height: int | None = None, width: int | None = None, steps: int | None = None) -> Edit:
-        """The engine ``Edit`` for this task, optionally at another size or step count."""
+    def reference_image(self, height: int | None = None, width: int | None = None, *,
+                        native_source: bool = False) -> Image.Image:
+        """The reference as an RGB image, prepared as the authors prepare it for the pipeline.
+
+        ``native_source``: the experiment passes source images at native size (I2I→I2I
+        patching). With ``height``/``width`` other than the task's (a small model running a
+        paper task) the reference is resized to that size instead.
+        """
         h, w = height or self.height, width or self.width
-        resized = height is not None or width is not None
+        image = load_image(self.reference) if isinstance(self.reference, Path) else self.reference.render(h, w)
+        if (w, h) != (self.width, self.height):  # no protocol at another size: fit the reference to it
+            return image if image.size == (w, h) else image.resize((w, h))
+        return prepare(image, (w, h), named=self.named_reference, native_source=native_source)
+
+    def to_edit(self, height: int | None = None, width: int | None = None, steps: int | None = None, *,
+                native_source: bool = False) -> Edit:
+        """The engine ``Edit`` for this task, optionally at another size or step count.
+
+        ``native_source``: source images at native size (I2I→I2I patching); see ``reference_image``.
+        """
+        h, w = height or self.height, width or self.width
         return Edit(
             instruction=self.instruction,
-            reference=self.reference_image(h, w) if resized or not isinstance(self.reference, Path) else self.reference,
+            reference=self.reference_image(h, w, native_source=native_source),
             seed=self.seed,
             height=h,
             width=w,
@@ -152,5 +170,8 @@ class Pair:
         return f"{self.source.stratum} -> {self.target.stratum}"
 
     def to_edits(self, height: int | None = None, width: int | None = None, steps: int | None = None) -> tuple[Edit, Edit]:
-        """The (source, target) engine edits, with the same optional overrides as ``Task.to_edit``."""
-        return (self.source.to_edit(height, width, steps), self.target.to_edit(height, width, steps))
+        """The (source, target) engine edits, with the same optional overrides as ``Task.to_edit``.
+
+        Source images go in at native size, as the authors' I2I→I2I runner passes them.
+        """
+        return tuple(t.to_edit(height, width, steps, native_source=True) for t in (self.source, self.target))

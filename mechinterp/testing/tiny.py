@@ -75,12 +75,16 @@ def build_tokenizer():
     return fast
 
 
-def tiny_components(seed: int = 0, num_layers: int = 2, num_single_layers: int = 2) -> dict:
-    """The five components of a tiny ``Flux2KleinPipeline``, random weights seeded by ``seed``."""
+def tiny_components(seed: int = 0, num_layers: int = 2, num_single_layers: int = 2, tokenizer=None) -> dict:
+    """The five components of a tiny ``Flux2KleinPipeline``, random weights seeded by ``seed``.
+
+    ``tokenizer`` replaces the small trained one (e.g. ``qwen3_tokenizer()``, the real one);
+    the text encoder's vocabulary follows it.
+    """
     from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2Transformer2DModel
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer() if tokenizer is None else tokenizer
     torch.manual_seed(seed)
     transformer = Flux2Transformer2DModel(
         patch_size=1,
@@ -131,15 +135,17 @@ def tiny_components(seed: int = 0, num_layers: int = 2, num_single_layers: int =
     }
 
 
-def tiny_pipeline(seed: int = 0, save_to: str | Path | None = None, num_layers: int = 2, num_single_layers: int = 2):
+def tiny_pipeline(seed: int = 0, save_to: str | Path | None = None, num_layers: int = 2, num_single_layers: int = 2,
+                  tokenizer=None):
     """Build a tiny, deterministic ``diffusers.Flux2KleinPipeline`` (CPU, float32, 64x64 images).
 
     With ``save_to`` the pipeline is also written there with ``save_pretrained`` plus the
     project's ``mechinterp.json`` (text length), so ``mechinterp.load(save_to)`` reloads it.
+    ``tokenizer``: see ``tiny_components``.
     """
     from diffusers import Flux2KleinPipeline
 
-    pipe = Flux2KleinPipeline(**tiny_components(seed, num_layers, num_single_layers), is_distilled=True)
+    pipe = Flux2KleinPipeline(**tiny_components(seed, num_layers, num_single_layers, tokenizer), is_distilled=True)
     pipe.set_progress_bar_config(disable=True)
     pipe.mechinterp_meta = {"max_sequence_length": TINY_TEXT_LEN, "default_size": 64}
     if save_to is not None:
