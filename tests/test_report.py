@@ -284,3 +284,33 @@ def test_tables_from_a_run_folder(make_run, capsys):
 def test_write_report_writes_both(make_run):
     junit, index = write_report(make_run("a", ko_text_pass=34))
     assert junit.is_file() and index.is_file() and junit.parent == index.parent
+
+
+def test_a_suite_run_reports_the_interval_that_decided_the_plan_and_the_policy(tmp_path: Path):
+    """What a suite run records of a sequential decision reaches results.json, junit.xml and the HTML."""
+    from mechinterp.stats import ABSTENTIONS
+
+    run_dir = tmp_path / "suite"
+    verdicts = _verdicts(run_dir, ko_text_pass=34)
+    decided = {"decision": "holds", "looks": [10, 20], "note": "",
+               "interval": {"low": 0.61, "high": 0.97, "confidence": 0.9969},
+               "worst_case": {"low": 0.55, "high": 0.98, "confidence": 0.9969},
+               "plan": {"budget": 18, "power": 0.903, "point": 0.858, "schedule": [5, 9, 14, 18]}}
+    undecidable = {"decision": "inconclusive", "looks": [], "interval": None,
+                   "note": "undecidable with at most 40 tasks (--samples): ...; nothing was run",
+                   "plan": {"budget": 40, "power": 0.0, "point": 0.0087}}
+    run = write_run(run_dir, META, verdicts, decisions={KO_TEXT: decided, "patching[single.9:text.content]-color": undecidable})
+    r = load_run(run_dir).results
+    assert (r[KO_TEXT].decision_low, r[KO_TEXT].decision_high, r[KO_TEXT].budget, r[KO_TEXT].looks) == (0.61, 0.97, 18, [10, 20])
+    assert (r[KO_TEXT].worst_low, r[KO_TEXT].ci_low < r[KO_TEXT].rate) == (0.55, True)  # the plain 95 % stays beside it
+    assert r["patching[single.9:text.content]-color"].n == 0 and "undecidable" in r["patching[single.9:text.content]-color"].note
+    props = {p.get("name"): p.get("value") for case in ET.parse(write_junit(run)).getroot().iter("testcase")
+             if case.get("name") == KO_TEXT for p in case.iter("property")}
+    assert (props["decision_low"], props["decision_high"], props["budget"], props["power"], props["looks"]) == (
+        "0.61", "0.97", "18", "0.903", "10,20")
+    index = write_html(run).read_text()
+    assert "How claims are decided" in index and ABSTENTIONS.split(":")[0] in index
+    assert "[61.0, 97.0] % at 99.69 %" in index and "budget 18: 90 % at 85.8 %" in index
+    assert "budget 40: 0 % at 0.9 %" in index and "undecidable with at most 40 tasks" in index
+    # a claim without a suite plan (released-style pooling) shows the plan the suite would give it
+    assert re.search(r"budget \d+: \d+ % at ", (run.path / "claims" / claim_slug(KO_IMAGE)).read_text())

@@ -94,15 +94,18 @@ def _summarise(claim: Claim, plan: Plan, tests: list, full: tuple[str | None, bo
                     full[0], full[1], plan.budget, plan.power.p_holds, runs)
 
 
-def replay_claims(verdicts_dir: str | Path, claims: list[Claim], *, runs: int = 2000, samples: int | None = None
-                  ) -> list[PowerRow]:
-    """A :class:`PowerRow` per claim with released data (relations: both cells'), replayed ``runs`` times."""
+def replay_claims(verdicts_dir: str | Path, claims: list[Claim], *, runs: int = 2000, samples: int | None = None,
+                  only: set[str] | None = None) -> list[PowerRow]:
+    """A :class:`PowerRow` per claim with released data (relations: both cells'), replayed ``runs``
+    times (``only``: just these claim ids)."""
     root = Path(verdicts_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"released verdicts folder {root} does not exist")
     index = claims_by_id(claims)
     rows = []
     for claim in claims:
+        if only is not None and claim.id not in only:
+            continue
         outcomes = released_outcomes(claim, index, root)
         if not outcomes:
             continue
@@ -115,7 +118,8 @@ def replay_claims(verdicts_dir: str | Path, claims: list[Claim], *, runs: int = 
         rows.append(_summarise(claim, plan, tests, full) if tests else
                     PowerRow(claim.id, 0.0, 0.0, 1.0, 0.0, full[0], full[1], plan.budget, plan.power.p_holds, 0))
     if not rows:
-        raise FileNotFoundError(f"none of the claims' released verdict CSVs is in {root}")
+        which = "selected claims" if only is not None else "claims"
+        raise FileNotFoundError(f"none of the {which}' released verdict CSVs is in {root}")
     return rows
 
 
@@ -182,6 +186,8 @@ def _parse_rates(text: str) -> tuple[float, ...]:
 def _power(args: argparse.Namespace) -> int:
     claims = load_registry(args.registry)
     index = claims_by_id(claims)
+    if args.runs < 1:
+        raise SystemExit(f"--runs {args.runs}: must be >= 1")
     if args.rate is not None:
         if not args.claim:
             raise SystemExit("mechinterp power --rate needs --claim ID")
@@ -190,9 +196,8 @@ def _power(args: argparse.Namespace) -> int:
             raise SystemExit(f"unknown claim ids {missing}; see mechinterp/claims/registry.toml")
         rows = [simulate_claim(index[c], index, args.rate, runs=args.runs, samples=args.samples) for c in args.claim]
     else:
-        rows = replay_claims(args.verdicts, claims, runs=args.runs, samples=args.samples)
-        if args.claim:
-            rows = [r for r in rows if r.claim in set(args.claim)]
+        rows = replay_claims(args.verdicts, claims, runs=args.runs, samples=args.samples,
+                             only=set(args.claim) if args.claim else None)
     print(format_rows(rows))
     if args.json:
         atomic_write(args.json, json.dumps({"claims": [asdict(r) for r in rows]}, indent=1) + "\n")

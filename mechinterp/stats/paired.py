@@ -158,29 +158,61 @@ def paired_interval(tally: PairTally, confidence: float = CONFIDENCE) -> Interva
     return tango_interval(tally, z, z)
 
 
-def _trinomial(m: int, q10: np.ndarray, q01: np.ndarray) -> np.ndarray:
-    """pmf over ``(n10, n01)`` after ``m`` tasks, one array per (q10, q01) pair: shape (R, m+1, m+1)."""
-    b = np.arange(m + 1)[:, None]
-    c = np.arange(m + 1)[None, :]
+@dataclass
+class _Mass:
+    """The probability of the paths still running, over ``(n10, n01)`` for one discordance, kept on
+    the box where the unstopped counts can be (so large budgets cost boxes, not squares)."""
+
+    p: np.ndarray
+    b0: int = 0
+    c0: int = 0
+
+    def coords(self) -> tuple[np.ndarray, np.ndarray]:
+        """Absolute ``(n10, n01)`` of every cell of the box."""
+        nb, nc = self.p.shape
+        return np.arange(self.b0, self.b0 + nb)[:, None], np.arange(self.c0, self.c0 + nc)[None, :]
+
+
+def _span(n: int, q: float) -> tuple[int, int]:
+    """Counts a Binomial(n, q) takes outside of with negligible probability (mean ± 10 sd + 8)."""
+    sd = math.sqrt(n * q * (1.0 - q))
+    return max(0, math.floor(n * q - 10 * sd - 8)), min(n, math.ceil(n * q + 10 * sd + 8))
+
+
+def _trinomial(m: int, q10: float, q01: float, bs: tuple[int, int], cs: tuple[int, int]) -> np.ndarray:
+    """pmf of ``(n10, n01)`` after ``m`` tasks on the box ``bs x cs`` (zero where ``n10 + n01 > m``)."""
+    b = np.arange(bs[0], bs[1] + 1)[:, None]
+    c = np.arange(cs[0], cs[1] + 1)[None, :]
     r = m - b - c
     valid = r >= 0
     rr = np.where(valid, r, 0)
-    logc = gammaln(m + 1) - gammaln(b + 1) - gammaln(c + 1) - gammaln(rr + 1)
-    q00 = np.clip(1.0 - q10 - q01, 0.0, 1.0)
+    q00 = min(max(1.0 - q10 - q01, 0.0), 1.0)
 
     def term(count, prob):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(count[None] > 0, count[None] * np.log(prob)[:, None, None], 0.0)
+        return np.where(count > 0, count * (math.log(prob) if prob > 0 else -np.inf), 0.0)
 
-    logp = logc[None] + term(b, q10) + term(c, q01) + term(rr, q00)
-    return np.where(valid[None], np.exp(logp), 0.0)
+    with np.errstate(invalid="ignore"):
+        logp = gammaln(m + 1) - gammaln(b + 1) - gammaln(c + 1) - gammaln(rr + 1) + term(b, q10) + term(c, q01) + term(rr, q00)
+    return np.where(valid, np.exp(logp), 0.0)
 
 
-def _advance(dist: np.ndarray, m: int, q10: np.ndarray, q01: np.ndarray, n: int) -> np.ndarray:
+def _advance(mass: _Mass, m: int, q10: float, q01: float, n: int) -> _Mass:
+    """The mass after ``m`` more tasks (``n`` in all), cropped to the box of ``n`` tasks."""
     if m == 0:
-        return dist
-    out = fftconvolve(dist, _trinomial(m, q10, q01), axes=(1, 2))[:, :n + 1, :n + 1]
-    return np.clip(out, 0.0, None)
+        return mass
+    bs, cs = _span(m, q10), _span(m, q01)
+    out = fftconvolve(mass.p, _trinomial(m, q10, q01, bs, cs))
+    b0, c0 = mass.b0 + bs[0], mass.c0 + cs[0]
+    (lb, hb), (lc, hc) = _span(n, q10), _span(n, q01)
+    lb, lc = max(lb, b0), max(lc, c0)
+    hb, hc = min(hb, b0 + out.shape[0] - 1), min(hc, c0 + out.shape[1] - 1)
+    return _Mass(np.clip(out[lb - b0:hb - b0 + 1, lc - c0:hc - c0 + 1], 0.0, None), lb, lc)
+
+
+def _z(mass: _Mass, n: int, d0: float) -> np.ndarray:
+    """Tango's Z at every cell of the box (``-inf`` where ``n10 + n01 > n``)."""
+    b, c = mass.coords()
+    return np.where(b + c <= n, tango_z(b, c, n, d0), -np.inf)
 
 
 def _grid(d0: float, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -191,12 +223,6 @@ def _grid(d0: float, size: int) -> tuple[np.ndarray, np.ndarray]:
     return q01 + d0, q01
 
 
-def _states(n: int) -> tuple[np.ndarray, np.ndarray]:
-    b = np.arange(n + 1)[:, None] * np.ones((1, n + 1), int)
-    c = np.ones((n + 1, 1), int) * np.arange(n + 1)[None, :]
-    return b, c
-
-
 @lru_cache(maxsize=256)
 def paired_critical(d0: float, schedule: tuple[int, ...], fractions: tuple[float, ...], alpha: float, spending: str,
                     grid: int = NUISANCE_GRID) -> tuple[float, ...]:
@@ -205,72 +231,71 @@ def paired_critical(d0: float, schedule: tuple[int, ...], fractions: tuple[float
     ``schedule``: the (non-decreasing) numbers of pairs at the looks, ``fractions`` their
     information fractions. Calibrated so that at every discordance of the null grid the
     probability of crossing by look ``j`` is within ``GRID_MARGIN * alpha_spent(t_j)``
-    (non-binding: only this side stops paths);
-    ``inf`` where no count can cross at that look.
+    (non-binding: only this side stops paths); ``inf`` where no count can cross at that look.
     """
-    q10, q01 = _grid(d0, grid)
-    dist = np.ones((grid, 1, 1))
+    q10s, q01s = _grid(d0, grid)
+    masses = [_Mass(np.ones((1, 1))) for _ in range(grid)]
     spent = np.zeros(grid)
     last, out = 0, []
     for n, t in zip(schedule, fractions):
-        dist = _advance(dist, n - last, q10, q01, n)
+        masses = [_advance(ms, n - last, a, b, n) for ms, a, b in zip(masses, q10s, q01s)]
+        last = n
         if n == 0:
             out.append(math.inf)
             continue
-        b, c = _states(n)
-        z = np.where(b + c <= n, tango_z(b, c, n, d0), -np.inf).ravel()
-        order = np.argsort(-z, kind="stable")
-        zs = z[order]
-        mass = np.cumsum(dist.reshape(grid, -1)[:, order], axis=1)
+        zs = [_z(ms, n, d0) for ms in masses]
+        values = np.unique(np.concatenate([z[np.isfinite(z)] for z in zs]))[::-1]  # candidate cuts, descending
+        mass = np.zeros((grid, len(values)))
+        for r, (ms, z) in enumerate(zip(masses, zs)):
+            order = np.argsort(-z, axis=None, kind="stable")
+            zr, pr = z.ravel()[order], np.cumsum(ms.p.ravel()[order])
+            count = np.searchsorted(-zr, -values, side="right")  # states with Z >= each candidate
+            mass[r] = np.where(count > 0, pr[np.maximum(count - 1, 0)], 0.0)
         target = GRID_MARGIN * alpha_spent(t, alpha, spending) + _EPS
-        cut = np.nonzero(np.r_[zs[1:] != zs[:-1], True] & np.isfinite(zs))[0]  # ends of runs of equal Z
-        fits = np.all(spent[:, None] + mass[:, cut] <= target, axis=0)
+        fits = np.all(spent[:, None] + mass <= target, axis=0)
         bad = np.nonzero(~fits)[0]
-        ok = cut[: bad[0]] if len(bad) else cut
-        if len(ok):
-            i = int(ok[-1])
-            nxt = zs[i + 1] if i + 1 < len(zs) and np.isfinite(zs[i + 1]) else zs[i] - 1.0
-            crit = float((zs[i] + nxt) / 2.0) if math.isfinite(zs[i]) else float(nxt + 1.0)
-            spent = spent + mass[:, i]
-            dist = np.where((np.where(b + c <= n, tango_z(b, c, n, d0), -np.inf) > crit)[None], 0.0, dist)
-        else:
-            crit = math.inf
+        k = (bad[0] if len(bad) else len(values)) - 1  # the largest crossing set that fits everywhere
+        if k < 0:
+            out.append(math.inf)
+            continue
+        crit = float((values[k] + values[k + 1]) / 2.0) if k + 1 < len(values) else float(values[k] - 1.0)
+        spent = spent + mass[:, k]
+        masses = [_Mass(np.where(z > crit, 0.0, ms.p), ms.b0, ms.c0) for ms, z in zip(masses, zs)]
         out.append(crit)
-        last = n
     return tuple(out)
 
 
 def paired_error(d0: float, schedule: tuple[int, ...], crit: tuple[float, ...], q01) -> np.ndarray:
     """Exact probability that "``a - b > d0``" is shown at some look when ``a - b = d0`` and the
     b-only cell is ``q01`` (an array of them: one probability each), with critical values ``crit``."""
-    q01 = np.atleast_1d(np.asarray(q01, float))
-    q10 = q01 + d0
-    dist, last, total = np.ones((len(q01), 1, 1)), 0, np.zeros(len(q01))
-    for n, z in zip(schedule, crit):
-        dist = _advance(dist, n - last, q10, q01, n)
-        last = n
-        if n == 0:
-            continue
-        b, c = _states(n)
-        cross = (b + c <= n) & (tango_z(b, c, n, d0) > z)
-        total += dist[:, cross].sum(axis=1)
-        dist = np.where(cross[None], 0.0, dist)
-    return total
+    out = []
+    for q in np.atleast_1d(np.asarray(q01, float)):
+        mass, last, total = _Mass(np.ones((1, 1))), 0, 0.0
+        for n, z in zip(schedule, crit):
+            mass = _advance(mass, n - last, q + d0, q, n)
+            last = n
+            if n == 0:
+                continue
+            cross = _z(mass, n, d0) > z
+            total += float(mass.p[cross].sum())
+            mass = _Mass(np.where(cross, 0.0, mass.p), mass.b0, mass.c0)
+        out.append(total)
+    return np.array(out)
 
 
 def paired_oc(q10: float, q01: float, schedule: tuple[int, ...], decide) -> tuple[float, float, float]:
     """``(P(holds), P(refuted), mean n)`` at a true ``(q10, q01)``; ``decide(j, b, c, n)`` gives, per
     state of look ``j``, +1 (holds), -1 (refuted) or 0 (go on)."""
-    dist, last = np.ones((1, 1, 1)), 0
+    mass, last = _Mass(np.ones((1, 1))), 0
     p_hold = p_ref = mean_n = 0.0
     alive = 1.0
     for j, n in enumerate(schedule):
         mean_n += alive * (n - last)
-        dist = _advance(dist, n - last, np.array([q10]), np.array([q01]), n)
-        b, c = _states(n)
+        mass = _advance(mass, n - last, q10, q01, n)
+        b, c = mass.coords()
         verdict = np.where(b + c <= n, decide(j, b, c, n), 0)
-        p_hold += float(dist[0][verdict > 0].sum())
-        p_ref += float(dist[0][verdict < 0].sum())
-        dist = np.where((verdict != 0)[None], 0.0, dist)
-        alive, last = float(dist.sum()), n
+        p_hold += float(mass.p[verdict > 0].sum())
+        p_ref += float(mass.p[verdict < 0].sum())
+        mass = _Mass(np.where(verdict != 0, 0.0, mass.p), mass.b0, mass.c0)
+        alive, last = float(mass.p.sum()), n
     return p_hold, p_ref, mean_n

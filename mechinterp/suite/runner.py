@@ -200,7 +200,12 @@ class ClaimRunner:
 
     def _undecidable(self, claim: Claim, plan: Plan) -> str:
         need = smallest_decidable(plan.design.hypothesis, plan.budget + 1, looks=self.looks, alpha=plan.design.alpha)
-        why = "--samples" if self.samples is not None and plan.cap == self.samples else "the tasks there are"
+        if self.samples is not None and plan.cap == self.samples:
+            why = "--samples"
+        elif claim.paper is not None and plan.cap == claim.paper.n:
+            why = "the paper's cell"
+        else:
+            why = "the tasks there are"
         return (f"undecidable with at most {plan.cap} tasks ({why}): no outcome can make {claim.hypothesis} hold "
                 f"before {need or 'many more'} tasks; nothing was run")
 
