@@ -74,7 +74,9 @@ def test_cli_prints_the_four_tables_and_check_exits_zero(capsys):
 
 
 def test_cli_check_fails_when_a_paper_value_differs(tmp_path: Path, capsys):
-    src = Path(__file__).resolve().parents[1] / "claims" / "registry.toml"
+    from mechinterp.claims import default_registry_path
+
+    src = default_registry_path()
     text = src.read_text(encoding="utf-8").replace("value = 86.2, plus = 3.3", "value = 86.3, plus = 3.3")
     (tmp_path / "registry.toml").write_text(text, encoding="utf-8")
     assert main(["tables", "--verdicts", str(VERDICTS), "--check", "--registry", str(tmp_path)]) == 1

@@ -10,6 +10,8 @@ terminal and 60 s in a CI log; ``--progress off`` silences it.
 
 from __future__ import annotations
 
+from mechinterp.stats.sequential import Tally
+
 import time
 from collections.abc import Callable
 
@@ -52,7 +54,7 @@ class Progress:
 
     def line(self, claim, done: int, budget: int, k: int, n: int, now: float) -> str:
         """The progress line for this state of ``claim``."""
-        so_far = f", {claim.decide(k, n)[0].value} so far" if n else ""
+        so_far = f", {claim.decide(Tally(k, n))[0].value} so far" if n else ""
         left = ""
         if 1 < done < budget:  # timed from the claim's first sample on
             per_sample = (now - self._claim_start) / (done - 1)
