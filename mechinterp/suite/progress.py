@@ -52,7 +52,9 @@ class Progress:
 
     def line(self, claim, done: int, budget: int, k: int, n: int, now: float) -> str:
         """The progress line for this state of ``claim``."""
-        so_far = f", {claim.decide(k, n)[0].value} so far" if n else ""
+        from mechinterp.stats import Tally
+
+        so_far = f", {claim.decide(Tally(k, n))[0].value} so far" if n else ""
         left = ""
         if 1 < done < budget:  # timed from the claim's first sample on
             per_sample = (now - self._claim_start) / (done - 1)
