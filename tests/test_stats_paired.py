@@ -118,9 +118,9 @@ def test_paired_operating_characteristics_match_the_runtime_loop():
     q10, q01 = 0.10, 0.04
     rng = random.Random(3)
 
-    def draw(a, b):
+    def draw(m):
         out = []
-        for _ in range(a, b):
+        for _ in range(m):
             u = rng.random()
             out.append((True, False) if u < q10 else (False, True) if u < q10 + q01 else (True, True))
         return out

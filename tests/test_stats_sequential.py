@@ -56,7 +56,7 @@ def test_the_exact_operating_characteristics_are_what_the_runtime_loop_does():
     d = Design(H("rate <= 0.05"), 173)
     rng = random.Random(1)
     reps = 3000
-    tests = [run_sequential(d, lambda a, b: [rng.random() < 0.05 for _ in range(a, b)])[0] for _ in range(reps)]
+    tests = [run_sequential(d, lambda m: [rng.random() < 0.05 for _ in range(m)])[0] for _ in range(reps)]
     exact = d.operating(0.05)
     for decision, p in ((Decision.HOLDS, exact.p_holds), (Decision.REFUTED, exact.p_refuted)):
         got = sum(t.decision is decision for t in tests) / reps
@@ -103,18 +103,35 @@ def test_spending_is_increasing_and_totals_alpha(spending):
     assert values[0] == 0.0 and values == sorted(values) and values[-1] == pytest.approx(ALPHA)
 
 
-def test_schedule_and_looks_happen_only_at_their_sizes():
+def test_schedule_and_looks_happen_only_at_their_sizes_of_answers():
     assert look_schedule(100, 4) == (25, 50, 75, 100) and look_schedule(3, 4) == (1, 2, 3)
     test = SequentialTest(Design(H("rate >= 0.5"), 100))
-    assert test.update(Tally(10, 24)) is Decision.INCONCLUSIVE and not test.history
-    test.update(Tally(12, 25))
-    assert [look.n for look in test.history] == [25]
+    assert test.update(Tally(10, 24, 5)) is Decision.INCONCLUSIVE and not test.history  # 29 judged, 24 answers
+    test.update(Tally(12, 25, 5))
+    assert [(look.n, look.answered) for look in test.history] == [(30, 25)]
     with pytest.raises(ValueError, match="feed every look"):
         test.update(Tally(40, 75))
 
 
+def test_when_the_tasks_run_out_the_look_at_the_answers_there_are_spends_the_rest():
+    d = Design(H("rate >= 0.5"), 40)
+    test, seen = run_sequential(d, iter_draw([True] * 12 + [None] * 3))  # 12 answers, then nothing left
+    assert test.exhausted and test.done and test.last.answered == 12 and len(seen) == 15
+    assert test.last.interval == d.interval((10, 12), Tally(12, 12, 3), final=True)
+    assert test.decision is Decision.HOLDS  # 12/12 at the full 2.5 %: 0.5 ** 12 < 0.025 - what was spent
+
+
+def iter_draw(outcomes):
+    """A draw over a fixed list: the next m outcomes, fewer at the end."""
+    it = iter(list(outcomes))
+
+    def draw(m):
+        return [o for _, o in zip(range(m), it)]
+    return draw
+
+
 def test_a_decided_test_ignores_further_data():
-    test, seen = run_sequential(Design(H("rate >= 0.5"), 400), lambda a, b: [True] * (b - a))
+    test, seen = run_sequential(Design(H("rate >= 0.5"), 400), lambda m: [True] * m)
     assert test.decision is Decision.HOLDS and test.history[-1].n == len(seen) < 400
     assert test.update(Tally(0, 400)) is Decision.HOLDS
 
@@ -138,15 +155,15 @@ def test_a_rate_design_needs_one_arm_and_a_rate():
         d.operating(1.5)
 
 
-def test_abstentions_are_left_out_and_the_worst_case_is_shown():
-    """Looks fall at judged bundles; the decision is on the answers; the worst case counts
+def test_abstentions_are_replaced_and_the_worst_case_is_shown():
+    """A look falls at its number of answers (abstained draws are replaced); the worst case counts
     each abstention against the claim and is never narrower."""
     d = Design(H("rate >= 0.5"), 20, looks=1)
-    test = SequentialTest(d)
-    test.update(Tally(16, 17, 3))  # 20 judged: 16 successes, 1 failure, 3 abstained
+    outcomes = [True] * 10 + [None] * 3 + [True] * 6 + [False] * 4
+    test, seen = run_sequential(d, iter_draw(outcomes))
     look = test.last
-    assert look.n == 20 and look.answered == 17
-    assert look.interval == d.interval((17,), Tally(16, 17)) and look.decision is Decision.HOLDS
+    assert look.answered == 20 and look.n == 23 and len(seen) == 23  # three more tasks drawn for three abstentions
+    assert look.interval == d.interval((20,), Tally(16, 20)) and look.decision is Decision.HOLDS
     assert look.worst_case.low < look.interval.low and look.worst_case.high >= look.interval.high
 
 
@@ -157,8 +174,8 @@ def test_abstentions_at_random_keep_the_error_at_the_threshold():
     rng = random.Random(7)
     reps = 2500
 
-    def draw(a, b):
-        return [None if rng.random() < 0.3 else rng.random() < 0.75 for _ in range(a, b)]
+    def draw(m):
+        return [None if rng.random() < 0.3 else rng.random() < 0.75 for _ in range(m)]
 
     tests = [run_sequential(d, draw)[0] for _ in range(reps)]
     for decision in (Decision.HOLDS, Decision.REFUTED):

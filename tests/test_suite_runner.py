@@ -42,8 +42,9 @@ def test_a_cell_stops_at_a_look_and_reports_the_interval_that_decided(tmp_path, 
     claim = registry["knockout[ref->image]-color"]
     outcome = r.run(claim, registry)
     plan = r.plan(claim, registry, len(r.items(claim)))
-    assert outcome.decision is Decision.HOLDS and outcome.looks and outcome.looks[-1] in plan.design.schedule
-    assert len(outcome.rows) == outcome.looks[-1] == outcome.n + outcome.abstained <= plan.budget
+    assert outcome.decision is Decision.HOLDS and outcome.looks
+    assert len(outcome.rows) == outcome.looks[-1] == outcome.n + outcome.abstained <= plan.cap
+    assert outcome.n in plan.design.schedule  # the look fell at its number of answers
     assert claim.hypothesis.decide(outcome.interval) is Decision.HOLDS  # what is printed is what decided
     assert outcome.plain.confidence == 0.95 and "decided at look" in outcome.summary()
     assert outcome.plan["budget"] == plan.budget and outcome.plan["power"] >= 0.9
@@ -55,6 +56,7 @@ def test_a_relation_pairs_its_cells_by_task_and_runs_its_own_test(tmp_path, regi
     outcome = r.run(rel, registry)
     a, b = r.run(registry[rel.a], registry), r.run(registry[rel.b], registry)  # memoised: the cells' own runs
     assert outcome.decision is Decision.HOLDS and outcome.pairs.judged == outcome.looks[-1]
+    assert outcome.pairs.answered in r.plan(rel, registry, 320).design.schedule
     tasks = {row.task_id[:-2] for row in outcome.rows}
     assert {row.task_id[-2:] for row in outcome.rows} == set(ARM_SUFFIX) and len(outcome.rows) == 2 * len(tasks)
     assert {row.claim_id for row in outcome.rows} == {rel.id}

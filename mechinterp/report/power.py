@@ -79,11 +79,18 @@ def room(claim: Claim, outcomes: list) -> tuple[str, bool]:
 
 
 def replay(plan: Plan, outcomes: dict[str, object], seed: int):
-    """One replay: the plan's sequential test on the outcomes drawn in seed order; returns the
-    test and the entities it judged."""
-    order = sampling_order(outcomes, seed)[:plan.budget]
-    test, seen = run_sequential(plan.design, lambda start, stop: [outcomes[e] for e in order[start:stop]])
-    return test, order[:len(seen)]
+    """One replay: the plan's sequential test on the outcomes drawn in seed order (up to the
+    plan's cap, as the runner draws); returns the test and the entities it judged."""
+    order = sampling_order(outcomes, seed)[:plan.cap]
+    drawn: list[str] = []
+
+    def draw(m: int) -> list:
+        batch = order[len(drawn):len(drawn) + m]
+        drawn.extend(batch)
+        return [outcomes[e] for e in batch]
+
+    test, _ = run_sequential(plan.design, draw)
+    return test, drawn
 
 
 def _summarise(claim: Claim, plan: Plan, tests: list, full: tuple[str | None, bool | None]) -> PowerRow:
@@ -153,9 +160,9 @@ def simulate_claim(claim: Claim, index: dict[str, Claim], rates: tuple[float, ..
     for seed in range(runs if plan.decidable else 0):
         rng = random.Random(f"power:{claim.id}:{seed}")
 
-        def draw(start: int, stop: int):
+        def draw(m: int):
             one = lambda r: rng.random() < r  # noqa: E731
-            return [(one(rates[0]), one(rates[1])) if claim.is_relation else one(rates[0]) for _ in range(start, stop)]
+            return [(one(rates[0]), one(rates[1])) if claim.is_relation else one(rates[0]) for _ in range(m)]
 
         tests.append(run_sequential(plan.design, draw)[0])
     if not tests:

@@ -72,12 +72,14 @@ DESIGN = ("Each claim is a group-sequential test with four looks (Lan-DeMets O'B
           "probability when its true rate is the paper's (or a stated effect), within the paper's cell and "
           "--samples; 'power at its budget' is that probability.")
 #: the abstention policy, as the reports state it
-ABSTENTIONS = ("Abstentions are left out of the decision and kept in view: a claim is decided on the verdicts the "
-               "judge gave (the looks fall at the planned numbers of judged bundles; each look's boundaries are "
-               "computed for the answers it has, the last spending what is left), and every report shows how many "
-               "bundles the judge left open together with the worst-case interval, which counts each of them "
-               "against the claim at the end that could make it hold and for it at the other. The paper's judge "
-               "never abstains; the objective colour judge does, in its grey zone between 'shows' and 'lacks'.")
+ABSTENTIONS = ("Abstentions are left out and replaced: a look falls when the planned number of answers is in, so "
+               "a bundle the judge leaves open is counted and shown, and the next task in the order is drawn in "
+               "its place (up to the claim's cap of tasks; if the tasks run out, the look at the answers there are "
+               "is the last). The error control and the power are the design's as long as whether the judge "
+               "abstains does not depend on the answer it would have given; every report shows the abstentions "
+               "with the worst-case interval, which counts each of them against the claim at the end that could "
+               "make it hold and for it at the other. The paper's judge never abstains; the objective colour judge "
+               "does, in its grey zone between 'shows' and 'lacks'.")
 
 
 def plain_interval(counts: Tally | PairTally, confidence: float = CONFIDENCE) -> Interval:

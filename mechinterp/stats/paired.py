@@ -81,13 +81,18 @@ class PairTally:
 
     @property
     def judged(self) -> int:
-        """Pairs looked at (abstentions included): where the planned looks fall."""
+        """Pairs looked at (abstentions included)."""
         return self.n11 + self.n10 + self.n01 + self.n00 + self.abstained
 
     @property
     def decided(self) -> int:
         """Pairs where both arms gave an answer: what a look decides on."""
         return self.n11 + self.n10 + self.n01 + self.n00
+
+    @property
+    def answered(self) -> int:
+        """Pairs both arms answered: where the planned looks fall."""
+        return self.decided
 
     @property
     def estimate(self) -> float:

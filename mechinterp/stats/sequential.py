@@ -59,8 +59,13 @@ class Tally:
 
     @property
     def judged(self) -> int:
-        """Bundles looked at (abstentions included): where the planned looks fall."""
+        """Bundles looked at (abstentions included)."""
         return self.n + self.abstained
+
+    @property
+    def answered(self) -> int:
+        """Bundles the judge answered: where the planned looks fall."""
+        return self.n
 
     def __add__(self, other: "Tally") -> "Tally":
         return Tally(self.k + other.k, self.n + other.n, self.abstained + other.abstained)
@@ -113,27 +118,30 @@ class Design:
         return look_schedule(self.budget, self.looks)
 
     # -- boundaries and levels ----------------------------------------------------------------
-    def fractions(self, sizes: tuple[int, ...]) -> tuple[float, ...]:
-        """Information fractions of looks at ``sizes`` answers; the last planned look spends all."""
+    def fractions(self, sizes: tuple[int, ...], final: bool = False) -> tuple[float, ...]:
+        """Information fractions of looks at ``sizes`` answers; the last planned look — or a
+        ``final`` one, when the tasks ran out before it — spends all that is left."""
         t = [min(1.0, m / self.budget) for m in sizes]
-        if len(sizes) == len(self.schedule):
+        if final or len(sizes) == len(self.schedule):
             t[-1] = 1.0
         return tuple(t)
 
-    def bounds(self, sizes: tuple[int, ...] | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    def bounds(self, sizes: tuple[int, ...] | None = None, final: bool = False
+               ) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Rates: the (up, down) count boundaries of looks at ``sizes`` answers (default: the schedule)."""
         if self.paired:
             raise ValueError("a paired design has no count boundaries; see critical")
         sizes = self.schedule if sizes is None else tuple(sizes)
-        return binomial_bounds(self.hypothesis.value, sizes, self.fractions(sizes), self.alpha, self.spending)
+        return binomial_bounds(self.hypothesis.value, sizes, self.fractions(sizes, final), self.alpha, self.spending)
 
-    def critical(self, sizes: tuple[int, ...] | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    def critical(self, sizes: tuple[int, ...] | None = None, final: bool = False
+                 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Relations: critical values of the score statistic for the interval's lower and upper end,
         for looks at ``sizes`` answered pairs (default: the schedule)."""
         if not self.paired:
             raise ValueError("a rate design has no score critical values; see bounds")
         sizes = self.schedule if sizes is None else tuple(sizes)
-        v, args = self.hypothesis.value, (sizes, self.fractions(sizes), self.alpha, self.spending, self.grid)
+        v, args = self.hypothesis.value, (sizes, self.fractions(sizes, final), self.alpha, self.spending, self.grid)
         up_at_v, up_at_minus_v = paired_critical(v, *args), paired_critical(-v, *args)
         if self.hypothesis.quantity == "|a - b|":  # each end serves the tests at both +v and -v
             both = tuple(max(x, y) for x, y in zip(up_at_v, up_at_minus_v))
@@ -141,16 +149,18 @@ class Design:
         # the upper end's test at v is the mirror image (a <-> b) of the lower end's test at -v
         return up_at_v, up_at_minus_v
 
-    def levels(self, sizes: tuple[int, ...] | None = None) -> tuple[tuple[float, float], ...]:
+    def levels(self, sizes: tuple[int, ...] | None = None, final: bool = False) -> tuple[tuple[float, float], ...]:
         """Per look, the one-sided levels of the interval's lower and upper end (looks at ``sizes``)."""
         sizes = self.schedule if sizes is None else tuple(sizes)
         if self.paired:
-            return tuple((z_tail(a), z_tail(b)) for a, b in zip(*self.critical(sizes)))
-        up, down = self.bounds(sizes)
+            return tuple((z_tail(a), z_tail(b)) for a, b in zip(*self.critical(sizes, final)))
+        up, down = self.bounds(sizes, final)
         return tuple(binomial_levels(self.hypothesis.value, n, u, d) for n, u, d in zip(sizes, up, down))
 
-    def interval(self, sizes: tuple[int, ...], tally: Tally | PairTally, *, worst_case: bool = False) -> Interval:
-        """The interval of the last of looks at ``sizes`` answers, from its tally.
+    def interval(self, sizes: tuple[int, ...], tally: Tally | PairTally, *, final: bool = False,
+                 worst_case: bool = False) -> Interval:
+        """The interval of the last of looks at ``sizes`` answers, from its tally (``final``: the
+        tasks ran out, this look spends all that is left).
 
         ``worst_case``: the same look's interval with every abstention counted against the claim
         at the end that could make it hold and for it at the other (shown, never decided on).
@@ -159,11 +169,11 @@ class Design:
         if self.paired:
             if not isinstance(tally, PairTally):
                 raise TypeError(f"hypothesis {self.hypothesis} needs paired outcomes (a PairTally), got {tally!r}")
-            lo, hi = self.critical(sizes)
+            lo, hi = self.critical(sizes, final)
             return tango_interval(tally, lo[-1], hi[-1], worst_case=worst_case)
         if not isinstance(tally, Tally):
             raise TypeError(f"hypothesis {self.hypothesis} needs one arm's outcomes (a Tally), got {tally!r}")
-        lo, hi = self.levels(sizes)[-1]
+        lo, hi = self.levels(sizes, final)[-1]
         est = tally.k / tally.n if tally.n else math.nan
         if worst_case:
             n, extra = tally.judged, tally.abstained
@@ -232,8 +242,8 @@ class Design:
 
 @dataclass(frozen=True)
 class Look:
-    """One evaluated look: number (1-based), bundles judged, answers, levels, interval, decision,
-    and the worst-case interval (abstentions counted against the claim; equal without any)."""
+    """One evaluated look: number (1-based), bundles judged by then, answers, levels, interval,
+    decision, and the worst-case interval (abstentions counted against the claim; equal without any)."""
 
     index: int
     n: int
@@ -246,16 +256,17 @@ class Look:
 
 @dataclass
 class SequentialTest:
-    """Evaluates a :class:`Design`'s looks in order; feed the cumulative tally at each look's size.
+    """Evaluates a :class:`Design`'s looks in order; feed the cumulative tally as answers come in.
 
-    Looks fall at the planned numbers of judged bundles; the decision is made on the answers
-    among them (abstentions left out, :data:`mechinterp.stats.ABSTENTIONS`), with boundaries
-    computed for the answers there are at each look (Lan–DeMets spending at ``answers /
-    budget``; the last look spends the rest).
+    A look falls when the planned number of *answers* is in (abstentions left out and replaced
+    by the next tasks, :data:`mechinterp.stats.ABSTENTIONS`), so the answers are the design's
+    Bernoulli sequence; when the tasks run out first, the look at the answers there are is the
+    last and spends what is left.
     """
 
     design: Design
     history: list[Look] = field(default_factory=list)
+    exhausted: bool = False
 
     @property
     def decision(self) -> Decision:
@@ -264,16 +275,18 @@ class SequentialTest:
 
     @property
     def done(self) -> bool:
-        """True when decided or when every look has been evaluated."""
-        return self.decision is not Decision.INCONCLUSIVE or len(self.history) == len(self.design.schedule)
+        """True when decided, when every look has been evaluated, or when the tasks ran out."""
+        return (self.decision is not Decision.INCONCLUSIVE or self.exhausted
+                or len(self.history) == len(self.design.schedule))
 
     @property
     def last(self) -> Look | None:
         """The latest evaluated look."""
         return self.history[-1] if self.history else None
 
-    def update(self, tally: Tally | PairTally) -> Decision:
-        """Evaluate the next look when ``tally.judged`` has reached its size (before it: no look).
+    def update(self, tally: Tally | PairTally, *, exhausted: bool = False) -> Decision:
+        """Evaluate the next look once ``tally.answered`` has reached its size (before it: no look);
+        ``exhausted``: no more tasks, evaluate it now on the answers there are.
 
         A tally past the next look's size is an error: a look cannot be skipped, or the
         boundaries' error accounting would not be the one the design computed.
@@ -282,17 +295,18 @@ class SequentialTest:
             return self.decision
         j = len(self.history)
         size = self.design.schedule[j]
-        if tally.judged < size:
+        if tally.answered < size and not exhausted:
             return self.decision
-        if tally.judged > size:
-            raise ValueError(f"look {j + 1} of {self.design.schedule} is at {size} judged, got a tally of "
-                             f"{tally.judged}: feed every look")
-        answered = tally.decided if isinstance(tally, PairTally) else tally.n
-        sizes = (*(look.answered for look in self.history), answered)
-        ci = self.design.interval(sizes, tally)
-        worst = self.design.interval(sizes, tally, worst_case=True) if tally.abstained else ci
-        self.history.append(Look(j + 1, size, answered, self.design.levels(sizes)[-1], ci,
+        if tally.answered > size:
+            raise ValueError(f"look {j + 1} of {self.design.schedule} is at {size} answers, got a tally of "
+                             f"{tally.answered}: feed every look")
+        final = tally.answered < size
+        sizes = (*(look.answered for look in self.history), tally.answered)
+        ci = self.design.interval(sizes, tally, final=final)
+        worst = self.design.interval(sizes, tally, final=final, worst_case=True) if tally.abstained else ci
+        self.history.append(Look(j + 1, tally.judged, tally.answered, self.design.levels(sizes, final)[-1], ci,
                                  self.design.hypothesis.decide(ci), worst))
+        self.exhausted = final
         return self.decision
 
 
@@ -301,20 +315,24 @@ def tally(outcomes: Sequence, paired: bool) -> Tally | PairTally:
     return PairTally.of(outcomes) if paired else Tally.of(outcomes)
 
 
-def run_sequential(design: Design, outcomes: Callable[[int, int], Sequence]) -> tuple[SequentialTest, list]:
-    """Run ``design`` to its decision: ``outcomes(start, stop)`` gives the outcomes of items
-    ``start .. stop-1`` in sampling order (one call per look, so a judge can batch them);
-    returns the test and every outcome it used."""
-    test, seen, last = SequentialTest(design), [], 0
+def run_sequential(design: Design, draw: Callable[[int], Sequence]) -> tuple[SequentialTest, list]:
+    """Run ``design`` to its decision: ``draw(m)`` gives the outcomes of the next ``m`` items in
+    sampling order (fewer, or none, when the items run out), one call per batch so a judge can
+    take them together; abstained items are replaced by drawing again. Returns the test and
+    every outcome it drew."""
+    test, seen = SequentialTest(design), []
     counts = tally((), design.paired)
     for size in design.schedule:
-        got = list(outcomes(last, size))
-        if len(got) != size - last:
-            raise ValueError(f"outcomes({last}, {size}) gave {len(got)} outcomes, expected {size - last}")
-        seen += got
-        counts = counts + tally(got, design.paired)
-        test.update(counts)
-        last = size
+        while counts.answered < size:
+            want = size - counts.answered
+            got = list(draw(want))
+            if len(got) > want:
+                raise ValueError(f"draw({want}) gave {len(got)} outcomes")
+            if not got:
+                break
+            seen += got
+            counts = counts + tally(got, design.paired)
+        test.update(counts, exhausted=counts.answered < size)
         if test.done:
             break
     return test, seen

@@ -10,10 +10,10 @@ terminal and 60 s in a CI log; ``--progress off`` silences it.
 
 from __future__ import annotations
 
-from mechinterp.stats.sequential import Tally
-
 import time
 from collections.abc import Callable
+
+from mechinterp.stats.sequential import Tally
 
 
 def _duration(seconds: float) -> str:

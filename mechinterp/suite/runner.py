@@ -240,18 +240,18 @@ class ClaimRunner:
         if not plan.decidable:
             return ClaimOutcome(claim, Decision.INCONCLUSIVE, 0, 0, 0, plain_interval(Tally()),
                                 plan=plan_record(plan), note=self._undecidable(claim, plan))
-        items = items[:plan.budget]
+        items = items[:plan.cap]  # abstentions are replaced by later tasks, up to the cap
         judged: list[Judged] = []
 
-        def outcomes(start: int, stop: int) -> list[bool | None]:
-            got = self.judged(claim, items[start:stop], fixed_sites, task_suffix, row_claim)
+        def draw(m: int) -> list[bool | None]:
+            got = self.judged(claim, items[len(judged):len(judged) + m], fixed_sites, task_suffix, row_claim)
             judged.extend(got)
             if self.on_progress:
                 done = Tally.of([j.outcome for j in judged])
                 self.on_progress(claim, len(judged), plan.budget, done.k, done.n)
             return [j.outcome for j in got]
 
-        test, seen = run_sequential(plan.design, outcomes)
+        test, seen = run_sequential(plan.design, draw)
         counts = Tally.of(seen)
         return ClaimOutcome(claim, test.decision, counts.k, counts.n, counts.abstained, plain_interval(counts),
                             test.last.interval, test.last.worst_case, plan_record(plan), [j.row for j in judged],
@@ -342,17 +342,19 @@ class ClaimRunner:
         if not plan.decidable:
             return ClaimOutcome(claim, Decision.INCONCLUSIVE, 0, 0, 0, plain_interval(PairTally()), plan=plan_record(plan),
                                 k2=0, n2=0, pairs=PairTally(), note=self._undecidable(claim, plan))
-        items = items[:plan.budget]
+        items = items[:plan.cap]  # pairs with an abstaining arm are replaced by later ones, up to the cap
         rows: list[VerdictRow] = []
+        drawn = [0]
 
-        def outcomes(start: int, stop: int) -> list[tuple[bool | None, bool | None]]:
-            batch = items[start:stop]
+        def draw(m: int) -> list[tuple[bool | None, bool | None]]:
+            batch = items[drawn[0]:drawn[0] + m]
+            drawn[0] += len(batch)
             xs, ys = self.judged(a, batch), self.judged(b, batch)
             for arm, suffix in zip((xs, ys), ARM_SUFFIX):
                 rows.extend(replace(j.row, claim_id=claim.id, task_id=j.row.task_id + suffix) for j in arm)
             return [(x.outcome, y.outcome) for x, y in zip(xs, ys)]
 
-        test, seen = run_sequential(plan.design, outcomes)
+        test, seen = run_sequential(plan.design, draw)
         pairs = PairTally.of(seen)
         ta, tb = Tally.of(x for x, _ in seen), Tally.of(y for _, y in seen)
         return ClaimOutcome(claim, test.decision, ta.k, ta.n, pairs.abstained, plain_interval(pairs), test.last.interval,
