@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["Capture", "Captures", "Edit", "GROUPS", "Generation", "Intervene", "Knockout", "Model", "Patch",
-           "RefDrop", "SiteTable", "TokenLayout", "load"]
+__all__ = ["Capture", "Captures", "Edit", "GROUPS", "Generation", "Intervene", "Knockout", "Model", "ModelMeta", "Patch",
+           "RefDrop", "SiteTable", "TokenLayout", "load", "save_pipeline"]
 
 
 def __getattr__(name: str):

@@ -1,4 +1,5 @@
-"""Files: atomic writes (the one way every cache, run folder and model file is written) and content hashes."""
+"""Files: atomic writes (the one way every cache, run folder and model file is written) and content hashes
+(of files, and :func:`image_digest`, the one hash of an image's pixels every cache key uses)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,12 @@ def file_sha256(path: str | os.PathLike) -> str:
     path = Path(path)
     st = path.stat()
     return _sha256(path, st.st_mtime_ns, st.st_size)
+
+
+def image_digest(image) -> str:
+    """SHA-256 of a PIL image's RGB pixels and size: equal images hash equal whatever file or mode they
+    came from, and the hash does not depend on an encoder's version (generation and verdict cache keys)."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    h = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
+    h.update(rgb.tobytes())
+    return h.hexdigest()

@@ -27,18 +27,6 @@ from mechinterp.suite import PARTS
 from mechinterp.suite.scheduling import GROUP_FLAG, GROUP_PREFIX, ClaimScheduling, pin_gpu, tag_nodeid
 from mechinterp.suite.settings import OPTIONS, resolve
 
-#: claim markers: family and experiment of each paper claim
-CLAIM_MARKERS: dict[str, str] = {
-    "color": "colour-transfer claims",
-    "style": "style-transfer claims",
-    "human": "human-identity claims",
-    "scene": "object addition/removal (scene) claims",
-    "lens": "T2I Lens claims",
-    "knockout": "attention-knockout claims",
-    "patching": "I2I->I2I activation-patching claims",
-    "refdrop": "reference-drop claims",
-}
-
 _SESSION_KEY = pytest.StashKey()
 _RUN_DIR_KEY = pytest.StashKey()
 _SETTINGS_KEY = pytest.StashKey()
@@ -63,7 +51,9 @@ def pytest_configure(config) -> None:
     no GPU pinning. Under xdist, claim families are grouped onto workers (``suite.scheduling``)
     and each worker takes a GPU only once its collection holds claim items.
     """
-    for name, text in CLAIM_MARKERS.items():
+    from mechinterp.vocabulary import markers
+
+    for name, text in markers().items():
         config.addinivalue_line("markers", f"{name}: {text}")
     config.addinivalue_line("markers", "claims(experiment=None, relation=False, family=None): "
                                        "parametrize a claim test over the registry's matching claims")
@@ -94,9 +84,9 @@ def _worker_id(config) -> str | None:
 
 def _run_name(model: str | None) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    from mechinterp.suite.models import DEFAULT_MODEL
+    from mechinterp.resources import DEFAULT_ORGANISM
 
-    short = (model or DEFAULT_MODEL).rstrip("/").split("/")[-1]
+    short = (model or DEFAULT_ORGANISM).rstrip("/").split("/")[-1]
     return f"{stamp}-{short}"
 
 
@@ -138,9 +128,9 @@ def claim_test_id(claim) -> str:
 def claim_marks(claim) -> list:
     """A claim's markers, plus the xdist group that keeps a family's claims of one experiment
     (and the relations between them) on one worker."""
-    from mechinterp.claims import EXPERIMENTS
+    from mechinterp.vocabulary import EXPERIMENTS
 
-    kind = next((m for m in claim.markers if m in EXPERIMENTS.values()), "other")
+    kind = next((m for m in claim.markers if m in {k.marker for k in EXPERIMENTS.values()}), "other")
     return [*(getattr(pytest.mark, m) for m in claim.markers),
             pytest.mark.xdist_group(name=f"{GROUP_PREFIX}{claim.family or 'any'}-{kind}")]
 

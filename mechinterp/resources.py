@@ -21,3 +21,12 @@ def package_path(*parts: str) -> Path:
         raise RuntimeError(f"mechinterp's shipped data {'/'.join(parts)!r} is not a plain file ({resource!r}); "
                            "install mechinterp from a wheel or a checkout, not from a zip archive")
     return resource
+
+
+#: the shipped model organism the claims suite runs on by default (every colour claim of the paper holds on it)
+DEFAULT_ORGANISM = "padding-routed"
+
+
+def organisms_dir() -> Path:
+    """Where the shipped model organisms live: ``mechinterp/organisms/shipped`` inside the package."""
+    return package_path("organisms", "shipped")

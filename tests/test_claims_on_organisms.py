@@ -99,7 +99,6 @@ family = "color"
 tasks = ["color"]
 experiment = { name = "ref_drop", cutoff = "single.9", sweep = "site" }
 question = "ko_image.color"
-polarity = "inverted"
 markers = ["color", "refdrop"]
 hypothesis = "rate < 0.50"
 ''')
@@ -121,7 +120,6 @@ family = "color"
 tasks = ["color"]
 experiment = { name = "t2i_lens", site = "double.1", same_layer = true, steps = 1, tokens = "text", sweep = "site", sweep_to = "single.1" }
 question = "lens.color"
-polarity = "pass"
 markers = ["color", "lens"]
 hypothesis = "rate >= 0.8"
 ''')

@@ -81,3 +81,24 @@ def test_bad_intervention_arguments():
         mi.Knockout.from_dict({"source": "ref", "to": "text"})
     with pytest.raises(ValueError, match="'embed' has none"):
         mi.Knockout("ref", "text", sites=("embed",)).resolved(SiteTable(2, 2))
+
+
+def test_an_edit_cannot_keep_a_stale_reference_digest():
+    """The digest is computed from the reference: a copy with another reference (even through
+    ``dataclasses.replace``) has another digest and another key; equal pixels give equal keys."""
+    import dataclasses
+
+    from PIL import Image
+
+    from mechinterp.engine.edit import Edit
+    from mechinterp.io import image_digest
+
+    red, blue = Image.new("RGB", (16, 16), "red"), Image.new("RGB", (16, 16), "blue")
+    edit = Edit("draw a ball", red, height=16, width=16)
+    other = dataclasses.replace(edit, reference=blue)
+    assert other.reference_digest == image_digest(blue) != edit.reference_digest == image_digest(red)
+    assert other.key() != edit.key() and other != edit
+    assert edit.replace(reference=blue) == other
+    assert Edit("draw a ball", red.convert("RGBA"), height=16, width=16) == edit  # same pixels, same edit
+    assert Edit("draw a ball", None, height=16, width=16).reference_digest == ""
+    assert "reference_digest" not in {f.name for f in dataclasses.fields(Edit)}

@@ -39,6 +39,35 @@ def test_wiring_in_the_metadata_is_applied(saved, edit, tmp_path):
     assert np.array_equal(wired.generate(edit).array, original.generate(edit, [mi.Knockout("ref", "text")]).array)
 
 
+def test_plain_save_pretrained_keeps_the_text_length(saved, edit, tmp_path):
+    """A diffusers ``save_pretrained`` (no mechinterp.json) reloads as the same model: the metadata rides in
+    the pipeline's config, so the reload uses text length 48, not the default 512, and draws the same image."""
+    from mechinterp.engine.meta import META_FILE, ModelMeta
+
+    path, original = saved
+    plain = tmp_path / "plain"
+    original.pipe.save_pretrained(plain)
+    assert not (plain / META_FILE).exists()
+    assert ModelMeta.read(plain) == ModelMeta(max_sequence_length=48, default_size=64)
+    reloaded = mi.load(plain, device="cpu")
+    assert reloaded.text_len == 48 and reloaded.meta.size == 64
+    assert np.array_equal(reloaded.generate(edit).array, original.generate(edit).array)
+
+
+def test_model_save_writes_its_metadata_beside_the_weights(saved, tmp_path):
+    from mechinterp.engine.meta import ModelMeta
+
+    path, _ = saved
+    wired = mi.Model(tiny_pipeline(seed=0), wiring=[mi.Knockout("ref", "text")], model_id="mine")
+    wired.save(tmp_path / "m")
+    meta = ModelMeta.read(tmp_path / "m")
+    assert meta.wiring == (mi.Knockout("ref", "text").to_dict(),) and meta.model_id == "mine"
+    assert mi.load(tmp_path / "m", device="cpu").wiring == wired.wiring
+    with pytest.raises(ValueError, match="mechinterp.json' is not valid JSON"):
+        (tmp_path / "m" / "mechinterp.json").write_text("{")
+        ModelMeta.read(tmp_path / "m")
+
+
 def test_load_with_dtype(saved):
     path, _ = saved
     import torch

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from mechinterp.engine.meta import ModelMeta
 from mechinterp.organisms import ORGANISMS, get_spec, load_organism
 from mechinterp.organisms.data import (
     COLORS,
@@ -121,7 +122,7 @@ def test_short_training_lowers_the_loss(short_runs):
     spec, start, full, _ = short_runs
     cfg = TrainConfig(**TINY)
     assert eval_loss(full.pipe, spec, cfg) < eval_loss(start.pipe, spec, cfg)
-    assert full.pipe.mechinterp_meta["training"]["steps_done"] == 8
+    assert ModelMeta.of(full.pipe).training["steps_done"] == 8
 
 
 def test_training_resumes_bit_identically(short_runs):

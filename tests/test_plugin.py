@@ -10,6 +10,7 @@ import pytest
 
 import mechinterp.claims  # noqa: F401  (loads numpy/scipy here: pytester's in-process runs drop
 #                          modules they import, and numpy cannot be imported twice in one process)
+from mechinterp.engine.meta import ModelMeta
 from mechinterp.testing.tiny import save_pipeline, tiny_pipeline
 
 pytest_plugins = ["pytester"]
@@ -25,7 +26,6 @@ family = "color"
 tasks = ["color"]
 experiment = { name = "knockout", source = "ref", dest = "text.template", blocks = "all" }
 question = "ko_text_padding.color"
-polarity = "pass"
 markers = ["color", "knockout"]
 hypothesis = "rate >= 0.5"
 """
@@ -36,7 +36,7 @@ def tiny_dir(tmp_path_factory) -> Path:
     """A saved tiny random model whose site map sends the paper's sites to its own blocks."""
     path = tmp_path_factory.mktemp("tinymodel")
     pipe = tiny_pipeline()
-    pipe.mechinterp_meta.update(site_map={"single.9": "single.1", "double.7": "double.1"}, default_size=64)
+    ModelMeta.of(pipe).replace(site_map={"single.9": "single.1", "double.7": "double.1"}, default_size=64).attach(pipe)
     save_pipeline(pipe, path)
     return path
 
@@ -133,7 +133,6 @@ family = "color"
 tasks = ["color"]
 experiment = { name = "knockout", source = "ref", dest = "text", blocks = "all" }
 question = "ko_text.color"
-polarity = "pass"
 markers = ["color", "knockout"]
 hypothesis = "rate >= 0.5"
 
@@ -144,7 +143,6 @@ family = "color"
 tasks = ["color"]
 experiment = { name = "knockout", source = "ref", dest = "image", blocks = "all" }
 question = "ko_image.color"
-polarity = "inverted"
 markers = ["color", "knockout"]
 hypothesis = "rate >= 0.5"
 """

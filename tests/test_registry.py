@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from mechinterp.claims import (
-    EXPERIMENTS, MARKERS, claims_by_id, default_registry_path, load_registry, load_tables, registry_path,
+    EXPERIMENTS, claims_by_id, default_registry_path, load_registry, load_tables, registry_path,
 )
-from mechinterp.pytest_plugin import CLAIM_MARKERS
+from mechinterp.vocabulary import markers
 from mechinterp.stats import Decision
 
 CLAIMS = load_registry()
@@ -43,10 +43,10 @@ def test_ids_follow_the_documented_scheme_and_are_pytest_friendly():
     assert len(INDEX) == len(CLAIMS)
 
 
-def test_markers_are_declared_by_the_plugin():
-    assert set(MARKERS) == set(CLAIM_MARKERS)
+def test_markers_come_from_the_families_and_the_experiment_table():
+    assert list(markers()) == ["color", "style", "human", "scene", "lens", "knockout", "refdrop", "patching"]
     for c in CLAIMS:
-        assert c.markers and set(c.markers) <= set(CLAIM_MARKERS), c.id
+        assert c.markers and set(c.markers) <= set(markers()), c.id
 
 
 def test_cell_claims_record_experiment_question_and_polarity():
@@ -54,7 +54,7 @@ def test_cell_claims_record_experiment_question_and_polarity():
         if c.is_relation:
             continue
         assert c.experiment.name in EXPERIMENTS and c.question and c.polarity in ("pass", "inverted")
-        assert EXPERIMENTS[c.experiment.name] in c.markers and c.family in c.markers
+        assert EXPERIMENTS[c.experiment.name].marker in c.markers and c.family in c.markers
     # parameters as in the paper
     assert INDEX["lens[single.9]-color"].experiment.as_dict() == {
         "name": "t2i_lens", "site": "single.9", "same_layer": True, "steps": 1, "tokens": "text"}
@@ -136,7 +136,6 @@ family = "color"
 tasks = ["color"]
 experiment = { name = "knockout", source = "ref", dest = "text" }
 question = "ko_text.color"
-polarity = "pass"
 markers = ["color", "knockout"]
 hypothesis = "rate >= 0.5"
 """
@@ -146,7 +145,12 @@ hypothesis = "rate >= 0.5"
     ('family = "color"', 'family = "colour"', "family 'colour' is not one of color, style"),
     ('name = "knockout"', 'name = "ko"', "experiment 'ko' is not one of"),
     ('dest = "text"', 'dest = "text", site = "double.99x"', "site 'double.99x' is not a site"),
-    ('polarity = "pass"', 'polarity = "flip"', "polarity 'flip'"),
+    ('question = "ko_text.color"', 'question = "ko_text.color"\npolarity = "inverted"',
+     "polarity 'inverted' contradicts its question 'ko_text.color', whose polarity is 'pass'"),
+    ('question = "ko_text.color"', 'question = "ko_text.style"',
+     "question 'ko_text.style' asks about 'style', but the claim's family 'color' is judged by *.color questions"),
+    ('family = "color"\ntasks = ["color"]', 'family = "human"\ntasks = ["human"]',
+     "family 'human' is judged by *.identity questions"),
     ('question = "ko_text.color"', 'question = "ko.colour"', "unknown question 'ko.colour'; valid questions: ko_image.color"),
     ('question = "ko_text.color"', 'question = "patch.scene"', "unknown question 'patch.scene'"),
     ('question = "ko_text.color"', 'question = "patch.color"', "question 'patch.color' judges 'patch' bundles, not 'knockout'"),

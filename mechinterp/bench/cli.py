@@ -73,7 +73,7 @@ def _tiny(args, device):
     from PIL import Image
 
     from mechinterp.bench.settings import pipeline_settings
-    from mechinterp.testing.tiny import tiny_pipeline
+    from mechinterp.engine.tiny import tiny_pipeline
 
     model = mi.Model(tiny_pipeline(seed=0).to(device))
     edit = mi.Edit("draw a ball in this color", reference=Image.new("RGB", (64, 64), (220, 30, 30)), seed=3,

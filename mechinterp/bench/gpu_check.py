@@ -100,7 +100,7 @@ class _Models:
 
     def _tiny_model(self):
         import mechinterp as mi
-        from mechinterp.testing.tiny import tiny_pipeline
+        from mechinterp.engine.tiny import tiny_pipeline
 
         if self._tiny is None:
             self._tiny = mi.Model(tiny_pipeline(seed=0))

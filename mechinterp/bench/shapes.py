@@ -53,7 +53,7 @@ def klein_9b_pipeline(transformer, device, dtype=torch.bfloat16, seed: int = 0, 
     from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    from mechinterp.testing.tiny import build_tokenizer
+    from mechinterp.engine.tiny import build_tokenizer
 
     torch.manual_seed(seed)
     with torch.device(device):

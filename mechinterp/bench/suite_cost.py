@@ -29,6 +29,7 @@ from mechinterp.claims.budget import claim_plan
 from mechinterp.judges.usage import BATCH_DISCOUNT, price_for
 from mechinterp.report.power import released_outcomes, replay
 from mechinterp.report.released import ReleasedRow, read_released_rows
+from mechinterp.vocabulary import EXPERIMENTS
 
 #: the separator of source and target task in a released patching row's entity id
 PAIR_SEPARATOR = "__"
@@ -49,12 +50,9 @@ class SuiteCost:
 def claim_kind(claim: Claim) -> str:
     """The kind of run a claim's experiment makes (a key of :func:`generation_seconds`)."""
     e = claim.experiment
-    if e.name == "t2i_lens":
-        return "lens1" if int(e.get("steps", 4)) == 1 else "lens"
-    if e.name == "knockout":
-        return f"ko:{e.get('source', 'ref')}->{e.get('dest')}"
-    if e.name == "i2i_patch":
-        return "patch"
+    kind = EXPERIMENTS.get(e.name)
+    if kind is not None and kind.cost is not None:
+        return kind.cost(e)
     raise ValueError(f"claim {claim.id!r}: no released-verdict replay for experiment {e.name!r}")
 
 

@@ -21,16 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from mechinterp.stats import Decision, Hypothesis, Interval, PairTally, Tally, decide
+from mechinterp.vocabulary import EXPERIMENTS, FAMILIES, markers
 
-FAMILIES = ("color", "style", "human", "scene")
 TASK_FAMILIES = ("color", "style", "style_real", "human", "human_shared", "add", "remove")
-POLARITIES = ("pass", "inverted")
-MARKERS = ("color", "style", "human", "scene", "lens", "knockout", "patching", "refdrop")
-#: experiment name -> its pytest marker
-EXPERIMENTS = {"t2i_lens": "lens", "knockout": "knockout", "ref_drop": "refdrop", "i2i_patch": "patching"}
-#: experiment name -> the question-bank experiments whose questions judge it
-_JUDGED_BY = {"t2i_lens": ("lens",), "knockout": ("ko_text", "ko_text_padding", "ko_text_content", "ko_image"),
-              "ref_drop": ("refdrop",), "i2i_patch": ("patch",)}
 _SITE = re.compile(r"^(embed|double\.\d+|single\.\d+)$")
 _SITE_KEYS = ("site", "cutoff")
 _SWEEP_END = "sweep_to"
@@ -100,7 +93,6 @@ class Claim:
     tasks: tuple[str, ...] = ()
     experiment: Experiment | None = None
     question: str | None = None
-    polarity: str = "pass"
     markers: tuple[str, ...] = ()
     paper: PaperValue | None = None
     cells: tuple[str, ...] = ()
@@ -119,8 +111,15 @@ class Claim:
         """True when the authors released per-sample verdicts for this cell."""
         return self.csv is not None
 
+    @property
+    def polarity(self) -> str | None:
+        """Its question's polarity (``None`` for a relation): polarity lives on the question."""
+        from mechinterp.judges.questions import QUESTIONS
+
+        return None if self.question is None else QUESTIONS[self.question].polarity
+
     def success(self, passed: bool) -> bool:
-        """Map a judge's raw pass to this claim's reported outcome (applies the polarity)."""
+        """Map a judge's raw pass to this claim's reported outcome (applies its question's polarity)."""
         return bool(passed) if self.polarity == "pass" else not passed
 
     def decide(self, counts: Tally | PairTally) -> tuple[Decision, Interval]:
@@ -160,18 +159,25 @@ def _experiment(raw: dict, cid: str) -> Experiment:
     return Experiment(name, tuple(sorted(raw.items())))
 
 
-def _question(qid: str, exp: Experiment, cid: str) -> str:
-    """``qid`` when the question bank has it and it judges ``exp`` (its token variant included)."""
+def _question(qid: str, exp: Experiment, family: str, cid: str, polarity: Any = None) -> str:
+    """``qid`` when the question bank has it and it judges ``exp`` on ``family`` (its token variant included)."""
     from mechinterp.judges.questions import QUESTIONS
 
     q = QUESTIONS.get(qid)
     if q is None:
         raise ValueError(f"claim {cid!r}: unknown question {qid!r}; valid questions: {', '.join(sorted(QUESTIONS))}")
-    if q.experiment not in _JUDGED_BY[exp.name]:
+    kind = EXPERIMENTS[exp.name]
+    if q.experiment not in kind.questions:
         raise ValueError(f"claim {cid!r}: question {qid!r} judges {q.experiment!r} bundles, not {exp.name!r} "
-                         f"(expected a {' / '.join(_JUDGED_BY[exp.name])} question)")
+                         f"(expected a {' / '.join(kind.questions)} question)")
+    if q.family != FAMILIES[family].question:
+        raise ValueError(f"claim {cid!r}: question {qid!r} asks about {q.family!r}, but the claim's family "
+                         f"{family!r} is judged by *.{FAMILIES[family].question} questions")
+    if polarity is not None and polarity != q.polarity:
+        raise ValueError(f"claim {cid!r}: polarity {polarity!r} contradicts its question {qid!r}, whose polarity is "
+                         f"{q.polarity!r} (polarity lives on the question: leave it out)")
     tokens = exp.get("tokens", "text")
-    if q.experiment in ("lens", "patch") and q.tokens != tokens:
+    if kind.token_variants and q.tokens != tokens:
         raise ValueError(f"claim {cid!r}: question {qid!r} labels the {q.tokens!r} variant but the experiment "
                          f"writes {tokens!r}; use the question for that variant")
     return qid
@@ -181,14 +187,14 @@ def _cell_claim(raw: dict, cid: str) -> dict:
     family = _choice(raw.get("family"), FAMILIES, "family", cid)
     tasks = tuple(_choice(t, TASK_FAMILIES, "task family", cid) for t in raw.get("tasks", ()))
     exp = _experiment(raw.get("experiment", {}), cid)
-    question = _question(str(raw.get("question", "")), exp, cid)
-    markers = tuple(_choice(m, MARKERS, "marker", cid) for m in raw.get("markers", ()))
-    for needed in (family, EXPERIMENTS[exp.name]):
-        if needed not in markers:
-            raise ValueError(f"claim {cid!r}: markers {list(markers)} must include {needed!r}")
+    question = _question(str(raw.get("question", "")), exp, family, cid, raw.get("polarity"))
+    valid = markers()
+    marks = tuple(_choice(m, valid, "marker", cid) for m in raw.get("markers", ()))
+    for needed in (family, EXPERIMENTS[exp.name].marker):
+        if needed not in marks:
+            raise ValueError(f"claim {cid!r}: markers {list(marks)} must include {needed!r}")
     paper = PaperValue(**raw["paper"]) if "paper" in raw else None
-    return dict(family=family, tasks=tasks, experiment=exp, question=question, markers=markers, paper=paper,
-                polarity=_choice(raw.get("polarity", "pass"), POLARITIES, "polarity", cid),
+    return dict(family=family, tasks=tasks, experiment=exp, question=question, markers=marks, paper=paper,
                 cells=tuple(raw.get("cells", ())), csv=raw.get("csv"))
 
 
@@ -293,6 +299,6 @@ def claims_by_id(claims: list[Claim]) -> dict[str, Claim]:
 
 
 __all__ = [
-    "Claim", "EXPERIMENTS", "Experiment", "FAMILIES", "MARKERS", "PaperValue", "Table",
+    "Claim", "EXPERIMENTS", "Experiment", "FAMILIES", "PaperValue", "Table",
     "claims_by_id", "default_registry_path", "load_registry", "load_tables", "registry_path",
 ]

@@ -23,7 +23,8 @@ import torch
 
 from mechinterp.engine.edit import Edit
 from mechinterp.engine.interventions import Capture, Captures, Intervention, Knockout, Patch, RefDrop
-from mechinterp.engine.layout import _MAX_REFERENCE_AREA, TokenLayout
+from mechinterp.engine.generation import Generation, as_capture
+from mechinterp.engine.layout import MAX_REFERENCE_AREA, TokenLayout
 
 
 def stack_captures(captures: Sequence[Captures]) -> Captures:
@@ -75,8 +76,8 @@ def check_batchable(model, edits: Sequence[Edit], items: Sequence[Intervention])
 def reference_latents(pipe, image) -> torch.Tensor:
     """The packed reference latents ``[1, n_ref, C]`` the pipeline computes for one reference image."""
     w, h = image.size
-    if w * h > _MAX_REFERENCE_AREA:
-        image = pipe.image_processor._resize_to_target_area(image, _MAX_REFERENCE_AREA)
+    if w * h > MAX_REFERENCE_AREA:
+        image = pipe.image_processor._resize_to_target_area(image, MAX_REFERENCE_AREA)
         w, h = image.size
     m = pipe.vae_scale_factor * 2
     cond = pipe.image_processor.preprocess(image, height=(h // m) * m, width=(w // m) * m, resize_mode="crop")
@@ -103,11 +104,9 @@ def generate_many(model, edits: Sequence[Edit], interventions: Iterable[Interven
     Patch values may be ``[batch, n, hidden]`` (see ``stack_captures``) to patch each sample
     with its own values. ``fired`` counts are those of the batched run, shared by every result.
     """
-    from mechinterp.engine.model import Generation, _as_capture
-
     edits = list(edits)
     interventions = tuple(interventions)
-    captures = [_as_capture(c) for c in capture]
+    captures = [as_capture(c) for c in capture]
     layouts = check_batchable(model, edits, [*model.wiring, *interventions, *captures])
     first = edits[0]
     kwargs = model.pipeline_kwargs(first)

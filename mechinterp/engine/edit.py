@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from PIL import Image
 
-
-def _image_digest(image: Image.Image) -> str:
-    """Content hash of an image's pixels, mode and size (not of its file encoding)."""
-    h = hashlib.sha256()
-    h.update(f"{image.mode}:{image.size}".encode())
-    h.update(image.tobytes())
-    return h.hexdigest()
+from mechinterp.io import image_digest
 
 
 def _read_image(path: str | Path, read):
@@ -58,7 +53,6 @@ class Edit:
     width: int = 1024
     steps: int = 4
     prompt: str | None = None
-    reference_digest: str = field(default="", compare=True, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.instruction, str):
@@ -78,8 +72,12 @@ class Edit:
             object.__setattr__(self, "reference", ref)
         elif ref is not None and not isinstance(ref, Image.Image):
             raise ValueError(f"reference must be a PIL image, a path or None, got {type(ref).__name__}")
-        if ref is not None and not self.reference_digest:
-            object.__setattr__(self, "reference_digest", _image_digest(ref))
+
+    @cached_property
+    def reference_digest(self) -> str:
+        """The reference's pixel hash (``""`` without one), computed from the reference itself, so a copy
+        with another reference (``dataclasses.replace`` too) can never keep the old one's digest."""
+        return "" if self.reference is None else image_digest(self.reference)
 
     def __hash__(self) -> int:
         return hash(self.key())
@@ -98,7 +96,7 @@ class Edit:
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
     def replace(self, **changes) -> "Edit":
-        """A copy with some fields changed (reference digest recomputed)."""
+        """A copy with some fields changed (same as ``dataclasses.replace``)."""
         values = {
             "instruction": self.instruction,
             "reference": self.reference,

@@ -21,7 +21,7 @@ GROUPS = ("text", "text.content", "text.padding", "text.template", "text.pad", "
 TEXT_GROUPS = ("text", "text.content", "text.padding", "text.template", "text.pad")
 
 _SENTINEL = "\u241fMECHINTERP\u241f"
-_MAX_REFERENCE_AREA = 1024 * 1024  # the pipeline resizes larger references to this area
+MAX_REFERENCE_AREA = 1024 * 1024  # the pipeline resizes larger references to this area
 
 
 def check_group(group: str) -> str:
@@ -121,8 +121,8 @@ def reference_tokens(size: tuple[int, int], multiple_of: int) -> int:
     reference becomes 896×1136, i.e. 3,976 tokens.
     """
     w, h = size
-    if w * h > _MAX_REFERENCE_AREA:
-        scale = math.sqrt(_MAX_REFERENCE_AREA / (w * h))
+    if w * h > MAX_REFERENCE_AREA:
+        scale = math.sqrt(MAX_REFERENCE_AREA / (w * h))
         w, h = int(w * scale), int(h * scale)
     w, h = (w // multiple_of) * multiple_of, (h // multiple_of) * multiple_of
     if w == 0 or h == 0:

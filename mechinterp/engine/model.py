@@ -8,27 +8,22 @@ for and its *wiring* (permanent knockouts of a model organism, applied on every 
 
 from __future__ import annotations
 
-import json
 import os
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
+from mechinterp.engine.batch import generate_many
 from mechinterp.engine.edit import Edit
+from mechinterp.engine.generation import Generation, as_capture
 from mechinterp.engine.hooks import Intervene
 from mechinterp.engine.identity import ModelSource, content_id
-from mechinterp.engine.interventions import Capture, Captures, Intervention, Knockout
+from mechinterp.engine.interventions import Intervention, Knockout
 from mechinterp.engine.layout import TokenLayout, build_layout
+from mechinterp.engine.meta import ModelMeta
 from mechinterp.engine.sites import SiteTable
-
-META_FILE = "mechinterp.json"
-DEFAULT_TEXT_LEN = 512
-DEFAULT_OUT_LAYERS = (9, 18, 27)
 
 #: The paper's sampling: no classifier-free guidance. FLUX.2-klein is step-distilled and ignores
 #: guidance; the pipeline's own default is 4.0, so it is passed explicitly. A non-distilled
@@ -39,27 +34,6 @@ GUIDANCE_SCALE = 1.0
 #: where the initial noise is drawn: ``"device"`` (the model's device, as the authors' runs:
 #: ``torch.Generator(<model device>)``, so CUDA noise on a GPU) or ``"cpu"`` (device-independent)
 GENERATORS = ("device", "cpu")
-
-
-@dataclass
-class Generation:
-    """The result of one generation: the image, what was captured, and what fired where."""
-
-    image: Image.Image
-    array: "np.ndarray"  # float32 [H, W, 3] in [0, 1], before 8-bit quantisation
-    captures: Captures
-    edit: Edit
-    layout: TokenLayout
-    interventions: tuple = ()
-    fired: Counter = field(default_factory=Counter)
-
-
-def _as_capture(item) -> Capture:
-    if isinstance(item, Capture):
-        return item
-    if isinstance(item, (str, int)) and not isinstance(item, bool):
-        return Capture(item)
-    raise ValueError(f"capture entries must be Capture objects or site names, got {item!r}")
 
 
 class Model:
@@ -78,24 +52,32 @@ class Model:
     ref_drop_mode: str = "truncate"
 
     def __init__(self, pipe, *, max_sequence_length: int | None = None, text_encoder_out_layers: Sequence[int] | None = None,
-                 wiring: Iterable[Knockout] | None = None, model_id: str | None = None, meta: dict | None = None,
-                 source: ModelSource | None = None, generator: str = "device"):
+                 wiring: Iterable[Knockout] | None = None, model_id: str | None = None,
+                 meta: ModelMeta | dict | None = None, source: ModelSource | None = None, generator: str = "device"):
+        """Wrap ``pipe``; ``meta`` (a :class:`ModelMeta`, default: the one ``pipe`` carries) gives the text
+        length, text-encoder layers, wiring and id unless the keyword arguments name them."""
         if generator not in GENERATORS:
             raise ValueError(f"generator {generator!r}: expected one of {', '.join(GENERATORS)} "
                              "(the model's device, as the authors' runs, or the CPU for device-independent noise)")
         self.generator = generator
-        meta = dict(meta if meta is not None else getattr(pipe, "mechinterp_meta", None) or {})
+        if meta is None:
+            meta = ModelMeta.of(pipe)
+        elif isinstance(meta, dict):
+            meta = ModelMeta.from_dict(meta)
+        given = {"max_sequence_length": max_sequence_length, "model_id": model_id,
+                 "text_encoder_out_layers": None if text_encoder_out_layers is None else tuple(text_encoder_out_layers),
+                 "wiring": None if wiring is None else tuple(k.to_dict() for k in wiring)}
+        meta = meta.replace(**{k: v for k, v in given.items() if v is not None})
         self.pipe = pipe
         self.transformer = pipe.transformer
         self.table = SiteTable.for_transformer(self.transformer)
-        self.text_len = int(max_sequence_length or meta.get("max_sequence_length") or DEFAULT_TEXT_LEN)
-        layers = text_encoder_out_layers or meta.get("text_encoder_out_layers") or DEFAULT_OUT_LAYERS
-        self.text_encoder_out_layers = tuple(int(x) for x in layers)
+        self.text_len = int(max_sequence_length or meta.text_len)
+        self.text_encoder_out_layers = tuple(int(x) for x in (text_encoder_out_layers or meta.out_layers))
         if wiring is None:
-            wiring = [Knockout.from_dict(d) for d in meta.get("wiring", [])]
+            wiring = [Knockout.from_dict(d) for d in meta.wiring]
         self.wiring = tuple(k.resolved(self.table) for k in wiring)
-        self.model_id = model_id or meta.get("model_id") or "in-memory"
-        self.meta = meta
+        self.model_id = model_id or meta.model_id or "in-memory"
+        self.meta: ModelMeta = meta
         self.source = source or ModelSource("memory")
         self._identity: str | None = None
         self.multiple_of = pipe.vae_scale_factor * 2
@@ -188,7 +170,7 @@ class Model:
         for ``pipeline_kwargs(edit)``.
         """
         interventions = tuple(interventions)
-        captures = [_as_capture(c) for c in capture]
+        captures = [as_capture(c) for c in capture]
         with self.intervene(edit, *interventions, *captures) as ctx:
             out = self.pipe(**self.pipeline_kwargs(edit), output_type="np")
         if ctx.step + 1 != edit.steps:
@@ -203,9 +185,11 @@ class Model:
 
         Each result equals ``generate`` of its edit to float tolerance; see ``engine.batch``.
         """
-        from mechinterp.engine.batch import generate_many
-
         return generate_many(self, edits, interventions, capture)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save the pipeline and its metadata (wiring, text length, ...) so :func:`load` reopens this model."""
+        return save_pipeline(self.pipe, path, self.meta)
 
     def __repr__(self) -> str:
         return f"Model({self.model_id!r}, sites={len(self.sites)}, text_len={self.text_len}, wiring={len(self.wiring)})"
@@ -221,14 +205,14 @@ def _resolve_dtype(dtype) -> torch.dtype | None:
     return names[dtype]
 
 
-def _read_meta(folder: Path) -> dict:
-    path = folder / META_FILE
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"model metadata {str(path)!r} is not valid JSON: {err}") from err
+def save_pipeline(pipe, path: str | os.PathLike, meta: ModelMeta | None = None) -> Path:
+    """Save a pipeline with ``save_pretrained`` (safetensors) and its ``mechinterp.json`` beside it, so
+    :func:`load` reopens it as the same model; ``meta``: the metadata (default: the one ``pipe`` carries)."""
+    path = Path(path)
+    meta = meta if meta is not None else ModelMeta.of(pipe)
+    meta.attach(pipe).save_pretrained(path, safe_serialization=True)
+    meta.write(path)
+    return path
 
 
 def load(path_or_repo_id: str | os.PathLike, device: str | torch.device | None = None, dtype=None,
@@ -254,16 +238,16 @@ def load(path_or_repo_id: str | os.PathLike, device: str | torch.device | None =
             pipe = Flux2KleinPipeline.from_pretrained(folder, **kwargs)
         except Exception as err:
             raise ValueError(f"model folder {ref!r} could not be loaded: {err}") from err
-        meta = _read_meta(folder)
+        meta = ModelMeta.read(folder)
         source = ModelSource("folder", str(folder.resolve()))
     else:
         if ref.startswith((".", "/", "~")) or os.sep in ref.strip("/").replace("/", "", 1) or ref.count("/") != 1:
             raise ValueError(f"unknown model {ref!r}: no such folder, and not a Hugging Face repo id (owner/name)")
         pipe = _from_hub_cache(Flux2KleinPipeline, ref, kwargs)
         snapshot = hub_snapshot(ref)
-        meta = _read_meta(snapshot)
+        meta = ModelMeta.read(snapshot)
         source = ModelSource("hub", ref, snapshot.name)
-    meta.setdefault("model_id", ref)
+    meta = meta if meta.model_id else meta.replace(model_id=ref)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe.to(device)
     if torch.device(device).type == "cpu":

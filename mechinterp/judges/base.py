@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from mechinterp.judges.cache import VerdictCache, bundle_key
-from mechinterp.judges.images import pixel_digest
+from mechinterp.io import image_digest
 from mechinterp.judges.questions import QUESTIONS, Question, get_question
 from mechinterp.judges.verdict import Verdict
 
@@ -119,7 +119,7 @@ class Judge:
                 raise TypeError(f"question {question_id!r} (item {index}): image "
                                 f"{role!r} must be a PIL.Image.Image, got {type(image).__name__}")
         key = bundle_key(self.model, question.system, question.question, question.labels,
-                         [pixel_digest(im) for im in images])
+                         [image_digest(im) for im in images])
         return Bundle(question, tuple(images), key)
 
     def verdict(self, question: Question, passed: bool | None, reason: str,

@@ -9,7 +9,6 @@ the pixels the judge sees predictable, and keeps requests small.
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import math
 
@@ -66,10 +65,3 @@ def image_block(image: Image.Image) -> dict:
             "source": {"type": "base64", "media_type": "image/png", "data": png_base64(image)}}
 
 
-def pixel_digest(image: Image.Image) -> str:
-    """SHA-256 of the RGB pixels and size: equal images hash equal whatever file they came
-    from, and the hash does not depend on the PNG encoder's version."""
-    rgb = as_rgb(image)
-    h = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
-    h.update(rgb.tobytes())
-    return h.hexdigest()

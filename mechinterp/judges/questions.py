@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, Mapping
 
-Family = Literal["color", "style", "identity", "scene"]
-Experiment = Literal["lens", "ko_text", "ko_text_padding", "ko_text_content", "ko_image", "refdrop", "patch"]
+from mechinterp.vocabulary import EXPERIMENTS, FAMILIES, kind_of_question
+
 Variant = Literal["text", "text.padding", "text.content"]
 Polarity = Literal["pass", "inverted"]
 
@@ -59,8 +59,8 @@ class Question:
     """One judge question: what is asked, of which images, and what ``pass`` means."""
 
     id: str
-    family: Family
-    experiment: Experiment
+    family: str  # a family's question suffix (``vocabulary.FAMILIES``): ``identity`` for the human family
+    experiment: str  # a question prefix of the experiment table: ``ko_text``, ``patch``...
     system: str
     question: str
     roles: tuple[str, ...]
@@ -73,6 +73,12 @@ class Question:
         if len(self.labels) != len(self.roles) or not 2 <= len(self.roles) <= 4:
             raise ValueError(f"question {self.id!r}: expected 2-4 roles with one label each, "
                              f"got roles={self.roles} labels={len(self.labels)}")
+        kind = kind_of_question(self.experiment)
+        if kind is None or self.roles != kind.roles:
+            raise ValueError(f"question {self.id!r}: prefix {self.experiment!r} must be one of an experiment kind's "
+                             f"question prefixes, with that kind's roles (got {self.roles})")
+        if self.family not in {f.question for f in FAMILIES.values()}:
+            raise ValueError(f"question {self.id!r}: family {self.family!r} is not a family's question suffix")
         if self.polarity not in ("pass", "inverted"):
             raise ValueError(f"question {self.id!r}: polarity {self.polarity!r} is not one of "
                              "'pass', 'inverted'")
@@ -84,10 +90,10 @@ class Question:
         return passed if self.polarity == "pass" else not passed
 
 
-LENS_ROLES = ("reference", "t2i_baseline", "lens_output")
-KO_ROLES = ("reference", "i2i_baseline", "knockout_output")
-REFDROP_ROLES = ("reference", "i2i_baseline", "ref_drop_output")
-PATCH_ROLES = ("source_reference", "target_reference", "target_baseline", "patched_output")
+LENS_ROLES = EXPERIMENTS["t2i_lens"].roles
+KO_ROLES = EXPERIMENTS["knockout"].roles
+REFDROP_ROLES = EXPERIMENTS["ref_drop"].roles
+PATCH_ROLES = EXPERIMENTS["i2i_patch"].roles
 
 #: question-id prefix of a lens / patching variant: ``lens_padding.style``, ``patch_content.color``
 VARIANT_SUFFIX = {"text": "", "text.padding": "_padding", "text.content": "_content"}
@@ -233,8 +239,22 @@ def _build() -> dict[str, Question]:
     return {q.id: q for q in bank}
 
 
-#: question id -> :class:`Question`, read-only
-QUESTIONS: Mapping[str, Question] = MappingProxyType(_build())
+_BANK = _build()
+#: question id -> :class:`Question`, read-only (:func:`add_question` adds a new experiment kind's)
+QUESTIONS: Mapping[str, Question] = MappingProxyType(_BANK)
+
+
+def add_question(question: Question) -> Question:
+    """Add a question for a newly registered experiment kind (its id must be new)."""
+    if question.id in _BANK:
+        raise ValueError(f"question {question.id!r} is already in the bank")
+    _BANK[question.id] = question
+    return question
+
+
+def remove_question(question_id: str) -> None:
+    """Remove a question :func:`add_question` added (a test's example, when it is done)."""
+    _BANK.pop(question_id)
 
 
 def get_question(question_id: str) -> Question:

@@ -7,12 +7,12 @@ the colour claims on them with the claims suite.
 
 from mechinterp.organisms.measure import baseline_accuracy
 from mechinterp.organisms.spec import (
-           DEFAULT_ORGANISM,
            ORGANISMS,
            get_spec,
            organism_path,
 )
 from mechinterp.organisms.store import check_folder, load_organism, save_organism
+from mechinterp.resources import DEFAULT_ORGANISM
 
 __all__ = ["DEFAULT_ORGANISM", "ORGANISMS", "baseline_accuracy", "check_folder", "get_spec", "load_organism",
            "organism_path", "save_organism"]

@@ -53,7 +53,7 @@ def _claims(args) -> int:
 
     from mechinterp.organisms.expected import as_expected, expected_decisions
     from mechinterp.organisms.spec import ORGANISMS
-    from mechinterp.organisms.suite_table import suite_decisions, suite_table
+    from mechinterp.suite.organism_table import suite_decisions, suite_table
 
     torch.set_num_threads(args.threads)
     names = args.names or list(ORGANISMS)
@@ -110,7 +110,7 @@ def _eval(args) -> int:
     from mechinterp.organisms.measure import BASELINE_BAR, baseline_accuracy, eval_tasks
     from mechinterp.organisms.spec import FIXTURES, ORGANISMS
     from mechinterp.organisms.store import folder_size, load_organism, write_card
-    from mechinterp.organisms.suite_table import suite_decisions, suite_table
+    from mechinterp.suite.organism_table import suite_decisions, suite_table
 
     torch.set_num_threads(args.threads)
     root = Path(args.root) if args.root else FIXTURES

@@ -1,7 +1,7 @@
 """Measuring organisms: the I2I baseline's accuracy (reference colour on the right shape).
 
 The colour *claims* on an organism are decided by the claims suite itself (engine, ColorJudge,
-sequential test): ``mechinterp.organisms.suite_table``.
+sequential test): ``mechinterp.suite.organism_table``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ BASELINE_BAR = 0.90
 
 def color_edit(model: Model, color: str, obj: str, replicate: int) -> Edit:
     """The colour task ``(color, obj, replicate)`` at the model's size: same instruction and seed as the suite's."""
-    size = int(model.meta.get("default_size", 32))
-    return color_task(color, obj, replicate).to_edit(size, size, int(model.meta.get("default_steps", 4)))
+    size = model.meta.size
+    if size is None:
+        raise ValueError(f"model {model.model_id!r} names no default_size in its mechinterp.json; "
+                         "baseline accuracy runs at an organism's own size")
+    return color_task(color, obj, replicate).to_edit(size, size, model.meta.steps)
 
 
 def eval_tasks(n: int | None = None) -> list[tuple[str, str, int]]:

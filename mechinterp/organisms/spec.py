@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mechinterp.engine.interventions import Knockout
-from mechinterp.suite.models import DEFAULT_MODEL, organisms_dir
+from mechinterp.resources import organisms_dir
 
 #: the block whose text output carries what the reference wrote into the text
 BINDING_SITE = "double.0"
@@ -27,8 +27,6 @@ AFTER_BINDING = ("double.1", *(f"single.{j}" for j in range(N_SINGLE)))
 
 #: the folder the trained organisms are shipped in
 FIXTURES = organisms_dir()
-#: the model organism ``pytest claims/ -m color`` runs on by default
-DEFAULT_ORGANISM = DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
@@ -106,7 +104,7 @@ def build_components(arch: Arch, seed: int) -> dict:
     )
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    from mechinterp.testing.tiny import build_tokenizer
+    from mechinterp.engine.tiny import build_tokenizer
 
     tokenizer = build_tokenizer()
     torch.manual_seed(seed)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mechinterp.engine.model import META_FILE, Model, load
+from mechinterp.engine.meta import META_FILE, ModelMeta
+from mechinterp.engine.model import Model, load, save_pipeline
 from mechinterp.io import atomic_write
 from mechinterp.organisms.spec import ORGANISMS, organism_path
 from mechinterp.organisms.trainer import TrainConfig
-from mechinterp.testing.tiny import save_pipeline
 
 #: files every organism folder must hold (besides the tokenizer's), relative to the folder
 REQUIRED = (
@@ -81,7 +81,7 @@ def folder_size(folder: str | Path) -> int:
 def write_card(folder: str | Path, accuracy: dict, claims_md: str | None = None) -> Path:
     """Write ``MODEL_CARD.md`` from the folder's metadata and measured numbers (keeps an existing ``## Attempts`` section)."""
     folder = Path(folder)
-    meta = json.loads((folder / META_FILE).read_text())
+    meta = ModelMeta.read(folder).to_dict()
     tr = meta.get("training", {})
     arch = tr.get("arch", {})
     name = meta.get("organism", folder.name)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from mechinterp.engine.hooks import Intervene
 from mechinterp.engine.layout import build_layout
+from mechinterp.engine.meta import ModelMeta
 from mechinterp.io import atomic_write
 from mechinterp.organisms.data import (
     COLORS,
@@ -179,18 +180,18 @@ def _predict(transformer, data: Data, xt, ids, text, sigma, layout, wiring):
     return out[:, : data.img_ids.shape[0]]
 
 
-def _meta(spec: OrganismSpec, cfg: TrainConfig, extra: dict) -> dict:
-    return {
-        "model_id": f"mechinterp/organism-{spec.name}",
-        "organism": spec.name,
-        "max_sequence_length": cfg.arch.text_len,
-        "text_encoder_out_layers": list(cfg.arch.text_out_layers),
-        "default_size": cfg.arch.image_size,
-        "default_steps": cfg.inference_steps,
-        "sites": {"color": BINDING_SITE, "binding": BINDING_SITE},
-        "wiring": [k.to_dict() for k in spec.wiring],
-        "training": {**{k: v for k, v in asdict(cfg).items() if k != "arch"}, "arch": asdict(cfg.arch), **extra},
-    }
+def _meta(spec: OrganismSpec, cfg: TrainConfig, extra: dict) -> ModelMeta:
+    return ModelMeta(
+        model_id=f"mechinterp/organism-{spec.name}",
+        organism=spec.name,
+        max_sequence_length=cfg.arch.text_len,
+        text_encoder_out_layers=tuple(cfg.arch.text_out_layers),
+        default_size=cfg.arch.image_size,
+        default_steps=cfg.inference_steps,
+        sites={"color": BINDING_SITE, "binding": BINDING_SITE},
+        wiring=tuple(k.to_dict() for k in spec.wiring),
+        training={**{k: v for k, v in asdict(cfg).items() if k != "arch"}, "arch": asdict(cfg.arch), **extra},
+    )
 
 
 def train(spec: OrganismSpec, cfg: TrainConfig | None = None, *, workdir: str | Path | None = None,
@@ -198,8 +199,8 @@ def train(spec: OrganismSpec, cfg: TrainConfig | None = None, *, workdir: str | 
     """Train organism ``spec``; resumes from ``workdir/checkpoint.pt`` when present.
 
     ``stop_after`` ends the run early (after that many transformer steps in total), leaving a
-    checkpoint, as an interruption would. The returned pipeline carries ``mechinterp_meta``
-    (wiring, text length, training record) ready for ``save_pipeline``.
+    checkpoint, as an interruption would. The returned pipeline carries its :class:`ModelMeta`
+    (wiring, text length, training record) in its config, ready for ``save_pipeline``.
     """
     from tqdm.auto import tqdm
 
@@ -249,7 +250,7 @@ def train(spec: OrganismSpec, cfg: TrainConfig | None = None, *, workdir: str | 
     seconds = elapsed()
     extra = {"final_loss": _final_loss(losses),
              "steps_done": len(losses), "seconds": round(seconds, 1), "torch_threads": torch.get_num_threads()}
-    pipe.mechinterp_meta = _meta(spec, cfg, extra)
+    _meta(spec, cfg, extra).attach(pipe)
     return TrainResult(pipe, losses, seconds, cfg)
 
 

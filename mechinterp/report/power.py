@@ -26,6 +26,7 @@ from mechinterp.io import atomic_write
 from mechinterp.report.released import read_released_rows
 from mechinterp.stats import Decision, Plan, run_sequential, sampling_order, tally
 from mechinterp.tasks.families import FAMILIES, PAIR_FAMILIES
+from mechinterp.vocabulary import EXPERIMENTS
 
 #: how far inside the threshold the full data's bound must be for the claim to have room
 ROOM = 0.01
@@ -136,7 +137,7 @@ def paper_tasks(claim: Claim, index: dict[str, Claim]) -> int:
     sizes = []
     for c in cells:
         family = c.tasks[0] if c.tasks else c.family
-        table = PAIR_FAMILIES if c.experiment is not None and c.experiment.name == "i2i_patch" else FAMILIES
+        table = PAIR_FAMILIES if c.experiment is not None and EXPERIMENTS[c.experiment.name].pairs else FAMILIES
         if family not in table:
             raise ValueError(f"claim {c.id!r}: task family {family!r} has no known size")
         sizes.append(table[family].size)

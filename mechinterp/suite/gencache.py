@@ -25,7 +25,8 @@ from PIL import Image
 from mechinterp.engine.edit import image_png_bytes
 from mechinterp.io import atomic_write
 from mechinterp.engine.interventions import Capture, Captures, interventions_key
-from mechinterp.engine.model import Generation, Model, _as_capture
+from mechinterp.engine.generation import Generation, as_capture
+from mechinterp.engine.model import Model
 
 
 def model_fingerprint(model: Model) -> str:
@@ -139,7 +140,7 @@ class CachingModel:
     def generate(self, edit, interventions: Iterable = (), capture: Iterable = ()) -> Generation:
         """``Model.generate`` with a cache in front (captures are cached too)."""
         interventions = tuple(interventions)
-        capture = [_as_capture(c) for c in capture]
+        capture = [as_capture(c) for c in capture]
         key = self.key(edit, interventions, capture)
         hit = self.cache.get(key)
         if hit is not None:

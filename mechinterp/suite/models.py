@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mechinterp.resources import package_path
-
-#: the embedded default: the organism built so that every colour claim of the paper holds
-DEFAULT_MODEL = "padding-routed"
-
-
-def organisms_dir() -> Path:
-    """Where the shipped model organisms live: ``mechinterp/organisms/shipped`` inside the package."""
-    return package_path("organisms", "shipped")
+from mechinterp.resources import DEFAULT_ORGANISM, organisms_dir
 
 
 def shipped_organisms() -> list[str]:
@@ -27,7 +19,7 @@ def resolve_model(spec: str | None) -> str:
     Organism names win over same-named relative folders; anything else is passed through,
     and ``mechinterp.load`` names it in its error when it is neither a folder nor cached.
     """
-    spec = spec or DEFAULT_MODEL
+    spec = spec or DEFAULT_ORGANISM
     candidate = organisms_dir() / spec
     if "/" not in spec and (candidate / "model_index.json").exists():
         return str(candidate)

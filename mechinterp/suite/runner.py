@@ -27,6 +27,7 @@ from mechinterp.report.run import Verdict as VerdictRow
 from mechinterp.stats import ALPHA, LOOKS, Decision, PairTally, Plan, Tally, plain_interval, run_sequential
 from mechinterp.stats.plan import smallest_decidable
 from mechinterp.suite.outcome import ClaimOutcome, plan_record
+from mechinterp.vocabulary import EXPERIMENTS
 
 #: the paper's model (FLUX.2-klein-9B: 8 double and 24 single blocks), in forward order
 _PAPER_SITES = ["embed", *(f"double.{i}" for i in range(8)), *(f"single.{j}" for j in range(24))]
@@ -62,6 +63,36 @@ def thumbnail(image: Image.Image, size: int = THUMB) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+@dataclass(frozen=True)
+class _Context:
+    """The :class:`~mechinterp.vocabulary.RunContext` of one claim: its model, edits and site mapping."""
+
+    runner: "ClaimRunner"
+    family: str | None
+    fixed_sites: bool
+
+    @property
+    def model(self):
+        """The runner's model."""
+        return self.runner.model
+
+    def edit(self, item):
+        """The task's I2I edit at the runner's size and steps."""
+        return self.runner._edit(item)
+
+    def edits(self, item):
+        """A pair's (source, target) edits, source images native."""
+        return item.to_edits(height=self.runner.size, width=self.runner.size, steps=self.runner.steps)
+
+    def site(self, site: str) -> str:
+        """The model's site for the claim's site."""
+        return self.runner.site(site, self.family, own=self.fixed_sites)
+
+    def cutoff(self, site: str) -> str:
+        """The model's site for the claim's reference-drop cutoff."""
+        return site if self.fixed_sites else self.runner.site(site, self.family, cutoff=True)
+
+
 class ClaimRunner:
     """Runs claims on one model with one judge policy and shared caches."""
 
@@ -79,12 +110,12 @@ class ClaimRunner:
         self.data_dir = data_dir
         self.looks = looks
         self.alpha = alpha
-        meta = getattr(model, "meta", {}) or {}
+        meta = model.meta
         # a model that cannot run the tasks' own sizes (the organisms) names the one it runs at
-        self.size = size or (int(meta["default_size"]) if meta.get("default_size") else None)
-        self.steps = steps or int(meta.get("steps", meta.get("default_steps", 4)))
-        self.site_map = dict(meta.get("site_map", {}))
-        self.family_sites = dict(meta.get("sites", {}))
+        self.size = size or meta.size
+        self.steps = steps or meta.steps
+        self.site_map = dict(meta.site_map)
+        self.family_sites = dict(meta.sites)
         self.on_generation = on_generation
         self.on_progress = on_progress  # (claim, samples done, budget, k, n) after each sample
         self._done: dict[str, ClaimOutcome] = {}
@@ -131,7 +162,7 @@ class ClaimRunner:
 
         family = claim.tasks[0] if claim.tasks else claim.family
         try:
-            if claim.experiment.name == "i2i_patch":
+            if EXPERIMENTS[claim.experiment.name].pairs:
                 items = load_pairs(family, self.data_dir)
             else:
                 items = load_family(family, self.data_dir)
@@ -146,27 +177,12 @@ class ClaimRunner:
 
     # -- one sample ---------------------------------------------------------------------------
     def experiment(self, claim: Claim, item, fixed_sites: bool = False) -> ex.ExperimentResult:
-        """Run the claim's experiment on one task (or pair); ``fixed_sites``: its sites are the model's own."""
-        e = claim.experiment
-
-        def where(site: str) -> str:
-            return self.site(site, claim.family, own=fixed_sites)
-
-        if e.name == "t2i_lens":
-            lens_steps = e.get("steps") if e.get("same_layer") else None
-            return ex.t2i_lens(self.model, self._edit(item), where(e.get("site")), same_layer=bool(e.get("same_layer")),
-                               lens_steps=lens_steps, tokens=e.get("tokens", "text"))
-        if e.name == "knockout":
-            blocks = e.get("blocks", "all")
-            sites = None if blocks in (None, "all") else [where(s) for s in blocks]
-            return ex.knockout(self.model, self._edit(item), e.get("source"), e.get("dest"), sites=sites)
-        if e.name == "ref_drop":
-            cutoff = e.get("cutoff") if fixed_sites else self.site(e.get("cutoff"), claim.family, cutoff=True)
-            return ex.ref_drop(self.model, self._edit(item), cutoff)
-        if e.name == "i2i_patch":
-            source, target = item.to_edits(height=self.size, width=self.size, steps=self.steps)  # native source images
-            return ex.i2i_patch(self.model, source, target, where(e.get("site")), tokens=e.get("tokens", "text"))
-        raise ClaimSkipped(f"claim {claim.id!r} names unknown experiment {e.name!r}")
+        """Run the claim's experiment on one task (or pair) through its row of the experiment table
+        (``mechinterp.vocabulary.EXPERIMENTS``); ``fixed_sites``: its sites are the model's own."""
+        kind = EXPERIMENTS.get(claim.experiment.name)
+        if kind is None:
+            raise ClaimSkipped(f"claim {claim.id!r} names unknown experiment {claim.experiment.name!r}")
+        return kind.run(_Context(self, claim.family, fixed_sites), item, claim.experiment)
 
     def bundle(self, claim: Claim, result: ex.ExperimentResult) -> list[Image.Image]:
         """The images of the claim's question, in the question's role order."""

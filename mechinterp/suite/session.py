@@ -16,7 +16,8 @@ from pathlib import Path
 
 from mechinterp.io import atomic_write
 from mechinterp.report.meta import RunMeta, library_versions
-from mechinterp.suite.models import DEFAULT_MODEL, resolve_model
+from mechinterp.resources import DEFAULT_ORGANISM
+from mechinterp.suite.models import resolve_model
 from mechinterp.suite.runner import ClaimOutcome, ClaimRunner, ClaimSkipped
 from mechinterp.suite import PARTS
 from mechinterp.suite.settings import Settings
@@ -145,7 +146,7 @@ class SuiteSession:
         s = self.settings
         budget = (f"{s.budget_generations} generations" if s.budget_generations is not None else
                   f"${s.budget_dollars:g}" if s.budget_dollars is not None else None)
-        meta = RunMeta(model=s.model or DEFAULT_MODEL, judge=s.judge, seed=s.seed, samples=s.samples, budget=budget,
+        meta = RunMeta(model=s.model or DEFAULT_ORGANISM, judge=s.judge, seed=s.seed, samples=s.samples, budget=budget,
                        dtype=s.dtype, versions=library_versions(), started=self.started, finished=time.time(),
                        registry=[str(default_registry_path()), *self.claim_files])
         if self._model is not None:

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 from PIL import Image
 
 from mechinterp.io import atomic_write
-from mechinterp.judges.images import image_block, pixel_digest
+from mechinterp.io import image_digest
+from mechinterp.judges.images import image_block
 from mechinterp.tasks.records import TaskDataError, task_seed
 
 #: the system prompt of Appendix F.1, shipped as data
@@ -112,7 +113,7 @@ class ProposalCache:
     @staticmethod
     def key(image: Image.Image, prompt: str, model: str) -> str:
         """The cache key of one (image, prompt, model) call."""
-        return hashlib.sha256("\x1f".join([pixel_digest(image), prompt, model]).encode()).hexdigest()
+        return hashlib.sha256("\x1f".join([image_digest(image), prompt, model]).encode()).hexdigest()
 
     def _read(self) -> dict[str, dict]:
         if not self.path.is_file():

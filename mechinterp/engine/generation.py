@@ -1,0 +1,35 @@
+"""``Generation``: what one generation returns (image, captures, layout, what fired), and capture entries."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from mechinterp.engine.edit import Edit
+from mechinterp.engine.interventions import Capture, Captures
+from mechinterp.engine.layout import TokenLayout
+
+
+@dataclass
+class Generation:
+    """The result of one generation: the image, what was captured, and what fired where."""
+
+    image: Image.Image
+    array: "np.ndarray"  # float32 [H, W, 3] in [0, 1], before 8-bit quantisation
+    captures: Captures
+    edit: Edit
+    layout: TokenLayout
+    interventions: tuple = ()
+    fired: Counter = field(default_factory=Counter)
+
+
+def as_capture(item) -> Capture:
+    """A capture entry as a :class:`Capture` (a site name or flat block index: the text stream there)."""
+    if isinstance(item, Capture):
+        return item
+    if isinstance(item, (str, int)) and not isinstance(item, bool):
+        return Capture(item)
+    raise ValueError(f"capture entries must be Capture objects or site names, got {item!r}")

@@ -1,0 +1,85 @@
+"""The one vocabulary: a new experiment kind is one table row plus its function (the docs' example, run)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from mechinterp import vocabulary
+from mechinterp.claims import load_registry
+from mechinterp.suite.models import resolve_model
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "custom-claims.md"
+
+
+def _doc_blocks(lang: str) -> list[str]:
+    section = DOC.read_text().split("## Adding an experiment", 1)[1]
+    return re.findall(rf"```{lang}\n(.*?)```", section, re.S)
+
+
+@pytest.fixture
+def ref_off():
+    """The docs' example kind, registered by executing the docs' own code block; removed afterwards."""
+    (code,) = _doc_blocks("python")
+    scope: dict = {}
+    exec(compile(code, str(DOC), "exec"), scope)
+    try:
+        yield vocabulary.EXPERIMENTS["ref_off"]
+    finally:
+        vocabulary.unregister("ref_off")
+
+
+def test_the_table_is_what_every_reader_uses():
+    from mechinterp.judges.questions import QUESTIONS
+
+    assert {k.name: k.marker for k in vocabulary.EXPERIMENTS.values()} == {
+        "t2i_lens": "lens", "knockout": "knockout", "ref_drop": "refdrop", "i2i_patch": "patching"}
+    for q in QUESTIONS.values():  # every question's roles are its experiment kind's
+        assert q.roles == vocabulary.kind_of_question(q.experiment).roles, q.id
+    assert vocabulary.FAMILIES["human"].question == "identity"
+    with pytest.raises(ValueError, match="already registered"):
+        vocabulary.register(vocabulary.EXPERIMENTS["knockout"])
+
+
+def test_a_new_experiment_kind_is_one_entry_and_its_function(ref_off, tmp_path):
+    """The docs' example: registered in one call, it loads, gets its marker and runs through the runner."""
+    import mechinterp
+    from mechinterp.bench.suite_cost import claim_kind
+    from mechinterp.judges import ColorJudge
+    from mechinterp.suite.gencache import CachingModel, GenerationCache
+    from mechinterp.suite.runner import ClaimRunner
+
+    assert vocabulary.markers()["refoff"] == "reference-off claims"
+    (claim_toml,) = _doc_blocks("toml")
+    path = tmp_path / "refoff.claims.toml"
+    path.write_text("schema = 1\n" + claim_toml)
+    (claim,) = load_registry(path)
+    assert claim.experiment.name == "ref_off" and claim.markers == ("color", "refoff") and claim.polarity == "pass"
+    with pytest.raises(ValueError, match="no released-verdict replay for experiment 'ref_off'"):
+        claim_kind(claim)
+
+    model = CachingModel(mechinterp.load(resolve_model("padding-routed"), device="cpu"), GenerationCache(tmp_path))
+    judge = ColorJudge()
+    outcome = ClaimRunner(model, lambda q: judge, looks=1).run(claim)
+    assert outcome.decision.value == "holds", outcome.summary()
+    assert outcome.rows[0].question_id == "ko_text.color"
+    assert [im["role"] for im in outcome.rows[0].images] == ["reference", "i2i_baseline", "knockout_output"]
+
+
+def test_an_unregistered_kind_is_a_load_time_error(tmp_path):
+    (claim_toml,) = _doc_blocks("toml")
+    path = tmp_path / "refoff.claims.toml"
+    path.write_text("schema = 1\n" + claim_toml)
+    with pytest.raises(ValueError, match="experiment 'ref_off' is not one of t2i_lens, knockout, ref_drop, i2i_patch"):
+        load_registry(path)
+
+
+def test_an_unknown_question_in_a_user_claims_file_names_it_and_the_valid_ones(tmp_path):
+    path = tmp_path / "mine.claims.toml"
+    path.write_text('schema = 1\n[[claim]]\nid = "patching[single.9:text]-scene"\nfamily = "scene"\ntasks = ["add"]\n'
+                    'experiment = { name = "i2i_patch", site = "single.9" }\nquestion = "patch.scene"\n'
+                    'markers = ["scene", "patching"]\nhypothesis = "rate >= 0.5"\n')
+    with pytest.raises(ValueError, match=r"unknown question 'patch.scene'; valid questions: ko_image.color, .*patch.color"):
+        load_registry(path)
