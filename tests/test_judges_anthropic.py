@@ -214,6 +214,25 @@ def test_environment_variables_configure_the_sdk(server, monkeypatch):
         AnthropicJudge().judge("lens.color", [solid((1, 1, 1))] * 3)
 
 
+def test_one_key_check_for_the_client_and_the_suite(monkeypatch, tmp_path):
+    """``ANTHROPIC_AUTH_TOKEN`` alone is no key for the client, so the suite skips the claim up front
+    (with the reason) instead of erroring on its first call: both ask :func:`has_api_key`."""
+    from mechinterp.judges.client import has_api_key
+    from mechinterp.suite.runner import ClaimSkipped
+    from mechinterp.suite.session import SuiteSession
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "token-only")
+    assert not has_api_key() and has_api_key("given")
+    session = SuiteSession.__new__(SuiteSession)
+    with pytest.raises(ClaimSkipped, match="needs ANTHROPIC_API_KEY"):
+        session._make_judge("anthropic")
+    with pytest.raises(JudgeError, match="set the ANTHROPIC_API_KEY environment variable"):
+        AnthropicJudge().judge("lens.color", [solid((1, 1, 1))] * 3)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    assert has_api_key()
+
+
 def test_plain_completion_client_for_task_authoring(server):
     server.responder = lambda body: "add the lamp | remove the chair"
     client = AnthropicClient(api_key=SECRET, base_url=server.base_url, timeout=1, backoff_base=0)

@@ -20,7 +20,7 @@ from PIL import Image
 
 from mechinterp.cli import main
 from mechinterp.report import (
-    RunMeta, Verdict, compare_runs, evaluate, junit_properties, load_run, merge_runs, write_html, write_junit,
+    RunMeta, VerdictRow, compare_runs, evaluate, junit_properties, load_run, merge_runs, write_html, write_junit,
     write_report, write_run,
 )
 from mechinterp.report.html import claim_slug
@@ -38,7 +38,7 @@ def _png(rgb, size=32) -> bytes:
     return buf.getvalue()
 
 
-def _verdicts(run_dir: Path, ko_text_pass: int, n: int = 40, start: int = 0) -> list[Verdict]:
+def _verdicts(run_dir: Path, ko_text_pass: int, n: int = 40, start: int = 0) -> list[VerdictRow]:
     """``n`` tasks: KO ref->text passes ``ko_text_pass`` times; KO ref->image keeps colour in 36 of 40."""
     (run_dir / "images").mkdir(parents=True, exist_ok=True)
     out = []
@@ -48,10 +48,10 @@ def _verdicts(run_dir: Path, ko_text_pass: int, n: int = 40, start: int = 0) -> 
         images = [{"label": "reference", "path": f"images/ref_{i}.png"},
                   {"label": "knockout <b>", "png": base64.b64encode(_png((90, 90, 90))).decode()}]
         reason = XSS if i == start else f"sample {i}"
-        out.append(Verdict(KO_TEXT, f"t{i}", "ko_text.color", i - start < ko_text_pass, reason, "fake-judge", images))
-        out.append(Verdict(KO_IMAGE, f"t{i}", "ko_image.color", i - start < 36 * n // 40, "kept", "fake-judge"))
-    out += [Verdict(LENS_HUMAN, f"h{i}", "lens.identity", True, "different person", "fake-judge") for i in range(start, start + 20)]
-    out.append(Verdict(LENS_HUMAN, f"h_abstain{start}", "lens.identity", None, "cannot determine", "fake-judge"))
+        out.append(VerdictRow(KO_TEXT, f"t{i}", "ko_text.color", i - start < ko_text_pass, reason, "fake-judge", images))
+        out.append(VerdictRow(KO_IMAGE, f"t{i}", "ko_image.color", i - start < 36 * n // 40, "kept", "fake-judge"))
+    out += [VerdictRow(LENS_HUMAN, f"h{i}", "lens.identity", True, "different person", "fake-judge") for i in range(start, start + 20)]
+    out.append(VerdictRow(LENS_HUMAN, f"h_abstain{start}", "lens.identity", None, "cannot determine", "fake-judge"))
     return out
 
 
@@ -89,8 +89,8 @@ def test_write_and_load_round_trip(make_run):
 def test_evaluate_rejects_unknown_claims_and_duplicates():
     claims = load_registry()
     with pytest.raises(ValueError, match="unknown claim 'nope'"):
-        evaluate([Verdict("nope", "t", None, True)], claims)
-    twice = [Verdict(KO_TEXT, "t1", "ko_text.color", True)] * 2
+        evaluate([VerdictRow("nope", "t", None, True)], claims)
+    twice = [VerdictRow(KO_TEXT, "t1", "ko_text.color", True)] * 2
     with pytest.raises(ValueError, match="duplicate verdict.*'t1'"):
         evaluate(twice, claims)
 

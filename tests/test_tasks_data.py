@@ -258,3 +258,15 @@ def test_missing_pair_list_names_where_it_looked(tmp_path):
 def test_missing_task_list_names_where_it_looked(tmp_path):
     with pytest.raises(TaskDataError, match=r"task list for bucket 'remove' not found .*tasks/remove\.jsonl.*data/tasks/remove/tasks\.jsonl"):
         load_family("remove", tmp_path)
+
+
+def test_one_data_dir_accessor(monkeypatch, tmp_path):
+    """The argument wins, else ``$MECHINTERP_DATA_DIR`` (``~`` expanded), else none: what the loaders,
+    ``mechinterp tasks list``, the bench and the GPU check all read."""
+    from mechinterp.tasks.families import data_dir_or_env
+
+    monkeypatch.delenv("MECHINTERP_DATA_DIR", raising=False)
+    assert data_dir_or_env() is None and data_dir_or_env(tmp_path) == tmp_path
+    monkeypatch.setenv("MECHINTERP_DATA_DIR", "~/authors")
+    assert data_dir_or_env() == Path("~/authors").expanduser()
+    assert data_dir_or_env(tmp_path) == tmp_path

@@ -139,13 +139,12 @@ def run(args) -> int:
 
 def _suite_cost(args, timing: dict) -> None:
     """Print the claims suite's own cost, replayed on the released verdicts, or say why not."""
-    import os
-
     from mechinterp.bench import cost, suite_cost
     from mechinterp.claims import load_registry
+    from mechinterp.tasks.families import data_dir_or_env
 
-    folder = args.verdicts or (Path(os.environ["MECHINTERP_DATA_DIR"]) / "verdicts"
-                               if os.environ.get("MECHINTERP_DATA_DIR") else None)
+    data_dir = data_dir_or_env()
+    folder = args.verdicts or (data_dir / "verdicts" if data_dir else None)
     if folder is None or not Path(folder).is_dir():
         print(f"[bench] claims-suite cost skipped: the authors' released verdicts folder "
               f"{'was not given' if folder is None else f'{str(folder)!r} does not exist'} "

@@ -24,7 +24,6 @@ import argparse
 import datetime as _dt
 import gc
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -177,8 +176,10 @@ def _cost(pipeline: list, transformer: list, mfu: float, verdicts: str | None) -
            "lines": [dict(asdict(line), hours=line.hours) for line in lines],
            "total_hours": sum(line.hours for line in lines), "projected_total_hours": sum(line.hours for line in projected),
            "table": cost.report(lines)}
-    folder = verdicts or (os.path.join(os.environ["MECHINTERP_DATA_DIR"], "verdicts")
-                          if os.environ.get("MECHINTERP_DATA_DIR") else None)
+    from mechinterp.tasks.families import data_dir_or_env
+
+    data_dir = data_dir_or_env()
+    folder = verdicts or (data_dir / "verdicts" if data_dir else None)
     if folder and Path(folder).is_dir():
         from mechinterp.bench import suite_cost
         from mechinterp.claims import load_registry

@@ -156,6 +156,18 @@ def reply_from_message(message: Any) -> ClientReply:
     )
 
 
+#: what to do when :func:`has_api_key` is false
+NO_KEY = "no Anthropic API key: set the ANTHROPIC_API_KEY environment variable (or pass api_key=...)"
+
+
+def has_api_key(api_key: str | None = None) -> bool:
+    """The one key check: whether a call can authenticate (``api_key``, else ``ANTHROPIC_API_KEY``).
+
+    ``ANTHROPIC_AUTH_TOKEN`` alone does not count: the client sends an API key, so a token-only
+    environment would fail on its first call; callers skip or stop early instead."""
+    return bool(api_key or os.environ.get("ANTHROPIC_API_KEY"))
+
+
 class AnthropicClient:
     """A Messages-API client with the project's retry policy and a cached system prompt.
 
@@ -187,10 +199,8 @@ class AnthropicClient:
         """The underlying SDK client, created on first use (so no key is needed until a
         call is actually made, e.g. when every verdict comes from the cache)."""
         if self._sdk is None:
-            if not (self._api_key or os.environ.get("ANTHROPIC_API_KEY")):
-                raise JudgeAPIError(
-                    "no Anthropic API key: set the ANTHROPIC_API_KEY environment variable "
-                    "(or pass api_key=...)")
+            if not has_api_key(self._api_key):
+                raise JudgeAPIError(NO_KEY)
             self._sdk = anthropic.Anthropic(api_key=self._api_key, base_url=self.base_url,
                                             max_retries=0, timeout=self.timeout)
             self._api_key = None  # the SDK holds it now; keep no second copy

@@ -7,8 +7,8 @@ reference is that shape filled with the reference colour. Without a reference th
 the shape in a neutral dark grey, and with neither reference nor instruction it is the empty
 background, so reference-free runs (the T2I Lens baseline) have a defined, colour-free answer.
 
-``classify_color`` is the organisms' own objective colour check (CIELAB, CIEDE2000 nearest
-colour of the foreground pixels); ``classify_shape`` finds which object shape was drawn.
+``classify_color`` names the colour the objective colour judge sees (its dominant colour, nearest
+palette colour by CIEDE2000); ``classify_shape`` finds which object shape was drawn.
 """
 
 from __future__ import annotations
@@ -117,18 +117,20 @@ def foreground(image, threshold: float = 12.0) -> np.ndarray:
 def classify_color(image, min_pixels: int = 12) -> str:
     """The colour an image's foreground shows: one of the eight colours, ``"gray"`` or ``"none"``.
 
-    The median CIELAB value of the foreground pixels is matched to the nearest palette colour
-    by CIEDE2000; an image with fewer than ``min_pixels`` foreground pixels shows ``"none"``.
+    The one colour rule of the project: the objective colour judge's dominant colour
+    (:func:`mechinterp.judges.color.dominant_color`, ΔE2000 in CIELAB), named by the nearest
+    palette colour; an image with fewer than ``min_pixels`` foreground pixels shows ``"none"``.
     """
     from skimage.color import deltaE_ciede2000
 
-    fg = foreground(image)
-    if int(fg.sum()) < min_pixels:
+    from mechinterp.judges.color import dominant_color
+
+    if int(foreground(image).sum()) < min_pixels:
         return "none"
-    lab = _lab(_as_array(image)[fg])
-    med = np.median(lab, axis=0, keepdims=True)
+    pil = image if isinstance(image, Image.Image) else Image.fromarray(np.round(_as_array(image) * 255).astype(np.uint8))
+    dom = np.asarray(dominant_color(pil), dtype=np.float64)[None]
     names, pal = _palette()
-    return names[int(np.argmin(deltaE_ciede2000(np.repeat(med, len(pal), 0), pal)))]
+    return names[int(np.argmin(deltaE_ciede2000(np.repeat(dom, len(pal), 0), pal)))]
 
 
 def classify_shape(image) -> str:

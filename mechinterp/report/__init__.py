@@ -18,7 +18,7 @@ from mechinterp.report.junit import junit_properties, write_junit
 from mechinterp.report.merge import merge_runs
 from mechinterp.report.meta import RunMeta
 from mechinterp.report.released import load_released
-from mechinterp.report.run import ClaimResult, Run, Verdict, atomic_write, evaluate, load_run, write_run
+from mechinterp.report.run import ClaimResult, Run, VerdictRow, atomic_write, evaluate, load_run, write_run
 from mechinterp.report.tables import check_tables, format_tables
 
 
@@ -28,7 +28,7 @@ def write_report(run: Run, registry: str | Path | None = None) -> tuple[Path, Pa
 
 
 __all__ = [
-    "Change", "ClaimResult", "Run", "RunMeta", "Verdict", "atomic_write", "check_tables", "compare_runs", "evaluate",
+    "Change", "ClaimResult", "Run", "RunMeta", "VerdictRow", "atomic_write", "check_tables", "compare_runs", "evaluate",
     "format_changes", "format_tables", "junit_properties", "load_released", "load_run", "merge_runs",
     "write_html", "write_junit", "write_report", "write_run",
 ]

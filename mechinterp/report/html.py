@@ -24,7 +24,7 @@ from PIL import Image
 
 from mechinterp.claims import Claim, Table, claims_by_id, load_registry, load_tables
 from mechinterp.report.meta import RunMeta
-from mechinterp.report.run import ClaimResult, Run, Verdict, atomic_write, decision_counts, run_image_path
+from mechinterp.report.run import ClaimResult, Run, VerdictRow, atomic_write, decision_counts, run_image_path
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 THUMB_PX = 160
@@ -179,7 +179,7 @@ def _claims_html(claims: list[Claim], results: dict[str, ClaimResult]) -> str:
     return f"<h2>Claims</h2><table>{head}{''.join(rows)}</table>"
 
 
-def _bundle_html(v: Verdict, claim: Claim, run_dir: Path) -> str:
+def _bundle_html(v: VerdictRow, claim: Claim, run_dir: Path) -> str:
     figs = []
     for img in v.images:
         uri = thumbnail_uri(img, run_dir)
@@ -191,7 +191,7 @@ def _bundle_html(v: Verdict, claim: Claim, run_dir: Path) -> str:
             f'<div class="paper">{esc(v.judge)} &middot; {esc(v.question_id)}</div></div>')
 
 
-def _claim_page(claim: Claim, res: ClaimResult, verdicts: list[Verdict], run_dir: Path, max_bundles: int,
+def _claim_page(claim: Claim, res: ClaimResult, verdicts: list[VerdictRow], run_dir: Path, max_bundles: int,
                 index: dict[str, Claim]) -> str:
     facts = [("statement", claim.statement), ("where", claim.where), ("hypothesis", res.hypothesis),
              ("experiment", claim.experiment), ("question", claim.question), ("polarity", claim.polarity),
@@ -240,7 +240,7 @@ def write_html(run: Run, registry: str | Path | None = None, max_bundles: int = 
     reg = registry or run.metadata.registry or None
     claims, tables = load_registry(reg), load_tables(reg)
     index = claims_by_id(claims)
-    by_claim: dict[str, list[Verdict]] = {}
+    by_claim: dict[str, list[VerdictRow]] = {}
     for v in run.verdicts:
         by_claim.setdefault(v.claim_id, []).append(v)
     for cid, res in run.results.items():

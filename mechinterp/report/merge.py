@@ -14,10 +14,10 @@ import base64
 from pathlib import Path
 
 from mechinterp.report.meta import RunMeta
-from mechinterp.report.run import Run, Verdict, load_run, run_image_path, write_run
+from mechinterp.report.run import Run, VerdictRow, load_run, run_image_path, write_run
 
 
-def _embed_images(v: Verdict, src: Path) -> Verdict:
+def _embed_images(v: VerdictRow, src: Path) -> VerdictRow:
     images = []
     for img in v.images:
         img = dict(img)
@@ -26,7 +26,7 @@ def _embed_images(v: Verdict, src: Path) -> Verdict:
             if source is not None:
                 img["png"] = base64.b64encode(source.read_bytes()).decode("ascii")
         images.append(img)
-    return Verdict(v.claim_id, v.task_id, v.question_id, v.passed, v.reason, v.judge, images)
+    return VerdictRow(v.claim_id, v.task_id, v.question_id, v.passed, v.reason, v.judge, images)
 
 
 def merge_runs(run_dirs: list[str | Path], out_dir: str | Path, registry: str | Path | None = None) -> Run:
@@ -38,7 +38,7 @@ def merge_runs(run_dirs: list[str | Path], out_dir: str | Path, registry: str | 
         raise ValueError("merge needs at least one run folder")
     runs = [load_run(d, registry) for d in run_dirs]
     meta = RunMeta.pool([r.metadata for r in runs], name="merged", merged_from=[str(r.path) for r in runs])
-    pooled: dict[tuple[str, str], Verdict] = {}
+    pooled: dict[tuple[str, str], VerdictRow] = {}
     duplicates = conflicts = 0
     for run in runs:
         for v in run.verdicts:

@@ -1,7 +1,7 @@
 """Read the authors' released per-sample verdicts (``verdicts/*.csv``) as a run.
 
 Each cell claim with a ``csv`` names its file; a row ``entity_id,pass,reason,model,
-input_tokens,output_tokens`` becomes one :class:`~mechinterp.report.run.Verdict` with the
+input_tokens,output_tokens`` becomes one :class:`~mechinterp.report.run.VerdictRow` with the
 judge's raw pass. The claim's polarity is applied later, when pooling, exactly as for our
 own runs — so the same code path that checks a new model also reproduces the paper.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mechinterp.claims import Claim
 from mechinterp.report.meta import RunMeta
-from mechinterp.report.run import Verdict
+from mechinterp.report.run import VerdictRow
 
 _PASS = {"1": True, "0": False, "": None}
 
@@ -44,7 +44,7 @@ def read_released_rows(path: str | Path) -> list[ReleasedRow]:
     return rows
 
 
-def load_released(verdicts_dir: str | Path, claims: list[Claim]) -> tuple[list[Verdict], RunMeta]:
+def load_released(verdicts_dir: str | Path, claims: list[Claim]) -> tuple[list[VerdictRow], RunMeta]:
     """Verdicts and run metadata from a released CSV folder; claims whose CSV is absent are skipped.
 
     The judge cost is the rows' tokens at list price (synchronous API) when every judge model
@@ -55,7 +55,7 @@ def load_released(verdicts_dir: str | Path, claims: list[Claim]) -> tuple[list[V
     root = Path(verdicts_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"verdicts folder {root} does not exist")
-    verdicts: list[Verdict] = []
+    verdicts: list[VerdictRow] = []
     judges: set[str] = set()
     calls = tokens_in = tokens_out = 0
     cost: float | None = 0.0
@@ -65,7 +65,7 @@ def load_released(verdicts_dir: str | Path, claims: list[Claim]) -> tuple[list[V
             continue
         used.append(claim.csv)
         for row in read_released_rows(root / claim.csv):
-            verdicts.append(Verdict(claim.id, row.entity, claim.question, row.passed, row.reason, row.model))
+            verdicts.append(VerdictRow(claim.id, row.entity, claim.question, row.passed, row.reason, row.model))
             judges.add(row.model)
             calls += 1
             tokens_in += row.input_tokens

@@ -39,8 +39,9 @@ RUN_FILE, VERDICTS_FILE, RESULTS_FILE = "run.json", "verdicts.jsonl", "results.j
 
 
 @dataclass
-class Verdict:
-    """One judged sample (the judge's raw pass, before the claim's polarity)."""
+class VerdictRow:
+    """One row of ``verdicts.jsonl``: a judge's :class:`~mechinterp.judges.Verdict` on one claim's task (the raw
+    pass, before the question's polarity), with the bundle's thumbnails."""
 
     claim_id: str
     task_id: str
@@ -51,7 +52,12 @@ class Verdict:
     images: list[dict[str, str]] = field(default_factory=list)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Verdict":
+    def of(cls, claim_id: str, task_id: str, verdict, images: list[dict[str, str]] | None = None) -> "VerdictRow":
+        """The row of one judge :class:`~mechinterp.judges.Verdict` (the one verdict type) on one task."""
+        return cls(claim_id, task_id, verdict.question_id, verdict.passed, verdict.reason, verdict.judge, images or [])
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VerdictRow":
         """Build from a ``verdicts.jsonl`` row; unknown keys are an error."""
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
@@ -99,7 +105,7 @@ class Run:
 
     path: Path
     metadata: RunMeta
-    verdicts: list[Verdict]
+    verdicts: list[VerdictRow]
     results: dict[str, ClaimResult]
 
 
@@ -121,12 +127,12 @@ def run_image_path(run_dir: Path, relative: str) -> Path | None:
     return path
 
 
-def _outcomes(claim: Claim, verdicts: list[Verdict]) -> dict[str, bool | None]:
+def _outcomes(claim: Claim, verdicts: list[VerdictRow]) -> dict[str, bool | None]:
     """Polarity-applied outcome per task id."""
     return {v.task_id: None if v.passed is None else claim.success(v.passed) for v in verdicts}
 
 
-def relation_pairs(relation: Claim, index: dict[str, Claim], grouped: dict[str, list[Verdict]]
+def relation_pairs(relation: Claim, index: dict[str, Claim], grouped: dict[str, list[VerdictRow]]
                    ) -> list[tuple[bool | None, bool | None]] | None:
     """A relation's paired outcomes: its own ``|a``/``|b`` rows, else its two cells' rows paired by
     task (in the first cell's order); ``None`` when there is nothing to pair."""
@@ -146,14 +152,14 @@ def relation_pairs(relation: Claim, index: dict[str, Claim], grouped: dict[str, 
     return pairs or None
 
 
-def evaluate(verdicts: list[Verdict], claims: list[Claim]) -> dict[str, ClaimResult]:
+def evaluate(verdicts: list[VerdictRow], claims: list[Claim]) -> dict[str, ClaimResult]:
     """Pool verdicts per claim (polarity applied) and decide every claim that has data.
 
     Relations are decided when both of their cells have data. A duplicated
     ``(claim_id, task_id)`` is an error: one sample must count once.
     """
     index = claims_by_id(claims)
-    grouped: dict[str, list[Verdict]] = {}
+    grouped: dict[str, list[VerdictRow]] = {}
     seen: set[tuple[str, str]] = set()
     for v in verdicts:
         if v.claim_id not in index:
@@ -210,7 +216,7 @@ def _finite(x: Any) -> Any:
     return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
-def write_run(run_dir: str | Path, metadata: RunMeta, verdicts: list[Verdict],
+def write_run(run_dir: str | Path, metadata: RunMeta, verdicts: list[VerdictRow],
               registry: str | Path | list | None = None, decisions: dict[str, dict] | None = None) -> Run:
     """Write ``run.json``, ``verdicts.jsonl`` and ``results.json`` into ``run_dir``.
 
@@ -248,7 +254,7 @@ def load_run(run_dir: str | Path, registry: str | Path | None = None) -> Run:
     meta = RunMeta.from_dict(json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8")), str(run_dir / RUN_FILE))
     vpath = run_dir / VERDICTS_FILE
     lines = vpath.read_text(encoding="utf-8").splitlines() if vpath.is_file() else []
-    verdicts = [Verdict.from_dict(json.loads(line)) for line in lines if line.strip()]
+    verdicts = [VerdictRow.from_dict(json.loads(line)) for line in lines if line.strip()]
     rpath = run_dir / RESULTS_FILE
     if rpath.is_file():
         raw = json.loads(rpath.read_text(encoding="utf-8"))

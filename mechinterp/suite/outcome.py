@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 
 from mechinterp.claims import Claim
-from mechinterp.report.run import ClaimResult, Verdict as VerdictRow
+from mechinterp.report.run import ClaimResult, VerdictRow
 from mechinterp.stats import Decision, Interval, PairTally, Plan
 
 

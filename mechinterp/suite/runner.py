@@ -23,7 +23,7 @@ from PIL import Image
 from mechinterp import experiments as ex
 from mechinterp.claims import Claim, Experiment
 from mechinterp.claims.budget import claim_plan
-from mechinterp.report.run import Verdict as VerdictRow
+from mechinterp.report.run import VerdictRow
 from mechinterp.stats import ALPHA, LOOKS, Decision, PairTally, Plan, Tally, plain_interval, run_sequential
 from mechinterp.stats.plan import smallest_decidable
 from mechinterp.suite.outcome import ClaimOutcome, plan_record
@@ -244,8 +244,8 @@ class ClaimRunner:
                     self.on_generation()
             verdicts = judge.judge_many([(claim.question, imgs) for imgs in bundles])
             for item, imgs, v in zip(todo, bundles, verdicts):
-                row = VerdictRow(row_claim or claim.id, item_id(item) + task_suffix, claim.question, v.passed, v.reason,
-                                 v.judge, [{"role": r, "png": thumbnail(im)} for r, im in zip(roles, imgs)])
+                row = VerdictRow.of(row_claim or claim.id, item_id(item) + task_suffix, v,
+                                    [{"role": r, "png": thumbnail(im)} for r, im in zip(roles, imgs)])
                 self._judged[(key, item_id(item))] = Judged(row, None if v.passed is None else claim.success(v.passed))
         return [self._judged[(key, item_id(it))] for it in items]
 

@@ -89,10 +89,11 @@ class SuiteSession:
 
     def _make_judge(self, kind: str):
         from mechinterp.judges import AnthropicJudge, ColorJudge
+        from mechinterp.judges.client import has_api_key
 
         if kind == "color":
             return ColorJudge(cache=self._cache())
-        if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
+        if not has_api_key():
             raise ClaimSkipped("the Anthropic judge needs ANTHROPIC_API_KEY in the environment (or use --judge color for colour claims)")
         return AnthropicJudge(batch=(kind == "anthropic-batch"), cache=self._cache())
 
@@ -187,9 +188,9 @@ def _device_text(device) -> str:
 def merge_parts(run_dir: Path) -> tuple[list, dict[str, dict]]:
     """All workers' verdict rows (deduplicated by claim and task) and the sequential decisions
     (with the interval each was made on and the claim's plan)."""
-    from mechinterp.report.run import Verdict
+    from mechinterp.report.run import VerdictRow
 
-    rows: dict[tuple[str, str], Verdict] = {}
+    rows: dict[tuple[str, str], VerdictRow] = {}
     decisions: dict[str, dict] = {}
     for part in sorted((run_dir / PARTS).glob("*.jsonl")):
         for line in part.read_text(encoding="utf-8").splitlines():
@@ -200,5 +201,5 @@ def merge_parts(run_dir: Path) -> tuple[list, dict[str, dict]]:
             decisions[rec["claim"]] = {k: rec.get(k) for k in ("decision", "looks", "sweep", "plan", "note", "interval",
                                                                "worst_case")}
             for r in rec["rows"]:
-                rows.setdefault((r["claim_id"], r["task_id"]), Verdict.from_dict(r))
+                rows.setdefault((r["claim_id"], r["task_id"]), VerdictRow.from_dict(r))
     return list(rows.values()), decisions

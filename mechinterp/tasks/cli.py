@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from mechinterp.tasks.families import DATA_DIR_ENV, FAMILIES, PAIR_FAMILIES, load_family, load_pairs
+from mechinterp.tasks.families import DATA_DIR_ENV, FAMILIES, PAIR_FAMILIES, data_dir_or_env, load_family, load_pairs
 from mechinterp.tasks.records import Pair, Task, TaskDataError
 from mechinterp.tasks.sampling import sample
 
@@ -46,7 +45,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     rows = [("family", "size", "strata", "needs")]
     rows += [(i.name, str(i.size), i.strata, i.needs) for i in FAMILIES.values()]
     rows += [(f"pairs:{i.name}", str(i.size), f"{i.source_family} -> {i.target_family}", i.needs) for i in PAIR_FAMILIES.values()]
-    data_dir = args.data_dir or os.environ.get(DATA_DIR_ENV)
+    data_dir = data_dir_or_env(args.data_dir)
     if data_dir:
         rows[0] += ("status",)
         for i, row in enumerate(rows[1:], 1):

@@ -91,9 +91,16 @@ def _lookup(table: dict, name: object, kind: str):
     return table[name]
 
 
+def data_dir_or_env(data_dir: str | Path | None = None) -> Path | None:
+    """The one data-dir accessor: ``data_dir`` when given, else ``$MECHINTERP_DATA_DIR``, else ``None``
+    (``~`` expanded; existence is the caller's to check, with its own message)."""
+    value = data_dir if data_dir not in (None, "") else os.environ.get(DATA_DIR_ENV)
+    return Path(value).expanduser() if value else None
+
+
 def resolve_data_dir(data_dir: str | Path | None, family: str) -> Path:
     """The data directory to read ``family`` from: the argument, else ``$MECHINTERP_DATA_DIR``."""
-    value = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
+    value = data_dir_or_env(data_dir)
     if not value:
         raise TaskDataError(
             f"family {family!r} needs a data directory ({FAMILIES[family].needs}); pass data_dir= / "
