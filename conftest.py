@@ -6,7 +6,7 @@ import torch
 from hypothesis import settings
 
 #: the loopback Anthropic server fixture ``fake_anthropic`` for the library's tests
-pytest_plugins = ["mechinterp.testing.fake_anthropic"]
+pytest_plugins = ["mechinterp.testing.fixtures"]
 
 # two cores on CI machines: one thread per xdist worker, else up to two, so workers never oversubscribe
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))

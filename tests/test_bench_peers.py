@@ -69,11 +69,7 @@ def test_hooks_patch_a_double_blocks_text_stream(tiny_model, edit, solid):
 @pytest.mark.parametrize("ko", KO_SETTINGS)
 def test_the_authors_additive_mask_equals_the_engines_dense_mode(tiny_model, edit, ko):
     src, dst = ko.split("->")
-    tiny_model.knockout_mode = "dense"
-    try:
-        dense = tiny_model.generate(edit, [mi.Knockout(src, dst)])
-    finally:
-        tiny_model.knockout_mode = "auto"
+    dense = tiny_model.with_modes(knockout_mode="dense").generate(edit, [mi.Knockout(src, dst)])
     stock = dict(tiny_model.transformer.attn_processors)
     authors = _raw(tiny_model, edit, peers.additive_mask_knockout(tiny_model.transformer, tiny_model.layout(edit), src, dst))
     assert np.array_equal(authors, dense.array)

@@ -63,11 +63,7 @@ def test_fast_knockouts_equal_the_dense_mask_on_cuda(gpu_model, edit, mode, ko):
     items = [mi.Knockout(*ko.split("->"))]
     images = {}
     for m in ("dense", mode):
-        gpu_model.knockout_mode = m
-        try:
-            images[m] = gpu_model.generate(edit, items)
-        finally:
-            gpu_model.knockout_mode = "auto"
+        images[m] = gpu_model.with_modes(knockout_mode=m).generate(edit, items)
     np.testing.assert_allclose(images[mode].array, images["dense"].array, atol=TOL, rtol=0)
     assert images[mode].fired == images["dense"].fired and images[mode].fired
 
@@ -104,11 +100,7 @@ def test_truncating_ref_drop_equals_masking_on_cuda(gpu_model, edit):
     for site in gpu_model.table.blocks[1:]:
         drops = {}
         for rd, ko in (("mask", "dense"), ("truncate", "auto")):
-            gpu_model.ref_drop_mode, gpu_model.knockout_mode = rd, ko
-            try:
-                drops[rd] = gpu_model.generate(edit, [mi.RefDrop(site.name)])
-            finally:
-                gpu_model.ref_drop_mode, gpu_model.knockout_mode = "truncate", "auto"
+            drops[rd] = gpu_model.with_modes(knockout_mode=ko, ref_drop_mode=rd).generate(edit, [mi.RefDrop(site.name)])
         np.testing.assert_allclose(drops["truncate"].array, drops["mask"].array, atol=TOL, rtol=0, err_msg=site.name)
 
 

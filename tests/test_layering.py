@@ -152,3 +152,16 @@ def test_readme_layout_table_matches_the_tree():
                if (p.suffix == ".py" and p.name != "__init__.py") or (p.is_dir() and (p / "__init__.py").exists())}
     covered = {e for e in entries if e in listed or any(x.startswith(e + "/") for x in listed)}
     assert covered == entries, f"package entries without a README layout row: {sorted(entries - covered)}"
+
+
+def test_only_the_plugin_and_the_fixtures_import_pytest_at_module_level():
+    """The library and the test helpers run without pytest (a script can drive the fake server)."""
+    allowed = {"mechinterp.pytest_plugin", "mechinterp.testing.fixtures"}
+    bad = []
+    for name, path in MODULES.items():
+        for node in ast.parse(path.read_text()).body:
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(m.split(".")[0] in ("pytest", "_pytest") for m in mods) and name not in allowed:
+                bad.append(f"{name}:{node.lineno}")
+    assert not bad, bad

@@ -206,3 +206,20 @@ def test_plans_cached_during_inference_serve_autograd_runs(tiny_model, edit):
                 txt_ids=torch.zeros(1, layout.text_len, 4), return_dict=False)[0]
     out.sum().backward()
     assert enc.grad is not None and torch.isfinite(enc.grad).all()
+
+
+def test_modes_are_constructor_arguments_not_shared_state(tiny_model, edit):
+    """A model's modes are set when it is made (or on a copy by ``with_modes``), never by mutating a shared
+    class attribute: the original keeps its own, the copy shares the pipeline, and a wrong mode is named."""
+    dense = tiny_model.with_modes(knockout_mode="dense", ref_drop_mode="mask")
+    assert (dense.knockout_mode, dense.ref_drop_mode) == ("dense", "mask")
+    assert (tiny_model.knockout_mode, tiny_model.ref_drop_mode) == ("auto", "truncate")
+    assert dense.pipe is tiny_model.pipe and mi.Model(tiny_model.pipe, knockout_mode="split").knockout_mode == "split"
+    with pytest.raises(AttributeError):
+        tiny_model.knockout_mode = "dense"
+    with pytest.raises(ValueError, match="unknown ref_drop_mode 'cut'"):
+        mi.Model(tiny_model.pipe, ref_drop_mode="cut")
+    with pytest.raises(ValueError, match="'fast'"):
+        tiny_model.with_modes(knockout_mode="fast")
+    ko = [mi.Knockout("ref", "text.padding")]
+    np.testing.assert_allclose(dense.generate(edit, ko).array, tiny_model.generate(edit, ko).array, atol=1e-5, rtol=0)

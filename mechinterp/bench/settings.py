@@ -121,13 +121,10 @@ class _PipelineRun(_Run):
     def engine(self, items=(), ko="auto", rd="truncate", edit=None):
         model, e = self.model, edit or self.edit
 
+        moded = model.with_modes(ko, rd)
+
         def run():
-            saved = model.knockout_mode, model.ref_drop_mode
-            model.knockout_mode, model.ref_drop_mode = ko, rd
-            try:
-                return model.generate(e, items)
-            finally:
-                model.knockout_mode, model.ref_drop_mode = saved
+            return moded.generate(e, items)
 
         return run
 

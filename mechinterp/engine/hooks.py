@@ -31,6 +31,13 @@ from mechinterp.engine.truncate import RefTruncation
 REF_DROP_MODES = ("truncate", "mask")
 
 
+def check_modes(knockout_mode: str, ref_drop_mode: str) -> tuple[str, str]:
+    """Validate a knockout mode and a reference-drop mode; ``ValueError`` lists the valid ones."""
+    if ref_drop_mode not in REF_DROP_MODES:
+        raise ValueError(f"unknown ref_drop_mode {ref_drop_mode!r}; valid modes: {', '.join(REF_DROP_MODES)}")
+    return check_mode(knockout_mode), ref_drop_mode
+
+
 def _processor_key(site: Site) -> str:
     prefix = "transformer_blocks" if site.kind == "double" else "single_transformer_blocks"
     return f"{prefix}.{site.block}.attn.processor"
@@ -128,10 +135,7 @@ class Intervene:
         self.table = table or SiteTable.for_transformer(transformer)
         self.items = list(interventions)
         self.n_steps = n_steps
-        self.knockout_mode = check_mode(knockout_mode)
-        if ref_drop_mode not in REF_DROP_MODES:
-            raise ValueError(f"unknown ref_drop_mode {ref_drop_mode!r}; valid modes: {', '.join(REF_DROP_MODES)}")
-        self.ref_drop_mode = ref_drop_mode
+        self.knockout_mode, self.ref_drop_mode = check_modes(knockout_mode, ref_drop_mode)
         self.offload_captures = offload_captures
         self.truncation: RefTruncation | None = None
         self.captures = Captures()

@@ -8,6 +8,7 @@ for and its *wiring* (permanent knockouts of a model organism, applied on every 
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 from mechinterp.engine.batch import generate_many
 from mechinterp.engine.edit import Edit
 from mechinterp.engine.generation import Generation, as_capture
-from mechinterp.engine.hooks import Intervene
+from mechinterp.engine.hooks import Intervene, check_modes
 from mechinterp.engine.identity import ModelSource, content_id
 from mechinterp.engine.interventions import Intervention, Knockout
 from mechinterp.engine.layout import TokenLayout, build_layout
@@ -45,17 +46,17 @@ class Model:
 
     ``knockout_mode`` (``"auto"``, ``"split"``, ``"flex"``, ``"dense"``) and ``ref_drop_mode``
     (``"truncate"``, ``"mask"``) choose how knockouts and reference drops are computed; every
-    mode gives the same images to float tolerance, the defaults are the fast ones.
+    mode gives the same images to float tolerance, the defaults are the fast ones. They are
+    constructor arguments, read-only after; :meth:`with_modes` gives a model (same pipeline) with others.
     """
-
-    knockout_mode: str = "auto"
-    ref_drop_mode: str = "truncate"
 
     def __init__(self, pipe, *, max_sequence_length: int | None = None, text_encoder_out_layers: Sequence[int] | None = None,
                  wiring: Iterable[Knockout] | None = None, model_id: str | None = None,
-                 meta: ModelMeta | dict | None = None, source: ModelSource | None = None, generator: str = "device"):
+                 meta: ModelMeta | dict | None = None, source: ModelSource | None = None, generator: str = "device",
+                 knockout_mode: str = "auto", ref_drop_mode: str = "truncate"):
         """Wrap ``pipe``; ``meta`` (a :class:`ModelMeta`, default: the one ``pipe`` carries) gives the text
         length, text-encoder layers, wiring and id unless the keyword arguments name them."""
+        self._knockout_mode, self._ref_drop_mode = check_modes(knockout_mode, ref_drop_mode)
         if generator not in GENERATORS:
             raise ValueError(f"generator {generator!r}: expected one of {', '.join(GENERATORS)} "
                              "(the model's device, as the authors' runs, or the CPU for device-independent noise)")
@@ -146,6 +147,23 @@ class Model:
         wiring = [k for k in self.wiring if k.source in layout and k.dest in layout]
         return Intervene(self.transformer, layout, [*wiring, *interventions], table=self.table, n_steps=edit.steps,
                          knockout_mode=self.knockout_mode, ref_drop_mode=self.ref_drop_mode)
+
+    @property
+    def knockout_mode(self) -> str:
+        """How knockouts are computed (``"auto"``, ``"split"``, ``"flex"``, ``"dense"``)."""
+        return self._knockout_mode
+
+    @property
+    def ref_drop_mode(self) -> str:
+        """How reference drops are computed (``"truncate"``, ``"mask"``)."""
+        return self._ref_drop_mode
+
+    def with_modes(self, knockout_mode: str | None = None, ref_drop_mode: str | None = None) -> "Model":
+        """This model (the same pipeline, no copy of weights) computing knockouts / reference drops another way."""
+        other = copy.copy(self)
+        other._knockout_mode, other._ref_drop_mode = check_modes(knockout_mode or self.knockout_mode,
+                                                                 ref_drop_mode or self.ref_drop_mode)
+        return other
 
     # -- generation ---------------------------------------------------------------------------
     def pipeline_kwargs(self, edit: Edit) -> dict:

@@ -34,7 +34,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
 
 DEFAULT_REPLY = '{"pass": 1, "reason": "fake judge reply"}'
 _HTTP_FAULTS = {"429": "rate_limit_error", "529": "overloaded_error", "408": "timeout_error",
@@ -334,10 +333,3 @@ def _make_handler(server: FakeAnthropicServer) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
-
-
-@pytest.fixture
-def fake_anthropic():
-    """A running :class:`FakeAnthropicServer`, stopped after the test."""
-    with FakeAnthropicServer() as server:
-        yield server
