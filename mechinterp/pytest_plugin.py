@@ -1,7 +1,7 @@
 """pytest plugin for the claims suite (registered through the ``pytest11`` entry point).
 
 Options (each also ``mechinterp_<name>`` in ``[tool.pytest.ini_options]`` and
-``MECHINTERP_<NAME>`` in the environment): ``--model``, ``--judge``, ``--samples``, ``--budget``,
+``MECHINTERP_<NAME>`` in the environment): ``--model``, ``--judge``, ``--judge-config``, ``--samples``, ``--budget``,
 ``--seed``, ``--cache-dir``, ``--data-dir``, ``--device``, ``--dtype``, ``--report``, ``--shard``,
 ``--progress``.
 

@@ -69,3 +69,25 @@ def test_shards(n, i):
     else:
         with pytest.raises(ValueError, match="--shard"):
             parse_shard(f"{i}/{n}")
+
+
+def test_the_suite_builds_the_judge_config_from_its_option(monkeypatch):
+    """``--judge-config`` reaches every setting of the Claude judge; bad keys and values are named."""
+    from mechinterp.judges import AnthropicJudge, JudgeConfig
+
+    for o in OPTIONS:
+        monkeypatch.delenv(o.env, raising=False)
+    assert resolve(_Config()).judge_config is None
+    cfg = resolve(_Config(cli={"judge_config": "model=claude-x, max_concurrency=3,timeout=7.5"})).judge_config
+    assert cfg == JudgeConfig(model="claude-x", max_concurrency=3, timeout=7.5)
+    judge = AnthropicJudge(cfg, api_key="k", batch=True, batch_max_rounds=2)
+    assert (judge.model, judge.max_concurrency, judge.client.timeout, judge.batch_max_rounds) == ("claude-x", 3, 7.5, 2)
+    assert AnthropicJudge().config == JudgeConfig()
+    with pytest.raises(ValueError, match="'colour=1' is not key=value with a key among model, base_url"):
+        resolve(_Config(cli={"judge_config": "colour=1"}))
+    with pytest.raises(ValueError, match="max_concurrency must be an integer, got 'many'"):
+        JudgeConfig.parse("max_concurrency=many")
+    with pytest.raises(ValueError, match="max_concurrency must be >= 1, got 0"):
+        JudgeConfig.parse("max_concurrency=0")
+    with pytest.raises(ValueError, match=r"unknown judge settings \['speed'\]"):
+        AnthropicJudge(speed=2)

@@ -20,6 +20,7 @@ _HOME = {
     "base": ("Judge", "JudgeError"),
     "cache": ("VerdictCache",),
     "client": ("DEFAULT_MODEL", "AnthropicClient", "ClientReply", "JudgeAPIError", "RetryPolicy"),
+    "config": ("JudgeConfig",),
     "color": ("ColorJudge",),
     "questions": ("QUESTIONS", "SYSTEM_PROMPT", "Question", "get_question"),
     "usage": ("BATCH_DISCOUNT", "PRICES_USD_PER_MTOK", "Usage"),

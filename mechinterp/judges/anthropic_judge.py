@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from mechinterp.judges.base import Bundle, Judge
 from mechinterp.judges.batch import run_batches
 from mechinterp.judges.cache import VerdictCache
-from mechinterp.judges.client import DEFAULT_MODEL, AnthropicClient, ClientReply, JudgeAPIError
+from mechinterp.judges.client import AnthropicClient, ClientReply, JudgeAPIError
+from mechinterp.judges.config import JudgeConfig
 from mechinterp.judges.images import image_block
 from mechinterp.judges.usage import Usage
 from mechinterp.judges.verdict import Verdict, parse_reply
@@ -37,37 +38,32 @@ def bundle_content(bundle: Bundle) -> list[dict]:
 class AnthropicJudge(Judge):
     """Claude as a yes/no visual judge (see module doc).
 
-    ``api_key``/``base_url`` default to the SDK's ``ANTHROPIC_API_KEY``/``ANTHROPIC_BASE_URL``
-    environment variables. ``backoff_base`` (seconds) scales the exponential back-off;
-    ``batch_poll_interval`` is the wait between batch status checks.
+    Its settings are one :class:`~mechinterp.judges.config.JudgeConfig` (what the suite's
+    ``--judge-config`` builds). ``api_key``/``base_url`` default to the SDK's
+    ``ANTHROPIC_API_KEY``/``ANTHROPIC_BASE_URL`` environment variables.
     """
 
     name = "anthropic"
 
-    def __init__(self, model: str = DEFAULT_MODEL, api_key: str | None = None,
-                 base_url: str | None = None, max_concurrency: int = 8, batch: bool = False,
-                 *, max_tokens: int = 200, cache: VerdictCache | None = None,
-                 max_retries: int = 6, timeout: float = 120.0, backoff_base: float = 1.0,
-                 backoff_cap: float = 60.0, batch_poll_interval: float = 30.0,
-                 batch_max_rounds: int = 3, batch_timeout: float = 24 * 3600.0,
-                 client: AnthropicClient | None = None) -> None:
+    def __init__(self, config: JudgeConfig | None = None, *, api_key: str | None = None, batch: bool = False,
+                 cache: VerdictCache | None = None, client: AnthropicClient | None = None, **settings) -> None:
+        """``config`` (default :class:`JudgeConfig`) with any of its fields overridden by keyword
+        (``AnthropicJudge(timeout=1)``); ``client`` replaces the SDK client built from it."""
         super().__init__(cache)
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
-        if batch_max_rounds < 1:
-            raise ValueError(f"batch_max_rounds must be >= 1, got {batch_max_rounds!r}")
+        config = (config or JudgeConfig()).replace(**settings)
+        self.config = config
         self.client = client or AnthropicClient(
-            model=model, api_key=api_key, base_url=base_url, max_retries=max_retries,
-            timeout=timeout, backoff_base=backoff_base, backoff_cap=backoff_cap)
+            model=config.model, api_key=api_key, base_url=config.base_url, max_retries=config.max_retries,
+            timeout=config.timeout, backoff_base=config.backoff_base, backoff_cap=config.backoff_cap)
         self.model = self.client.model
-        self.max_tokens = max_tokens
-        self.max_concurrency = max_concurrency
+        self.max_tokens = config.max_tokens
+        self.max_concurrency = config.max_concurrency
         self.batch = batch
-        self.batch_poll_interval = batch_poll_interval
-        self.batch_max_rounds = batch_max_rounds
-        self.batch_timeout = batch_timeout
+        self.batch_poll_interval = config.batch_poll_interval
+        self.batch_max_rounds = config.batch_max_rounds
+        self.batch_timeout = config.batch_timeout
         if batch:  # other workers must wait out a whole batch before taking a bundle over
-            self.claim_ttl = max(self.claim_ttl, batch_timeout * batch_max_rounds)
+            self.claim_ttl = max(self.claim_ttl, config.batch_timeout * config.batch_max_rounds)
         self.usage = Usage(self.model)
 
     def __repr__(self) -> str:

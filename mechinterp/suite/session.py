@@ -95,7 +95,7 @@ class SuiteSession:
             return ColorJudge(cache=self._cache())
         if not has_api_key():
             raise ClaimSkipped("the Anthropic judge needs ANTHROPIC_API_KEY in the environment (or use --judge color for colour claims)")
-        return AnthropicJudge(batch=(kind == "anthropic-batch"), cache=self._cache())
+        return AnthropicJudge(self.settings.judge_config, batch=(kind == "anthropic-batch"), cache=self._cache())
 
     def _check_budget(self) -> None:
         s = self.settings

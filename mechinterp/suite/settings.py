@@ -43,6 +43,9 @@ class Option:
 OPTIONS = (
     Option("model", None, "organism name, local folder or Hugging Face id (default: the 'padding-routed' organism)"),
     Option("judge", "auto", "auto (objective judge where one exists, else Anthropic), color, anthropic, anthropic-batch"),
+    Option("judge_config", None, "the Claude judge's settings as key=value,... (model, base_url, max_concurrency, "
+                                 "max_tokens, max_retries, timeout, backoff_base, backoff_cap, batch_poll_interval, "
+                                 "batch_max_rounds, batch_timeout)"),
     Option("samples", None, "cap on each claim's planned budget of tasks (or pairs); default: each claim's own "
                             "budget, planned for 90 % power (a claim the cap makes undecidable says so and runs nothing)"),
     Option("budget", None, "total budget per worker: N generations, or $X of judge cost (e.g. '2000' or '$25')"),
@@ -77,6 +80,7 @@ class Settings:
     report: Path | None
     shard: tuple[int, int] | None
     progress: float | None = None  # seconds between progress lines; None: none
+    judge_config: object | None = None  # a mechinterp.judges.config.JudgeConfig; None: its defaults
 
 
 def raw_value(config, opt: Option) -> str | None:
@@ -166,4 +170,14 @@ def resolve(config) -> Settings:
         report=Path(v["report"]).expanduser() if v["report"] else None,
         shard=parse_shard(v["shard"]),
         progress=parse_progress(v["progress"], sys.stderr.isatty()),
+        judge_config=_judge_config(v["judge_config"]),
     )
+
+
+def _judge_config(text: str | None):
+    """``--judge-config`` parsed (imported only when given: a session without it imports no judge SDK)."""
+    if not text:
+        return None
+    from mechinterp.judges.config import JudgeConfig
+
+    return JudgeConfig.parse(text)
