@@ -44,6 +44,8 @@ _RUN_DIR_KEY = pytest.StashKey()
 _SETTINGS_KEY = pytest.StashKey()
 _CLAIM_COUNT_KEY = pytest.StashKey()
 _CLAIM_FILES_KEY = pytest.StashKey()
+_CLAIM_NODES_KEY = pytest.StashKey()
+_OUTCOMES_KEY = pytest.StashKey()
 
 
 # -- options and configuration ------------------------------------------------------------------
@@ -77,6 +79,7 @@ def pytest_configure(config) -> None:
         raise pytest.UsageError(str(err)) from None
     config.stash[_SETTINGS_KEY] = settings
     config.stash[_SESSION_KEY] = None
+    config.pluginmanager.register(_OutcomeRecorder(config), "mechinterp-outcomes")
     if _worker_id(config):
         run_dir = Path(config.workerinput.get("mechinterp_run_dir") or settings.report or "reports/worker")
     else:
@@ -198,6 +201,8 @@ def pytest_collection_modifyitems(config, items) -> None:
     worker = _worker_id(config)
     claims = [item for item in items if is_claim_item(item)]
     config.stash[_CLAIM_COUNT_KEY] = len(claims)
+    config.stash[_CLAIM_NODES_KEY] = {item.nodeid: cid for item in claims if (cid := _item_claim_id(item))}
+    config.stash[_OUTCOMES_KEY] = {}
     if worker and claims:
         pin_gpu(worker)
         if config.workerinput.get(GROUP_FLAG):
@@ -205,6 +210,53 @@ def pytest_collection_modifyitems(config, items) -> None:
                 mark = item.get_closest_marker("xdist_group")
                 if mark is not None:
                     tag_nodeid(item, mark.kwargs.get("name", mark.args[0] if mark.args else "default"))
+
+
+def _item_claim_id(item) -> str | None:
+    """The claim id a collected claim item runs."""
+    claim = getattr(item, "claim", None)
+    if claim is None and hasattr(item, "callspec"):
+        claim = item.callspec.params.get("claim")
+    return getattr(claim, "id", None)
+
+
+class _OutcomeRecorder:
+    """Records every claim item's outcome (passed, failed, error, skipped, xfailed) for the run folder, so
+    ``junit.xml`` and ``results.json`` list claims that errored or were skipped too."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def pytest_runtest_logreport(self, report) -> None:
+        """Keep the first failing phase's outcome, else the call's."""
+        cid = self.config.stash.get(_CLAIM_NODES_KEY, {}).get(report.nodeid)
+        if cid is None:
+            return
+        outcomes = self.config.stash.setdefault(_OUTCOMES_KEY, {})
+        if report.when != "call" and not (report.failed or report.skipped):
+            return
+        if report.when == "teardown" and outcomes.get(cid, {}).get("outcome") not in (None, "passed"):
+            return
+        if hasattr(report, "wasxfail"):
+            outcome = "inconclusive"
+        elif report.skipped:
+            outcome = "skipped"
+        elif report.failed:
+            outcome = "failed" if report.when == "call" else "error"
+        else:
+            outcome = "passed"
+        outcomes[cid] = {"outcome": outcome, "message": _report_message(report), "nodeid": report.nodeid}
+
+
+def _report_message(report) -> str:
+    """A short reason: the skip reason, or the last lines of the failure."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    text = getattr(report, "longreprtext", "") or ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("E ")]
+    return "\n".join((errors or lines)[-3:])[:2000]
 
 
 # -- running a claim -------------------------------------------------------------------------------
@@ -319,6 +371,11 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         return
     if sess is not None:
         sess.write_metadata()
+    outcomes = config.stash.get(_OUTCOMES_KEY, None)
+    if outcomes:
+        from mechinterp.suite.session import write_outcomes
+
+        write_outcomes(run_dir, _worker_id(config) or "main", outcomes)
     if _worker_id(config) or not (run_dir / PARTS).is_dir():
         return
     from mechinterp.suite.report import finish_run

@@ -183,6 +183,26 @@ def _device_text(device) -> str:
     return str(device)
 
 
+def write_outcomes(run_dir: Path, worker: str, outcomes: dict[str, dict]) -> Path:
+    """Save this process's claim outcomes (``{claim id: {outcome, message, nodeid}}``, pytest's view: passed,
+    failed, error, skipped, inconclusive) as ``<run>/parts/<worker>.outcomes.json``, atomically."""
+    path = run_dir / PARTS / f"{worker}.outcomes.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(outcomes, ensure_ascii=False))
+    return path
+
+
+def merge_outcomes(run_dir: Path) -> dict[str, dict]:
+    """Every worker's claim outcomes (see :func:`write_outcomes`), pooled."""
+    out: dict[str, dict] = {}
+    for part in sorted((run_dir / PARTS).glob("*.outcomes.json")):
+        try:
+            out.update(json.loads(part.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out
+
+
 def merge_parts(run_dir: Path) -> tuple[list, dict[str, dict]]:
     """All workers' verdict rows (deduplicated by claim and task) and the sequential decisions
     (with the interval each was made on and the claim's plan)."""
