@@ -155,6 +155,9 @@ class SuiteSession:
             meta.sampling = m.sampling
             meta.generations, meta.cache_hits = m.generated, m.cache.hits
             meta.generation_seconds = round(m.generation_seconds, 3)
+            meta.cache_rejected += m.cache.rejected
+        if self._verdict_cache is not None:
+            meta.cache_rejected += self._verdict_cache.rejected
         if self._judges:
             meta.judge_model = ", ".join(sorted(f"{j.name}:{j.model}" for j in self._judges.values()))
             usages = [getattr(j, "usage", None) for j in self._judges.values()]
@@ -162,6 +165,7 @@ class SuiteSession:
             meta.judge_calls = sum(u.calls for u in paid)
             meta.judge_input_tokens = sum(u.input_tokens for u in paid)
             meta.judge_output_tokens = sum(u.output_tokens for u in paid)
+            meta.judge_reasked = sum(getattr(u, "reasked", 0) for u in paid)
             costs = [u.cost_usd for u in paid]
             meta.judge_cost_usd = None if None in costs else round(sum(costs), 6)  # offline judges cost 0
         return meta
