@@ -87,6 +87,12 @@ def pytest_configure(config) -> None:
         run_dir = settings.report or Path(config.invocation_params.dir) / "reports" / _run_name(settings.model)
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(_XdistHooks(run_dir), "mechinterp-xdist")
+        from mechinterp.suite.runfolder import check_run_folder
+
+        try:
+            check_run_folder(Path(run_dir), settings)
+        except ValueError as err:
+            raise pytest.UsageError(str(err)) from None
     config.stash[_RUN_DIR_KEY] = run_dir
 
 
@@ -203,6 +209,13 @@ def pytest_collection_modifyitems(config, items) -> None:
     config.stash[_CLAIM_COUNT_KEY] = len(claims)
     config.stash[_CLAIM_NODES_KEY] = {item.nodeid: cid for item in claims if (cid := _item_claim_id(item))}
     config.stash[_OUTCOMES_KEY] = {}
+    if claims and not config.option.collectonly:  # before any claim runs: the settings its rows are made with
+        from mechinterp.suite.runfolder import record_settings
+
+        try:
+            record_settings(Path(config.stash[_RUN_DIR_KEY]), settings)
+        except OSError as err:
+            raise pytest.UsageError(f"--report {config.stash[_RUN_DIR_KEY]}: cannot write the run folder: {err}") from None
     if worker and claims:
         pin_gpu(worker)
         if config.workerinput.get(GROUP_FLAG):

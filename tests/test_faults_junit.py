@@ -7,7 +7,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-import mechinterp.claims  # noqa: F401  (numpy/scipy imported once, outside pytester's in-process runs)
+import mechinterp.claims  # noqa: F401  (numpy/scipy/torch imported once, outside pytester's in-process runs,
+import mechinterp.report.power  # noqa: F401  which drop the modules they import: torch cannot be imported twice)
 
 pytest_plugins = ["pytester"]
 
