@@ -46,6 +46,7 @@ _CLAIM_COUNT_KEY = pytest.StashKey()
 _CLAIM_FILES_KEY = pytest.StashKey()
 _CLAIM_NODES_KEY = pytest.StashKey()
 _OUTCOMES_KEY = pytest.StashKey()
+_CLAIM_SOURCES_KEY = pytest.StashKey()
 
 
 # -- options and configuration ------------------------------------------------------------------
@@ -72,9 +73,9 @@ def pytest_configure(config) -> None:
     try:
         settings = resolve(config)
         if settings.model is not None:
-            from mechinterp.suite.models import resolve_model
+            from mechinterp.suite.models import check_model
 
-            resolve_model(settings.model)
+            check_model(settings.model)
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
     config.stash[_SETTINGS_KEY] = settings
@@ -311,12 +312,15 @@ def _progress(config):
 def run_claim(config, claim, user_properties: list) -> None:
     """Run a claim and turn its decision into the test outcome (pass / fail / xfail / skip)."""
     from mechinterp.suite.runner import ClaimSkipped
+    from mechinterp.suite.session import ModelUnavailable
 
     sess = _session(config)
     try:
         outcome = sess.check(claim, sess.registry)
     except ClaimSkipped as err:
         pytest.skip(str(err))
+    except ModelUnavailable as err:  # one clear error for the whole run, not one traceback per claim
+        pytest.exit(str(err), returncode=pytest.ExitCode.USAGE_ERROR)
     from mechinterp.report.junit import junit_properties
 
     user_properties.extend(junit_properties(outcome.result()))
@@ -345,17 +349,67 @@ class ClaimFile(pytest.File):
     """A user's claim file (same schema as the shipped ``mechinterp/claims/registry.toml``)."""
 
     def collect(self):
-        """One ``ClaimItem`` per claim in the file (its claims join the session's registry)."""
+        """One ``ClaimItem`` per claim in the file (its claims join the session's registry), each
+        checked first: its id new to the session, its sites on the model (see :func:`check_claim_sites`)."""
         from mechinterp.claims import load_registry
 
         registry = _registry(self.config)
         self.config.stash.setdefault(_CLAIM_FILES_KEY, []).append(str(self.path))
-        for claim in load_registry(self.path):
-            registry.setdefault(claim.id, claim)
+        claims = load_registry(self.path)
+        for claim in claims:
+            if claim.id in registry:
+                raise ClaimFileError(f"{self.path}: claim id {claim.id!r} is already defined "
+                                     f"({_where(self.config, claim.id)}); claim ids must be unique in a run")
+            check_claim_sites(self.config, claim, self.path)
+        for claim in claims:
+            registry[claim.id] = claim
+            self.config.stash.setdefault(_CLAIM_SOURCES_KEY, {})[claim.id] = str(self.path)
             item = ClaimItem.from_parent(self, name=claim.id, claim=claim)
             for mark in claim_marks(claim):
                 item.add_marker(mark)
             yield item
+
+    def repr_failure(self, excinfo):
+        """A bad claim file is one message naming the file and what is wrong, not a traceback."""
+        if excinfo.errisinstance((ClaimFileError, ValueError)):
+            return f"{self.path}: {excinfo.value}" if str(self.path) not in str(excinfo.value) else str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+class ClaimFileError(ValueError):
+    """A claim file that cannot run: a duplicate claim id, or a site that is not on the model."""
+
+
+def _where(config, claim_id: str) -> str:
+    source = config.stash.get(_CLAIM_SOURCES_KEY, {}).get(claim_id)
+    return f"in {source}" if source else "in the paper's registry, mechinterp/claims/registry.toml"
+
+
+def check_claim_sites(config, claim, path) -> None:
+    """``ClaimFileError`` when a site of ``claim`` exists neither on ``--model`` nor on the paper's model
+    (a typo such as ``double.99`` would otherwise fail, or be remapped, only once it runs). A model that
+    is not on this machine is checked when it loads."""
+    from mechinterp.suite.models import model_outline
+    from mechinterp.suite.runner import ClaimRunner, ClaimSkipped
+
+    key = "_mechinterp_outline"
+    if not hasattr(config, key):
+        setattr(config, key, model_outline(config.stash[_SETTINGS_KEY].model))
+    outline = getattr(config, key)
+    if outline is None:
+        return
+    table, meta = outline
+
+    class _Outline:  # what ClaimRunner's site mapping reads of a model
+        model_id = config.stash[_SETTINGS_KEY].model or "padding-routed"
+
+    _Outline.table, _Outline.meta = table, meta
+    try:
+        ClaimRunner(_Outline(), judge_for=None).check_sites(claim)
+    except ClaimSkipped:
+        return  # a paper site this model has no counterpart of: skipped with its reason when it runs
+    except ValueError as err:
+        raise ClaimFileError(f"{path}: claim {claim.id!r}: {err}") from None
 
 
 class ClaimItem(pytest.Item):

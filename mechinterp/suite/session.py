@@ -26,6 +26,10 @@ class BudgetExhausted(ClaimSkipped):
     """The run's generation or dollar budget is used up."""
 
 
+class ModelUnavailable(RuntimeError):
+    """``--model`` could not be loaded: the run stops with this one message (every claim needs it)."""
+
+
 class SuiteSession:
     """Lazily loads what claims need and runs them; ``check(claim)`` is what a claim test calls."""
 
@@ -35,6 +39,7 @@ class SuiteSession:
         self.run_dir = run_dir
         self.worker = worker
         self._model = None
+        self._model_error: str | None = None
         self._runner: ClaimRunner | None = None
         self._judges: dict[str, object] = {}
         self._verdict_cache = None
@@ -46,13 +51,20 @@ class SuiteSession:
     @property
     def model(self):
         """The model behind the generation cache (loaded on first use, once per process)."""
+        if self._model_error is not None:
+            raise ModelUnavailable(self._model_error)
         if self._model is None:
             import mechinterp
             from mechinterp.suite.gencache import CachingModel, GenerationCache
 
-            path = resolve_model(self.settings.model)
-            model = mechinterp.load(path, device=self.settings.device, dtype=self.settings.dtype,
-                                    generator=self.settings.generator)
+            try:
+                path = resolve_model(self.settings.model)
+                model = mechinterp.load(path, device=self.settings.device, dtype=self.settings.dtype,
+                                        generator=self.settings.generator)
+            except Exception as err:  # noqa: BLE001 - whatever the loader raises, the run cannot go on
+                self._model_error = (f"--model {self.settings.model or DEFAULT_MODEL!r} cannot be loaded: "
+                                     f"{type(err).__name__}: {err}")
+                raise ModelUnavailable(self._model_error) from None
             self._model = CachingModel(model, GenerationCache(self.settings.cache_dir))
         return self._model
 
