@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from PIL import Image
@@ -119,3 +120,29 @@ def test_two_concurrent_runs_on_one_cache_compute_each_generation_once(tmp_path)
     assert sum(g for g, _ in counts) == 2 * n  # each of the 2n distinct generations computed once
     assert sum(h for _, h in counts) == 2 * n  # and read by the other run
     assert len(list(Path(tmp_path).rglob("record.json"))) == 2 * n
+
+
+def test_a_judging_owner_renews_its_claims_and_they_lapse_after_it_stops(tmp_path):
+    (qid, images), _ = bundles()
+    other = VerdictCache(tmp_path)
+    seen: list[str] = []
+
+    class SlowColorJudge(ColorJudge):  # a judge call that outlasts the claim's time-out several times
+        def _judge_fresh(self, items, deliver):
+            time.sleep(1.2)
+            seen.append(other.claim(items[0][0], HUGE_TTL))
+            return super()._judge_fresh(items, deliver)
+
+    judge = SlowColorJudge(cache=VerdictCache(tmp_path))
+    judge.claim_ttl = 0.3
+    assert judge.judge(qid, images).passed is True
+    assert seen == ["busy"]  # renewed by the heartbeat all along
+
+    stale = VerdictCache(tmp_path)  # an owner on another host that stopped beating: lapses after its ttl
+    assert stale.claim("k", 0.2) == "claimed"
+    stale.owner = "another-host:1:dead"
+    with stale._tx() as conn:
+        conn.execute("UPDATE claims SET owner = ? WHERE key = 'k'", (stale.owner,))
+    assert other.claim("k", HUGE_TTL) == "busy"
+    time.sleep(0.3)
+    assert other.claim("k", HUGE_TTL) == "claimed"

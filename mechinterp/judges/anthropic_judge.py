@@ -71,8 +71,6 @@ class AnthropicJudge(Judge):
         self.batch_poll_interval = batch_poll_interval
         self.batch_max_rounds = batch_max_rounds
         self.batch_timeout = batch_timeout
-        if batch:  # other workers must wait out a whole batch before taking a bundle over
-            self.claim_ttl = max(self.claim_ttl, batch_timeout * batch_max_rounds)
         self.usage = Usage(self.model)
 
     def __repr__(self) -> str:

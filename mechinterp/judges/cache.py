@@ -12,7 +12,9 @@ Safety properties, each tested:
   judge (:meth:`VerdictCache.claim`); the others wait for the verdict, and take the claim
   over if its owner released it, its lease ran out, or its owner is dead (a claim names its
   owner's host and pid: a process on the same host that no longer exists, e.g. one killed
-  with ``kill -9``, holds nothing, so a rerun resumes at once instead of waiting out the lease);
+  with ``kill -9``, holds nothing, so a rerun resumes at once instead of waiting out the lease;
+  a live owner renews its claims with a heartbeat, so one on another host lapses a lease
+  time-out after it stops, never a whole batch's 24 h);
 - a kill mid-write loses at most the uncommitted row (SQLite's atomic commit);
 - a corrupt row (bad checksum or record) is deleted and reported as a miss, so the bundle is
   re-judged; a corrupt or truncated database file is moved aside, its readable valid rows
@@ -262,6 +264,16 @@ class VerdictCache:
             conn.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)",
                          (key, self.owner, now + ttl))
             return "claimed"
+
+    def heartbeat(self, keys: Sequence[str], ttl: float) -> int:
+        """Extend our live claims on ``keys`` to ``ttl`` seconds from now (a judge does this while it
+        waits on the API), so a claim lapses ``ttl`` after its owner stops beating - on any host."""
+        if not keys:
+            return 0
+        with self._tx() as conn:
+            cur = conn.executemany("UPDATE claims SET expires = ? WHERE key = ? AND owner = ?",
+                                   [(time.time() + ttl, k, self.owner) for k in keys])
+            return cur.rowcount
 
     def release(self, key: str) -> None:
         """Give up our claim on ``key`` without a verdict (e.g. the call failed)."""
