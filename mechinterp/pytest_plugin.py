@@ -210,13 +210,6 @@ def pytest_collection_modifyitems(config, items) -> None:
     config.stash[_CLAIM_COUNT_KEY] = len(claims)
     config.stash[_CLAIM_NODES_KEY] = {item.nodeid: cid for item in claims if (cid := _item_claim_id(item))}
     config.stash[_OUTCOMES_KEY] = {}
-    if claims and not config.option.collectonly:  # before any claim runs: the settings its rows are made with
-        from mechinterp.suite.runfolder import record_settings
-
-        try:
-            record_settings(Path(config.stash[_RUN_DIR_KEY]), settings)
-        except OSError as err:
-            raise pytest.UsageError(f"--report {config.stash[_RUN_DIR_KEY]}: cannot write the run folder: {err}") from None
     if worker and claims:
         pin_gpu(worker)
         if config.workerinput.get(GROUP_FLAG):
@@ -278,6 +271,13 @@ def _session(config):
     from mechinterp.suite.session import SuiteSession
 
     if config.stash.get(_SESSION_KEY, None) is None:
+        from mechinterp.suite.runfolder import record_settings
+
+        try:  # before this process's first claim runs: the settings its rows are made with
+            record_settings(Path(config.stash[_RUN_DIR_KEY]), config.stash[_SETTINGS_KEY])
+        except OSError as err:
+            pytest.exit(f"--report {config.stash[_RUN_DIR_KEY]}: cannot write the run folder: {err}",
+                        returncode=pytest.ExitCode.USAGE_ERROR)
         worker = _worker_id(config) or "main"
         sess = SuiteSession(config.stash[_SETTINGS_KEY], config.stash[_RUN_DIR_KEY], worker, _progress(config))
         sess.registry = _registry(config)
@@ -440,8 +440,10 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         sess.write_metadata()
     outcomes = config.stash.get(_OUTCOMES_KEY, None)
     if outcomes:
+        from mechinterp.suite.runfolder import record_settings
         from mechinterp.suite.session import write_outcomes
 
+        record_settings(run_dir, config.stash[_SETTINGS_KEY])
         write_outcomes(run_dir, _worker_id(config) or "main", outcomes)
     if _worker_id(config) or not (run_dir / PARTS).is_dir():
         return

@@ -148,7 +148,7 @@ class Intervene:
         for item in self.items:
             steps = getattr(item, "steps", None)
             if steps is not None and self.n_steps is not None and max(steps) >= self.n_steps:
-                raise ValueError(f"{getattr(item, 'describe', item.__repr__)()}: steps {list(steps)} go beyond this run's "
+                raise ValueError(f"{item.describe()}: steps {list(steps)} go beyond this run's "
                                  f"{self.n_steps} steps (valid steps: 0..{self.n_steps - 1}, or None for every step)")
             if isinstance(item, (Capture, Patch)):
                 site = self.table.resolve(item.site)

@@ -59,7 +59,10 @@ def check_run_folder(run_dir: Path, settings: Settings) -> None:
                              "use a new --report folder so they are not pooled with this run's")
         return
     now = shaping_settings(settings)
-    diffs = [f"--{name} {recorded[name]!r} there, {now[name]!r} now" for name in now
+    def show(v):
+        return "unset" if v is None else repr(v)
+
+    diffs = [f"--{name} {show(recorded[name])} there, {show(now[name])} now" for name in now
              if name in recorded and recorded[name] != now[name]]
     if diffs:
         raise ValueError(f"--report {run_dir}: holds a run made with other settings ({'; '.join(diffs)}); "
