@@ -10,6 +10,8 @@ import pytest
 import mechinterp.claims  # noqa: F401  (numpy/scipy/torch imported once, outside pytester's in-process runs,
 import mechinterp.report.power  # noqa: F401  which drop the modules they import: torch cannot be imported twice)
 
+from mechinterp.report import merge_runs, write_junit
+
 pytest_plugins = ["pytester"]
 
 FAILING_CLAIMS = """
@@ -58,3 +60,8 @@ def test_errored_and_skipped_claims_are_in_junit_and_results(pytester, tmp_path)
     assert len(results) == len(collected)
     assert results[boom]["decision"] == "error" and f"boom in {boom}" in results[boom]["note"]
     assert results[skipped]["decision"] == "skipped"
+
+    merged = merge_runs([report], tmp_path / "merged")  # merging shards keeps them listed too
+    assert {cid: r.decision for cid, r in merged.results.items()} == {cid: r["decision"] for cid, r in results.items()}
+    suite = ET.parse(write_junit(merged)).getroot().find("testsuite")
+    assert int(suite.get("tests")) == len(collected) and int(suite.get("errors")) == len(ko_color) + len(refdrop)
