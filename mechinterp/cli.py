@@ -26,7 +26,10 @@ COMMANDS: dict[str, str] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every available subcommand registered."""
+    from mechinterp import __version__
+
     parser = argparse.ArgumentParser(prog="mechinterp", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"mechinterp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in dict.fromkeys(COMMANDS.values()):  # each module once, in order
         try:

@@ -32,6 +32,9 @@ _RUN_DIR_KEY = pytest.StashKey()
 _SETTINGS_KEY = pytest.StashKey()
 _CLAIM_COUNT_KEY = pytest.StashKey()
 _CLAIM_FILES_KEY = pytest.StashKey()
+_CLAIM_NODES_KEY = pytest.StashKey()
+_OUTCOMES_KEY = pytest.StashKey()
+_CLAIM_SOURCES_KEY = pytest.StashKey()
 
 
 # -- options and configuration ------------------------------------------------------------------
@@ -60,13 +63,14 @@ def pytest_configure(config) -> None:
     try:
         settings = resolve(config)
         if settings.model is not None:
-            from mechinterp.suite.models import resolve_model
+            from mechinterp.suite.models import check_model
 
-            resolve_model(settings.model)
+            check_model(settings.model)
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
     config.stash[_SETTINGS_KEY] = settings
     config.stash[_SESSION_KEY] = None
+    config.pluginmanager.register(_OutcomeRecorder(config), "mechinterp-outcomes")
     if _worker_id(config):
         run_dir = Path(config.workerinput.get("mechinterp_run_dir") or settings.report or "reports/worker")
     else:
@@ -74,6 +78,12 @@ def pytest_configure(config) -> None:
         run_dir = settings.report or Path(config.invocation_params.dir) / "reports" / _run_name(settings.model)
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(_XdistHooks(run_dir), "mechinterp-xdist")
+        from mechinterp.suite.runfolder import check_run_folder
+
+        try:
+            check_run_folder(Path(run_dir), settings)
+        except ValueError as err:
+            raise pytest.UsageError(str(err)) from None
     config.stash[_RUN_DIR_KEY] = run_dir
 
 
@@ -188,6 +198,8 @@ def pytest_collection_modifyitems(config, items) -> None:
     worker = _worker_id(config)
     claims = [item for item in items if is_claim_item(item)]
     config.stash[_CLAIM_COUNT_KEY] = len(claims)
+    config.stash[_CLAIM_NODES_KEY] = {item.nodeid: cid for item in claims if (cid := _item_claim_id(item))}
+    config.stash[_OUTCOMES_KEY] = {}
     if worker and claims:
         pin_gpu(worker)
         if config.workerinput.get(GROUP_FLAG):
@@ -197,11 +209,65 @@ def pytest_collection_modifyitems(config, items) -> None:
                     tag_nodeid(item, mark.kwargs.get("name", mark.args[0] if mark.args else "default"))
 
 
+def _item_claim_id(item) -> str | None:
+    """The claim id a collected claim item runs."""
+    claim = getattr(item, "claim", None)
+    if claim is None and hasattr(item, "callspec"):
+        claim = item.callspec.params.get("claim")
+    return getattr(claim, "id", None)
+
+
+class _OutcomeRecorder:
+    """Records every claim item's outcome (passed, failed, error, skipped, xfailed) for the run folder, so
+    ``junit.xml`` and ``results.json`` list claims that errored or were skipped too."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def pytest_runtest_logreport(self, report) -> None:
+        """Keep the first failing phase's outcome, else the call's."""
+        cid = self.config.stash.get(_CLAIM_NODES_KEY, {}).get(report.nodeid)
+        if cid is None:
+            return
+        outcomes = self.config.stash.setdefault(_OUTCOMES_KEY, {})
+        if report.when != "call" and not (report.failed or report.skipped):
+            return
+        if report.when == "teardown" and outcomes.get(cid, {}).get("outcome") not in (None, "passed"):
+            return
+        if hasattr(report, "wasxfail"):
+            outcome = "inconclusive"
+        elif report.skipped:
+            outcome = "skipped"
+        elif report.failed:
+            outcome = "failed" if report.when == "call" else "error"
+        else:
+            outcome = "passed"
+        outcomes[cid] = {"outcome": outcome, "message": _report_message(report), "nodeid": report.nodeid}
+
+
+def _report_message(report) -> str:
+    """A short reason: the skip reason, or the last lines of the failure."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    text = getattr(report, "longreprtext", "") or ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("E ")]
+    return "\n".join((errors or lines)[-3:])[:2000]
+
+
 # -- running a claim -------------------------------------------------------------------------------
 def _session(config):
     from mechinterp.suite.session import SuiteSession
 
     if config.stash.get(_SESSION_KEY, None) is None:
+        from mechinterp.suite.runfolder import record_settings
+
+        try:  # before this process's first claim runs: the settings its rows are made with
+            record_settings(Path(config.stash[_RUN_DIR_KEY]), config.stash[_SETTINGS_KEY])
+        except OSError as err:
+            pytest.exit(f"--report {config.stash[_RUN_DIR_KEY]}: cannot write the run folder: {err}",
+                        returncode=pytest.ExitCode.USAGE_ERROR)
         worker = _worker_id(config) or "main"
         sess = SuiteSession(config.stash[_SETTINGS_KEY], config.stash[_RUN_DIR_KEY], worker, _progress(config))
         sess.registry = _registry(config)
@@ -236,12 +302,15 @@ def _progress(config):
 def run_claim(config, claim, user_properties: list) -> None:
     """Run a claim and turn its decision into the test outcome (pass / fail / xfail / skip)."""
     from mechinterp.suite.runner import ClaimSkipped
+    from mechinterp.suite.session import ModelUnavailable
 
     sess = _session(config)
     try:
         outcome = sess.check(claim, sess.registry)
     except ClaimSkipped as err:
         pytest.skip(str(err))
+    except ModelUnavailable as err:  # one clear error for the whole run, not one traceback per claim
+        pytest.exit(str(err), returncode=pytest.ExitCode.USAGE_ERROR)
     from mechinterp.report.junit import junit_properties
 
     user_properties.extend(junit_properties(outcome.result()))
@@ -270,17 +339,67 @@ class ClaimFile(pytest.File):
     """A user's claim file (same schema as the shipped ``mechinterp/claims/registry.toml``)."""
 
     def collect(self):
-        """One ``ClaimItem`` per claim in the file (its claims join the session's registry)."""
+        """One ``ClaimItem`` per claim in the file (its claims join the session's registry), each
+        checked first: its id new to the session, its sites on the model (see :func:`check_claim_sites`)."""
         from mechinterp.claims import load_registry
 
         registry = _registry(self.config)
         self.config.stash.setdefault(_CLAIM_FILES_KEY, []).append(str(self.path))
-        for claim in load_registry(self.path):
-            registry.setdefault(claim.id, claim)
+        claims = load_registry(self.path)
+        for claim in claims:
+            if claim.id in registry:
+                raise ClaimFileError(f"{self.path}: claim id {claim.id!r} is already defined "
+                                     f"({_where(self.config, claim.id)}); claim ids must be unique in a run")
+            check_claim_sites(self.config, claim, self.path)
+        for claim in claims:
+            registry[claim.id] = claim
+            self.config.stash.setdefault(_CLAIM_SOURCES_KEY, {})[claim.id] = str(self.path)
             item = ClaimItem.from_parent(self, name=claim.id, claim=claim)
             for mark in claim_marks(claim):
                 item.add_marker(mark)
             yield item
+
+    def repr_failure(self, excinfo):
+        """A bad claim file is one message naming the file and what is wrong, not a traceback."""
+        if excinfo.errisinstance((ClaimFileError, ValueError)):
+            return f"{self.path}: {excinfo.value}" if str(self.path) not in str(excinfo.value) else str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+class ClaimFileError(ValueError):
+    """A claim file that cannot run: a duplicate claim id, or a site that is not on the model."""
+
+
+def _where(config, claim_id: str) -> str:
+    source = config.stash.get(_CLAIM_SOURCES_KEY, {}).get(claim_id)
+    return f"in {source}" if source else "in the paper's registry, mechinterp/claims/registry.toml"
+
+
+def check_claim_sites(config, claim, path) -> None:
+    """``ClaimFileError`` when a site of ``claim`` exists neither on ``--model`` nor on the paper's model
+    (a typo such as ``double.99`` would otherwise fail, or be remapped, only once it runs). A model that
+    is not on this machine is checked when it loads."""
+    from mechinterp.suite.models import model_outline
+    from mechinterp.suite.runner import ClaimRunner, ClaimSkipped
+
+    key = "_mechinterp_outline"
+    if not hasattr(config, key):
+        setattr(config, key, model_outline(config.stash[_SETTINGS_KEY].model))
+    outline = getattr(config, key)
+    if outline is None:
+        return
+    table, meta = outline
+
+    class _Outline:  # what ClaimRunner's site mapping reads of a model
+        model_id = config.stash[_SETTINGS_KEY].model or "padding-routed"
+
+    _Outline.table, _Outline.meta = table, meta
+    try:
+        ClaimRunner(_Outline(), judge_for=None).check_sites(claim)
+    except ClaimSkipped:
+        return  # a paper site this model has no counterpart of: skipped with its reason when it runs
+    except ValueError as err:
+        raise ClaimFileError(f"{path}: claim {claim.id!r}: {err}") from None
 
 
 class ClaimItem(pytest.Item):
@@ -309,6 +428,13 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         return
     if sess is not None:
         sess.write_metadata()
+    outcomes = config.stash.get(_OUTCOMES_KEY, None)
+    if outcomes:
+        from mechinterp.suite.runfolder import record_settings
+        from mechinterp.suite.session import write_outcomes
+
+        record_settings(run_dir, config.stash[_SETTINGS_KEY])
+        write_outcomes(run_dir, _worker_id(config) or "main", outcomes)
     if _worker_id(config) or not (run_dir / PARTS).is_dir():
         return
     from mechinterp.suite.report import finish_run

@@ -144,5 +144,8 @@ def test_nnsight_drives_a_saved_pipeline_through_its_own_loader(tmp_path, edit):
         for _ in tracer.iter[0:edit.steps]:
             rows.append(dm.transformer.single_transformer_blocks[0].output[:, : model.text_len].clone())
         result = tracer.result.save()
-    assert all(torch.equal(rows[s][0], clean.captures[("single.0", s)]) for s in range(edit.steps))
+    # two implementations of the same sums (diffusers' processors under nnsight, the engine's own):
+    # equal up to float reordering, which depends on the CPU's kernels (exact on some machines)
+    for s in range(edit.steps):
+        torch.testing.assert_close(rows[s][0], clean.captures[("single.0", s)], atol=1e-6, rtol=0)
     np.testing.assert_allclose(result.images[0], clean.array, atol=1e-6, rtol=0)

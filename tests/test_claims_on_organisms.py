@@ -56,10 +56,14 @@ def test_majority_colour_claims_match_the_expected_decisions(organism, registry,
     assert checked >= 3
 
 
-def test_organisms_claims_command_prints_the_table(capsys):
+def test_organisms_claims_command_prints_the_table(capsys, tmp_path, monkeypatch):
+    import tempfile
+
     from mechinterp.cli import main
 
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the command's temporary cache goes
     rc = main(["organisms", "claims", "direct", "--samples", "8"])
+    assert not list(tmp_path.glob("mechinterp-*"))  # the generations' temporary folder is gone afterwards
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "| claim | hypothesis | direct |"
     rows = [line for line in out if line.startswith("| `")]

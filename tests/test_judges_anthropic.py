@@ -97,7 +97,7 @@ def test_large_images_are_downscaled_within_the_api_limits(server):
 @pytest.mark.parametrize("fault", ["429", "500", "529", "408", "409", "hang"])
 def test_transient_faults_are_retried_without_loss_or_double_count(server, fault):
     server.faults.append(fault)
-    judge = make_judge(server)
+    judge = make_judge(server, reask=0)  # no re-ask: what one reply gives (re-asking: test_faults_judge.py)
     verdict = judge.judge("lens.color", [solid((200, 30, 30))] * 3)
     assert verdict.passed is True and verdict.reason == "rgb=200,30,30"
     assert len(server.message_requests()) == 2
@@ -116,7 +116,7 @@ def test_retry_after_is_honoured(server):
                                           ("prose", True)])
 def test_reply_format_faults(server, fault, passed):
     server.faults.append(fault)
-    judge = make_judge(server)
+    judge = make_judge(server, reask=0)  # no re-ask: what one reply gives (re-asking: test_faults_judge.py)
     verdict = judge.judge("lens.color", [solid((200, 30, 30))] * 3)
     assert verdict.passed is passed and len(server.message_requests()) == 1
     assert judge.usage.calls == 1 and judge.usage.abstentions == (passed is None)
@@ -128,8 +128,8 @@ def test_all_faults_at_once_under_concurrency(server):
     judge = make_judge(server, max_concurrency=4)
     verdicts = judge.judge_many(items)
     check(verdicts, items)
-    assert sum(v.abstained for v in verdicts) == 1 == judge.usage.abstentions
-    assert judge.usage.calls == 10 and len(server.message_requests()) == 10 + 4
+    assert sum(v.abstained for v in verdicts) == 0 == judge.usage.abstentions  # the malformed one was re-asked
+    assert judge.usage.calls == 11 and judge.usage.reasked == 1 and len(server.message_requests()) == 10 + 4 + 1
 
 
 def test_concurrency_is_bounded(server):

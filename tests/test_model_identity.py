@@ -129,3 +129,13 @@ def test_hub_model_is_its_snapshot_commit_without_reading_weights(tmp_path, monk
     _fake_hub_cache(tmp_path, "tiny-org/klein", second, tiny_pipeline(seed=1))  # a new revision on main
     newer = mi.load("tiny-org/klein", device="cpu")
     assert newer.source.revision == second and model_fingerprint(newer) != model_fingerprint(model)
+
+
+def test_an_in_memory_identity_does_not_change_when_the_model_generates(edit):
+    """Tokenizing with padding/truncation sets them on the fast tokenizer's backend: that is call state,
+    not the model, so the identity (and every cache key) is the same before and after a generation."""
+    pipe = tiny_pipeline(seed=0)
+    before = identity.pipeline_digest(pipe)
+    mi.Model(pipe).generate(edit)
+    assert pipe.tokenizer.backend_tokenizer.truncation is not None  # the call did leave its state behind
+    assert identity.pipeline_digest(pipe) == before

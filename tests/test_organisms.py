@@ -165,7 +165,9 @@ def test_cli_has_train_and_eval():
     parser = build_parser()
     args = parser.parse_args(["organisms", "train", "free", "--steps", "3"])
     assert args.name == "free" and args.steps == 3 and callable(args.func)
-    args = parser.parse_args(["organisms", "eval", "direct", "--n", "8"])
-    assert args.names == ["direct"] and callable(args.func)
+    args = parser.parse_args(["organisms", "eval", "direct", "--baseline-tasks", "8", "--samples", "0"])
+    assert args.names == ["direct"] and (args.baseline_tasks, args.samples) == (8, 0) and callable(args.func)
+    old = parser.parse_args(["organisms", "eval", "direct", "--n", "8", "--claims-n", "0"])  # the old names
+    assert (old.baseline_tasks, old.samples) == (8, 0)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -66,6 +67,32 @@ def test_cli_skips_the_9b_model_without_a_gpu_and_prints_the_cost(capsys):
     assert main(["--model", "klein-9b", "--device", "cpu", "--cost", "--out", ""]) == 0
     out = capsys.readouterr().out
     assert "skipping klein-9b" in out and "PROJECTED" in out and "Break-even MFU" in out
+
+
+def test_cost_alone_runs_no_bench_and_reuses_a_saved_gpu_measurement(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing saved yet: neither reports/bench nor bench/results exists here
+    assert main(["--cost"]) == 0
+    out = capsys.readouterr().out
+    assert "[bench] tiny" not in out and "PROJECTED" in out and not (tmp_path / "reports").exists()
+    # a klein-9b bench saved by an earlier run (e.g. bench/gpu-check on a lent GPU) is used as measured
+    m = lambda name, s, r: harness.Measurement(name, "g", s, 0.0, [s], s, s, r)  # noqa: E731
+    env = {"device_name": "NVIDIA H200", "date": "2026-12-01"}
+    harness.save(tmp_path / "reports" / "bench" / "klein-9b-cuda.json", "klein-9b", {}, [m("clean", 2.0, 1.0),
+                 m("ko:ref->text", 2.4, 1.2)], env)
+    assert main(["--cost"]) == 0
+    out = capsys.readouterr().out
+    assert "measured on NVIDIA H200 2026-12-01" in out and "PROJECTED" not in out
+
+
+def test_bench_results_go_to_an_ignored_folder_unless_asked(tmp_path, monkeypatch):
+    from mechinterp.bench import cli
+
+    monkeypatch.chdir(tmp_path)
+    args = cli.argparse.ArgumentParser()
+    cli.add_arguments(args)
+    assert args.parse_args([]).out == "reports/bench" == cli.DEFAULT_OUT
+    ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().splitlines()
+    assert "reports/*" in ignored and "bench/results/*" not in ignored  # the default is ignored, the tracked one not
 
 
 def test_generation_ratios_change_only_the_transformer_share():

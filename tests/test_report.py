@@ -239,6 +239,28 @@ def test_compare_flags_flipped_claims_with_a_newcombe_interval(make_run, capsys)
     assert {row["claim_id"] for row in json.loads(json_path.read_text()) if row["flipped"]} == {KO_TEXT, REL}
 
 
+def test_compare_fails_when_nothing_was_compared(make_run, tmp_path, capsys):
+    a = make_run("a", ko_text_pass=34)
+    empty = write_run(tmp_path / "skipped", META, [])  # e.g. every claim skipped: no results
+    for args in (["compare", str(a.path), str(empty.path)], ["compare", str(empty.path), str(a.path), "--fail-on-flip"]):
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert "nothing compared" in err and "(0 claims)" in err and "(4 claims)" in err
+    # a claim present in one run only is named, not silently dropped
+    partial = write_run(tmp_path / "partial", META, [v for v in load_run(a.path).verdicts if v.claim_id == KO_TEXT])
+    assert main(["compare", str(a.path), str(partial.path)]) == 0
+    out = capsys.readouterr().out
+    assert "1 claims compared" in out and "only in a (3, not compared): " in out and KO_IMAGE in out
+
+
+def test_version_flag_prints_the_package_version(capsys):
+    import mechinterp
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"mechinterp {mechinterp.__version__}"
+
+
 def test_merge_pools_verdicts_not_rates(make_run, tmp_path: Path, capsys):
     s1 = make_run("s1", ko_text_pass=40, n=40, start=0)
     s2 = make_run("s2", ko_text_pass=0, n=20, start=40, seed=1, judge_cost_usd=0.25, started=1_735_690_000.0,

@@ -30,7 +30,7 @@ def test_list_with_a_data_dir_reports_status(capsys, tmp_path):
 
 
 def test_show_color_prints_five_tasks(capsys):
-    assert main(["tasks", "show", "color", "--n", "5"]) == 0
+    assert main(["tasks", "show", "color", "--samples", "5"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("# family 'color': 5 of 320")
     ids = {t.task_id for t in color_tasks()}
@@ -50,6 +50,18 @@ def test_show_errors_are_one_line_on_stderr(capsys, monkeypatch):
     assert "unknown family 'colour'; valid family names: color" in capsys.readouterr().err
     assert main(["tasks", "show", "style"]) == 1
     assert "needs a data directory" in capsys.readouterr().err
+
+
+def test_every_subcommand_spells_a_sample_count_samples():
+    """One flag for "how many tasks": ``--samples`` wherever a subcommand samples tasks (old names kept as aliases)."""
+    from mechinterp.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["tasks", "show", "color"], ["organisms", "eval"], ["organisms", "claims"], ["power", "--rate", "0.9"],
+                 ["bench"]):
+        assert parser.parse_args(argv + ["--samples", "3"]).samples == 3, argv
+    assert parser.parse_args(["tasks", "show", "color", "--n", "3"]).samples == 3  # the old spellings still parse
+    assert parser.parse_args(["organisms", "eval", "--claims-n", "3"]).samples == 3
 
 
 def test_console_script_entry_point():

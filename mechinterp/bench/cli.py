@@ -8,8 +8,12 @@ Models (``--model``, repeatable):
   reference (8,704 tokens, bf16), four forwards per run — CUDA only, skipped with a message
   elsewhere.
 
-``--cost`` prints the projected GPU-hours of a full reproduction (measured on a GPU when the
-9B bench ran in the same invocation, FLOP-projected otherwise) and, given the authors' released
+Results go to ``reports/bench/<model>-<device>.json`` (git-ignored); the tracked figures in
+``bench/results/`` change only when asked for (``--out bench/results``).
+
+``--cost`` prints the projected GPU-hours of a full reproduction (measured on a GPU when a 9B
+bench ran in this invocation or was saved by an earlier one, FLOP-projected otherwise; ``--cost``
+alone runs no bench) and, given the authors' released
 verdicts (``--verdicts DIR``, default ``$MECHINTERP_DATA_DIR/verdicts``), what the claims suite
 itself costs with sequential stopping (``mechinterp.bench.suite_cost``).
 """
@@ -25,6 +29,8 @@ import torch
 from mechinterp.bench.harness import HOOKS, NNSIGHT
 
 MODELS = ("tiny", "small", "klein-9b")
+#: where results go unless asked otherwise (git-ignored), and the tracked figures' folder
+DEFAULT_OUT, TRACKED = "reports/bench", "bench/results"
 
 
 def register(subparsers) -> None:
@@ -46,8 +52,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bench flex_attention knockouts (default: on CUDA only)")
     p.add_argument("--no-peers", action="store_true",
                    help="skip the peers (plain hooks, nnsight, the authors' additive-mask knockouts)")
-    p.add_argument("--out", default="bench/results", help="folder for the JSON results ('' to not save)")
-    p.add_argument("--cost", action="store_true", help="print the projected GPU-hours of a full reproduction")
+    p.add_argument("--out", default=DEFAULT_OUT,
+                   help=f"folder for the JSON results (default: {DEFAULT_OUT}, git-ignored; '' to not save; "
+                        f"{TRACKED} to update the tracked figures)")
+    p.add_argument("--cost", action="store_true",
+                   help="print the projected GPU-hours of a full reproduction (alone: no bench runs, the timings "
+                        "of a saved klein-9b bench are used when there is one)")
     p.add_argument("--mfu", type=float, default=0.45, help="model-FLOPs utilisation assumed by projections")
     p.add_argument("--verdicts", default=None,
                    help="the authors' released verdicts folder, for the claims-suite cost "
@@ -105,7 +115,12 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    models = args.model or (["tiny", "klein-9b"] if device.type == "cuda" else ["tiny"])
+    if args.model:
+        models = args.model
+    elif args.cost:  # the cost alone: no bench run, a saved 9B measurement if there is one
+        models = []
+    else:
+        models = ["tiny", "klein-9b"] if device.type == "cuda" else ["tiny"]
     measured_9b = None
     for name in models:
         if name == "klein-9b" and device.type != "cuda":
@@ -124,17 +139,40 @@ def run(args) -> int:
         if name == "klein-9b":
             measured_9b = results
     if args.cost:
-        timing = {}
+        timing, where = {}, "on this GPU"
+        if measured_9b is None and not args.model:
+            measured_9b, where = saved_9b([args.out, TRACKED])
         if measured_9b:
             clean = next(m for m in measured_9b if m.name == "clean")
             timing = {"clean_s": clean.median_s + 0.25, "ratios": {m.name: m.ratio for m in measured_9b}}
-            print("Reproduction cost (transformer time measured on this GPU, +0.25 s/gen text encoder and VAE):")
+            print(f"Reproduction cost (transformer time measured {where}, +0.25 s/gen text encoder and VAE):")
         else:
             print(f"Reproduction cost (PROJECTED from FLOPs; no GPU measurement in this run; MFU {args.mfu}):")
         print(cost.report(cost.reproduction(**timing, mfu=args.mfu)))
         print(f"Break-even MFU for 3 H200-hours: {cost.break_even_mfu(3.0):.2f}\n")
         _suite_cost(args, timing)
     return 0
+
+
+def saved_9b(folders) -> tuple[list | None, str]:
+    """The newest saved ``klein-9b-cuda.json`` among ``folders`` (its measurements and where/when it was
+    measured), or ``(None, "")``: ``--cost`` reuses a GPU measurement instead of rerunning the bench."""
+    import json
+
+    from mechinterp.bench.harness import Measurement
+
+    found = [Path(f) / "klein-9b-cuda.json" for f in folders if f]
+    found = sorted((p for p in found if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in found:
+        try:
+            doc = json.loads(path.read_text())
+            results = [Measurement(**m) for m in doc["results"]]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            print(f"[bench] ignoring {path}: not a bench result ({err})")
+            continue
+        env = doc.get("environment", {})
+        return results, f"on {env.get('device_name', 'a GPU')} {env.get('date', '')} ({path})".replace("  ", " ")
+    return None, ""
 
 
 def _suite_cost(args, timing: dict) -> None:

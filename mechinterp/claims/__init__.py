@@ -27,6 +27,7 @@ TASK_FAMILIES = ("color", "style", "style_real", "human", "human_shared", "add",
 _SITE = re.compile(r"^(embed|double\.\d+|single\.\d+)$")
 _SITE_KEYS = ("site", "cutoff")
 _SWEEP_END = "sweep_to"
+_GROUP_KEYS = ("tokens", "source", "dest")
 
 
 def default_registry_path() -> Path:
@@ -148,6 +149,11 @@ def _choice(value: Any, valid: tuple[str, ...] | dict, what: str, cid: str) -> A
 def _experiment(raw: dict, cid: str) -> Experiment:
     raw = dict(raw)
     name = _choice(raw.pop("name", None), EXPERIMENTS, "experiment", cid)
+    from mechinterp.engine.layout import GROUPS
+
+    for key in _GROUP_KEYS:
+        if key in raw and raw[key] not in GROUPS:
+            raise ValueError(f"claim {cid!r}: {key} {raw[key]!r} is not a token group; valid groups: {', '.join(GROUPS)}")
     for key in _SITE_KEYS:
         if key in raw and not _SITE.match(str(raw[key])):
             raise ValueError(f"claim {cid!r}: {key} {raw[key]!r} is not a site (embed, double.N, single.N)")

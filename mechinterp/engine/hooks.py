@@ -150,6 +150,10 @@ class Intervene:
         actions: dict[str, list[_SiteAction]] = defaultdict(list)
         edges: dict[str, list[Edge]] = defaultdict(list)
         for item in self.items:
+            steps = getattr(item, "steps", None)
+            if steps is not None and self.n_steps is not None and max(steps) >= self.n_steps:
+                raise ValueError(f"{item.describe()}: steps {list(steps)} go beyond this run's "
+                                 f"{self.n_steps} steps (valid steps: 0..{self.n_steps - 1}, or None for every step)")
             if isinstance(item, (Capture, Patch)):
                 site = self.table.resolve(item.site)
                 if site.kind == "embed" and item.tokens not in TEXT_GROUPS:

@@ -109,7 +109,10 @@ def pipeline_digest(pipe) -> str:
     tokenizer = getattr(pipe, "tokenizer", None)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        h.update(backend.to_str().encode())
+        # the tokenizer's definition, not its call state: a call with padding/truncation leaves them set on
+        # the backend, which would make a model's identity change after its first generation
+        definition = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        h.update(json.dumps(definition, sort_keys=True).encode())
         h.update(str(getattr(tokenizer, "chat_template", "")).encode())
     return h.hexdigest()
 

@@ -2,7 +2,9 @@
 
 One bundle is one Messages call: the Appendix-E system prompt (cached), then for each image
 its label and a base64 PNG, then the question; the one-line JSON reply becomes a
-:class:`~mechinterp.judges.verdict.Verdict`. ``batch=False`` judges with up to
+:class:`~mechinterp.judges.verdict.Verdict`. A reply that is no verdict at all (broken JSON, empty,
+``pass`` not 0/1) is asked again up to ``reask`` times (counted in ``usage.reasked``) before it is
+recorded as an abstention, so a transient glitch is never cached as the bundle's answer. ``batch=False`` judges with up to
 ``max_concurrency`` calls in flight; ``batch=True`` sends everything not cached as Message
 Batches (half price, results within 24 h). Every reply paid for is counted in ``usage``.
 """
@@ -52,6 +54,7 @@ class AnthropicJudge(Judge):
         super().__init__(cache)
         config = (config or JudgeConfig()).replace(**settings)
         self.config = config
+        self.reask = config.reask
         self.client = client or AnthropicClient(
             model=config.model, api_key=api_key, base_url=config.base_url, max_retries=config.max_retries,
             timeout=config.timeout, backoff_base=config.backoff_base, backoff_cap=config.backoff_cap)
@@ -62,8 +65,6 @@ class AnthropicJudge(Judge):
         self.batch_poll_interval = config.batch_poll_interval
         self.batch_max_rounds = config.batch_max_rounds
         self.batch_timeout = config.batch_timeout
-        if batch:  # other workers must wait out a whole batch before taking a bundle over
-            self.claim_ttl = max(self.claim_ttl, config.batch_timeout * config.batch_max_rounds)
         self.usage = Usage(self.model)
 
     def __repr__(self) -> str:
@@ -71,9 +72,17 @@ class AnthropicJudge(Judge):
                 f"batch={self.batch}, max_concurrency={self.max_concurrency}, "
                 f"cache={self.cache!r})")
 
-    def _from_reply(self, bundle: Bundle, reply: ClientReply) -> Verdict:
+    def _from_reply(self, bundle: Bundle, reply: ClientReply, asked: int = 0) -> Verdict | None:
+        """The verdict of one paid reply, or ``None`` when it is malformed and ``asked`` (asks so far
+        after the first) leaves a re-ask."""
         parsed = parse_reply(reply.text)
-        self.usage.add(reply, batch=self.batch, abstained=parsed.passed is None)
+        again = parsed.malformed and asked < self.reask
+        self.usage.add(reply, batch=self.batch, abstained=parsed.passed is None and not again)
+        if again:
+            self.usage.add_reask()
+            log.info("judge reply on %s is no verdict (%s); asking again (%d/%d)", bundle.question.id,
+                     parsed.reason, asked + 1, self.reask)
+            return None
         if parsed.passed is None:
             log.info("judge abstained on %s: %s", bundle.question.id, parsed.reason)
         return self.verdict(bundle.question, parsed.passed, parsed.reason,
@@ -86,9 +95,13 @@ class AnthropicJudge(Judge):
         failures: dict[str, str] = {}
 
         def one(bundle: Bundle) -> Verdict:
-            reply = self.client.complete(bundle.question.system, bundle_content(bundle),
-                                         self.max_tokens)
-            return self._from_reply(bundle, reply)
+            for asked in range(self.reask + 1):
+                reply = self.client.complete(bundle.question.system, bundle_content(bundle),
+                                             self.max_tokens)
+                verdict = self._from_reply(bundle, reply, asked)
+                if verdict is not None:
+                    return verdict
+            raise AssertionError("unreachable: the last ask always gives a verdict")
 
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(bundles))) as pool:
             futures = {pool.submit(one, b): key for key, b in bundles}
@@ -107,10 +120,23 @@ class AnthropicJudge(Judge):
         requests = {cid: self.client.params(b.question.system, bundle_content(b), self.max_tokens)
                     for cid, (_, b) in by_cid.items()}
 
+        asked: dict[str, int] = {}
+        again: set[str] = set()
+
         def on_reply(cid: str, reply: ClientReply) -> None:
             key, bundle = by_cid[cid]
-            deliver(key, self._from_reply(bundle, reply))
+            verdict = self._from_reply(bundle, reply, asked.get(cid, 0))
+            if verdict is None:
+                again.add(cid)
+            else:
+                deliver(key, verdict)
 
-        failed = run_batches(self.client, requests, on_reply, self.batch_poll_interval,
-                             self.batch_max_rounds, self.batch_timeout)
+        failed: dict[str, str] = {}
+        while requests:  # malformed replies go into another batch, at most ``reask`` times each
+            failed.update(run_batches(self.client, requests, on_reply, self.batch_poll_interval,
+                                      self.batch_max_rounds, self.batch_timeout))
+            requests = {cid: requests[cid] for cid in again}
+            for cid in again:
+                asked[cid] = asked.get(cid, 0) + 1
+            again.clear()
         return {by_cid[cid][0]: why for cid, why in failed.items()}

@@ -50,8 +50,9 @@ class Judge:
 
     name = "judge"
     model = "unknown"
-    #: seconds a claim stays ours before other workers may take the bundle over
-    claim_ttl = 900.0
+    #: seconds a claim stays ours without a heartbeat before other workers may take the bundle over
+    #: (renewed every ``claim_ttl / 3`` s while we judge; a dead owner on this host is taken over at once)
+    claim_ttl = 300.0
     #: seconds between looks at the cache while another worker judges a bundle
     wait_poll = 0.05
 
@@ -143,9 +144,20 @@ class Judge:
             if self.cache is not None:
                 self.cache.put(key, verdict)
 
+        stop = threading.Event()
+        if self.cache is not None:
+            def beat() -> None:  # keep our claims alive while the judge works (a batch may take hours)
+                while not stop.wait(self.claim_ttl / 3):
+                    try:
+                        self.cache.heartbeat([k for k in keys if k not in results], self.claim_ttl)
+                    except Exception as err:  # noqa: BLE001 - a missed beat only risks a duplicate call
+                        log.warning("verdict cache heartbeat failed: %s", err)
+
+            threading.Thread(target=beat, name="verdict-claims-heartbeat", daemon=True).start()
         try:
             failed = self._judge_fresh(list(todo.items()), deliver)
         finally:
+            stop.set()
             if self.cache is not None:
                 for key in keys:
                     if key not in results:

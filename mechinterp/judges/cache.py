@@ -10,7 +10,11 @@ Safety properties, each tested:
   time-out; WAL lets readers go on while one worker writes;
 - exactly one API call per bundle across workers: a worker *claims* a key before calling the
   judge (:meth:`VerdictCache.claim`); the others wait for the verdict, and take the claim
-  over if its owner released it or its lease ran out (a killed worker);
+  over if its owner released it, its lease ran out, or its owner is dead (a claim names its
+  owner's host and pid: a process on the same host that no longer exists, e.g. one killed
+  with ``kill -9``, holds nothing, so a rerun resumes at once instead of waiting out the lease;
+  a live owner renews its claims with a heartbeat, so one on another host lapses a lease
+  time-out after it stops, never a whole batch's 24 h);
 - a kill mid-write loses at most the uncommitted row (SQLite's atomic commit);
 - a corrupt row (bad checksum or record) is deleted and reported as a miss, so the bundle is
   re-judged; a corrupt or truncated database file is moved aside, its readable valid rows
@@ -60,6 +64,25 @@ def _init_schema(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     for statement in _SCHEMA:
         conn.execute(statement)
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether the process named by a claim's ``host:pid:…`` owner may still be running: ``False`` only
+    when it ran on this host and no process with its pid exists (on another host we cannot know)."""
+    parts = owner.split(":")
+    try:
+        host, pid = ":".join(parts[:-2]), int(parts[-2])
+    except (IndexError, ValueError):
+        return True
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, owned by someone else
+        return True
+    return True
 
 
 def _checksum(key: str, record: str) -> str:
@@ -117,6 +140,9 @@ class VerdictCache:
             conn.close()
 
     def _open_or_recover(self) -> None:
+        if self.path.exists() and self.path.stat().st_size == 0 and not Path(str(self.path) + "-wal").exists():
+            # SQLite takes an empty file for a new database: say so, since every verdict it held is gone
+            log.warning("verdict cache %s is empty (0 bytes): its verdicts are lost and it is rebuilt", self.path)
         try:
             conn = self._connect()
             try:
@@ -233,11 +259,21 @@ class VerdictCache:
                 return "done"
             row = conn.execute("SELECT owner, expires FROM claims WHERE key = ?",
                                (key,)).fetchone()
-            if row is not None and row[0] != self.owner and row[1] > now:
+            if row is not None and row[0] != self.owner and row[1] > now and owner_alive(row[0]):
                 return "busy"
             conn.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)",
                          (key, self.owner, now + ttl))
             return "claimed"
+
+    def heartbeat(self, keys: Sequence[str], ttl: float) -> int:
+        """Extend our live claims on ``keys`` to ``ttl`` seconds from now (a judge does this while it
+        waits on the API), so a claim lapses ``ttl`` after its owner stops beating - on any host."""
+        if not keys:
+            return 0
+        with self._tx() as conn:
+            cur = conn.executemany("UPDATE claims SET expires = ? WHERE key = ? AND owner = ?",
+                                   [(time.time() + ttl, k, self.owner) for k in keys])
+            return cur.rowcount
 
     def release(self, key: str) -> None:
         """Give up our claim on ``key`` without a verdict (e.g. the call failed)."""

@@ -27,10 +27,13 @@ class JudgeConfig:
     batch_poll_interval: float = 30.0  # seconds between batch status checks
     batch_max_rounds: int = 3
     batch_timeout: float = 24 * 3600.0
+    reask: int = 2  # extra asks after a reply that is no verdict (broken JSON, empty, pass not 0/1)
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency!r}")
+        if not isinstance(self.reask, int) or self.reask < 0:
+            raise ValueError(f"reask must be an integer >= 0 (extra asks after a malformed reply), got {self.reask!r}")
         if self.batch_max_rounds < 1:
             raise ValueError(f"batch_max_rounds must be >= 1, got {self.batch_max_rounds!r}")
         if not isinstance(self.model, str) or not self.model:

@@ -64,6 +64,7 @@ class Usage:
         self.model = model
         self.calls = 0
         self.abstentions = 0
+        self.reasked = 0  # calls repeated because the reply before was no verdict (malformed, empty, pass=2)
         self.input_tokens = 0
         self.output_tokens = 0
         self.cache_creation_input_tokens = 0
@@ -84,10 +85,15 @@ class Usage:
             if self.cost_usd is not None and cost is not None:
                 self.cost_usd += cost
 
+    def add_reask(self) -> None:
+        """Count one reply that was no verdict and is asked again (its call is counted by :meth:`add`)."""
+        with self._lock:
+            self.reasked += 1
+
     def as_dict(self) -> dict:
         """The totals as a plain dict (for reports)."""
         return {k: getattr(self, k) for k in (
-            "model", "calls", "abstentions", "input_tokens", "output_tokens",
+            "model", "calls", "abstentions", "reasked", "input_tokens", "output_tokens",
             "cache_creation_input_tokens", "cache_read_input_tokens", "cost_usd")}
 
     def __repr__(self) -> str:

@@ -74,6 +74,12 @@ class ParsedReply:
     reason: str
     strict: bool
 
+    @property
+    def malformed(self) -> bool:
+        """True when the reply is no verdict at all (not JSON, empty, a ``pass`` that is not 0/1), as
+        opposed to the prompt's own "cannot determine": such a reply is worth asking again."""
+        return self.passed is None and _normal(self.reason) != CANNOT_DETERMINE
+
 
 def _interpret(obj: object) -> tuple[bool | None, str] | None:
     """(passed, reason) if ``obj`` is a verdict object, else None."""

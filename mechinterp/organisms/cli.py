@@ -26,14 +26,17 @@ def register(subparsers) -> None:
     t.add_argument("--workdir", default=None, help="checkpoint folder (default ~/.cache/mechinterp/organisms/NAME)")
     t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start afresh")
     t.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    t.add_argument("--eval-n", type=int, default=64, help="tasks for the baseline accuracy on the card")
+    t.add_argument("--baseline-tasks", "--eval-n", dest="baseline_tasks", type=int, default=64,
+                   help="tasks for the baseline accuracy on the card (--eval-n: old name)")
     t.set_defaults(func=_train)
     e = sub.add_parser("eval", help="baseline accuracy and colour-claim table of the shipped organisms")
     e.add_argument("names", nargs="*", help="organisms (default: all shipped)")
     e.add_argument("--root", default=None, help="folder holding organism folders (default: the organisms shipped in the package)")
-    e.add_argument("--n", type=int, default=64, help="tasks for the baseline accuracy")
-    e.add_argument("--claims-n", type=int, default=None,
-                   help="cap on each claim's planned budget for the claims suite (default: none; 0: skip claims)")
+    e.add_argument("--baseline-tasks", "--n", dest="baseline_tasks", type=int, default=64,
+                   help="tasks for the baseline accuracy (--n: old name)")
+    e.add_argument("--samples", "--claims-n", dest="samples", type=int, default=None,
+                   help="cap on each claim's planned budget, as pytest's --samples (default: none; 0: skip the "
+                        "claims; --claims-n: old name)")
     e.add_argument("--json", default=None, help="also write the results as JSON here")
     e.add_argument("--update-cards", action="store_true", help="rewrite each organism's MODEL_CARD.md with the results")
     e.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for these tiny models)")
@@ -95,7 +98,7 @@ def _train(args) -> int:
     result = train(spec, cfg, workdir=workdir)
     out = Path(args.out) if args.out else organism_path(spec.name)
     save_organism(result.pipe, out)
-    acc = baseline_accuracy(load_organism(out), eval_tasks(args.eval_n))
+    acc = baseline_accuracy(load_organism(out), eval_tasks(args.baseline_tasks))
     write_card(out, acc)
     print(f"{spec.name}: final loss {result.final_loss:.4f}, {result.seconds:.0f} s; saved {out} "
           f"({folder_size(out) / 1e6:.2f} MB); baseline accuracy {acc['correct']}/{acc['n']} = {acc['accuracy']:.1%}")
@@ -122,15 +125,15 @@ def _eval(args) -> int:
     status, record = 0, {}
     print("| organism | baseline accuracy | held-out combos | size |\n|---|---|---|---|")
     for name in names:
-        acc = baseline_accuracy(load_organism(root / name), eval_tasks(args.n))
+        acc = baseline_accuracy(load_organism(root / name), eval_tasks(args.baseline_tasks))
         held = acc["held_out_accuracy"]
         print(f"| {name} | {acc['correct']}/{acc['n']} = {acc['accuracy']:.1%} | "
               f"{'–' if held is None else f'{held:.1%}'} | {folder_size(root / name) / 1e6:.2f} MB |", flush=True)
         status |= acc["accuracy"] < BASELINE_BAR
         record[name] = {"baseline": {k: v for k, v in acc.items() if k != "rows"}, "claims": {}}
     tables: dict[str, str] = {}
-    if args.claims_n != 0:
-        results = suite_decisions([str(root / n) for n in names], samples=args.claims_n)
+    if args.samples != 0:
+        results = suite_decisions([str(root / n) for n in names], samples=args.samples)
         results = dict(zip(names, results.values()))
         for name, res in results.items():
             for cid, o in res.items():

@@ -44,7 +44,15 @@ def _tables(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     a, b = load_run(args.run_a, args.registry), load_run(args.run_b, args.registry)
     changes = compare_runs(a, b)
+    if not changes:  # e.g. a run whose claims were all skipped: a regression check that checked nothing
+        print(f"compare: nothing compared: no claim has a result in both {a.path} ({len(a.results)} claims) "
+              f"and {b.path} ({len(b.results)} claims)", file=sys.stderr)
+        return 1
     print(format_changes(changes, a.path.name, b.path.name))
+    only = [(name, sorted(set(x.results) - set(y.results))) for name, x, y in ((a.path.name, a, b), (b.path.name, b, a))]
+    for name, ids in only:
+        if ids:
+            print(f"only in {name} ({len(ids)}, not compared): {', '.join(ids)}")
     if args.json:
         rows = [{**asdict(ch), "flipped": ch.flipped} for ch in changes]
         atomic_write(args.json, json.dumps(rows, indent=1) + "\n")
@@ -78,7 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--registry", **reg)
     p.set_defaults(func=_tables)
 
-    p = subparsers.add_parser("compare", help="per-claim change between two runs, flags flipped decisions")
+    p = subparsers.add_parser("compare", help="per-claim change between two runs, flags flipped decisions "
+                                              "(exit 1 when no claim has a result in both)")
     p.add_argument("run_a", metavar="RUN_A")
     p.add_argument("run_b", metavar="RUN_B")
     p.add_argument("--json", metavar="PATH", help="also write the changes as JSON")

@@ -6,7 +6,7 @@ workers to the controller's ``--junitxml``), and :func:`write_junit` writes them
 finished run folder. ``ci_low``/``ci_high`` are the plain 95 % interval (Wilson; paired score
 interval for a relation), ``decision_low``/``decision_high`` the interval the sequential test
 decided on (at ``decision_confidence``), ``budget``/``power`` the claim's plan. A refuted claim
-is a ``<failure>``, an inconclusive one ``<skipped>``.
+is a ``<failure>``, an inconclusive or skipped one ``<skipped>``, one that raised an ``<error>``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def write_junit(run: Run, path: str | Path | None = None) -> Path:
     path = Path(path) if path else run.path / "junit.xml"
     counts = decision_counts(run.results)
     suite = ET.Element("testsuite", name="mechinterp.claims", tests=str(len(run.results)),
-                       failures=str(counts["refuted"]), skipped=str(counts["inconclusive"]), errors="0")
+                       failures=str(counts["refuted"]), skipped=str(counts["inconclusive"] + counts["skipped"]),
+                       errors=str(counts["error"]))
     meta = run.metadata
     suite_props = ET.SubElement(suite, "properties")
     for name in ("model", "revision", "fingerprint", "judge", "seed", "samples", "git_commit", "judge_cost_usd"):
@@ -69,6 +70,10 @@ def write_junit(run: Run, path: str | Path | None = None) -> Path:
             ET.SubElement(case, "failure", message=summary, type="ClaimRefuted")
         elif res.decision == "inconclusive":
             ET.SubElement(case, "skipped", message=summary)
+        elif res.decision == "skipped":
+            ET.SubElement(case, "skipped", message=f"{cid}: skipped: {res.note}")
+        elif res.decision == "error":
+            ET.SubElement(case, "error", message=f"{cid}: error: {res.note}", type="ClaimError")
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)

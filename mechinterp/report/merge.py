@@ -49,4 +49,7 @@ def merge_runs(run_dirs: list[str | Path], out_dir: str | Path, registry: str | 
                 continue
             pooled[key] = _embed_images(v, run.path)
     meta.duplicates, meta.conflicts = duplicates, conflicts
-    return write_run(out_dir, meta, list(pooled.values()), registry)
+    # claims a shard ran without reaching a decision (they raised, or were skipped) stay listed
+    undecided = {cid: {"outcome": r.decision, "message": r.note} for run in runs for cid, r in run.results.items()
+                 if r.decision in ("error", "skipped")}
+    return write_run(out_dir, meta, list(pooled.values()), registry, outcomes=undecided)

@@ -21,7 +21,7 @@ FORMAT = 2
 MUST_AGREE = ("model", "revision", "judge")
 #: fields summed when pooling
 SUMMED = ("workers", "generations", "cache_hits", "generation_seconds", "judge_calls", "judge_input_tokens",
-          "judge_output_tokens", "judge_cost_usd", "duplicates", "conflicts")
+          "judge_output_tokens", "judge_cost_usd", "judge_reasked", "cache_rejected", "duplicates", "conflicts")
 #: fields kept as one value when the pooled records agree, else as the list of their values
 LISTED = ("fingerprint", "judge_model", "seed", "samples", "budget", "device", "dtype", "sampling", "git_commit",
           "versions")
@@ -55,6 +55,8 @@ class RunMeta:
     judge_input_tokens: int = 0
     judge_output_tokens: int = 0
     judge_cost_usd: float | None = None  # None: no priced judge answered
+    judge_reasked: int = 0  # judge calls repeated because the reply was no verdict (malformed, empty, pass=2)
+    cache_rejected: int = 0  # damaged cache entries (generations, verdict rows) reported, deleted and recomputed
     registry: list[str] = field(default_factory=list)  # claim files the results were pooled with
     source: str | None = None  # released verdicts: their folder
     files: list[str] = field(default_factory=list)  # released verdicts: the CSVs read
@@ -141,7 +143,11 @@ class RunMeta:
             ("workers", str(self.workers) if self.workers != 1 else None),
             ("generations", f"{self.generations} generated, {self.cache_hits} from the cache"
              if self.generations or self.cache_hits else None),
-            ("judge calls", tokens), ("judge cost", cost), ("source", text(self.source)),
+            ("judge calls", tokens), ("judge cost", cost),
+            ("re-asked", f"{self.judge_reasked} judge replies were no verdict and were asked again"
+             if self.judge_reasked else None),
+            ("damaged cache entries", f"{self.cache_rejected} reported, deleted and recomputed"
+             if self.cache_rejected else None), ("source", text(self.source)),
             ("merged from", text(self.merged_from)),
             ("merge", f"{self.duplicates} duplicate samples dropped ({self.conflicts} conflicting)"
              if self.merged_from else None),

@@ -217,13 +217,17 @@ def _finite(x: Any) -> Any:
 
 
 def write_run(run_dir: str | Path, metadata: RunMeta, verdicts: list[VerdictRow],
-              registry: str | Path | list | None = None, decisions: dict[str, dict] | None = None) -> Run:
+              registry: str | Path | list | None = None, decisions: dict[str, dict] | None = None,
+              outcomes: dict[str, dict] | None = None) -> Run:
     """Write ``run.json``, ``verdicts.jsonl`` and ``results.json`` into ``run_dir``.
 
     ``git_commit`` and ``registry`` are filled in when missing; results are pooled with the
     registry at ``registry`` (default: the paper's). ``decisions`` (claim id → ``decision``
     and optional ``sweep``) replace the pooled decision of those claims: a suite run records
-    what each claim's sequential test decided, not what the pooled interval says.
+    what each claim's sequential test decided, not what the pooled interval says. ``outcomes``
+    (claim id → pytest's ``outcome`` and ``message``) add every collected claim that reached no
+    decision: decision ``error`` (it raised) or ``skipped`` (with the reason as its note), so no
+    claim that ran is missing from ``results.json`` and ``junit.xml``.
     """
     run_dir = Path(run_dir)
     claims = load_registry(registry)
@@ -234,6 +238,13 @@ def write_run(run_dir: str | Path, metadata: RunMeta, verdicts: list[VerdictRow]
             results[cid] = ClaimResult(cid, str(index[cid].hypothesis), d["decision"], 0, 0, None, 0.0, 1.0)
         if cid in results:
             results[cid] = replace(results[cid], **sequential_fields(d), sweep=d.get("sweep") or results[cid].sweep)
+    for cid, o in (outcomes or {}).items():
+        if cid in results:
+            continue
+        decision = "skipped" if o.get("outcome") == "skipped" else "error" if o.get("outcome") in ("failed", "error") else None
+        if decision is not None:
+            hyp = str(index[cid].hypothesis) if cid in index else ""
+            results[cid] = ClaimResult(cid, hyp, decision, 0, 0, None, 0.0, 1.0, note=o.get("message") or "")
     meta = replace(metadata)
     if not meta.git_commit:
         meta.git_commit = git_commit()

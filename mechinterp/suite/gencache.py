@@ -4,18 +4,25 @@ A generation's key hashes everything that determines it: the model fingerprint (
 content, wiring, dtype, device type, library versions), the sampling (noise device type,
 guidance), the edit, the interventions and the captures asked for. Each entry is a PNG (plus ``captures.safetensors`` when captures were asked for)
 and a JSON record, written to temporary files and moved into place with ``os.replace``; the
-JSON goes last and marks the entry complete, so a run killed with ``kill -9`` leaves either a
-whole entry or none, and a restarted run redoes nothing it finished.
+JSON goes last, carries the SHA-256 of every payload file and marks the entry complete, so a run
+killed with ``kill -9`` leaves either a whole entry or none, a restarted run redoes nothing it
+finished, and a damaged entry is reported, deleted and recomputed, never used. A per-key lease
+(an OS file lock) makes concurrent runs and workers compute each generation once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import io
 import json
+import logging
 import os
+import shutil
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +34,8 @@ from mechinterp.io import atomic_write
 from mechinterp.engine.interventions import Capture, Captures, interventions_key
 from mechinterp.engine.generation import Generation, as_capture
 from mechinterp.engine.model import Model
+
+log = logging.getLogger(__name__)
 
 
 def model_fingerprint(model: Model) -> str:
@@ -43,60 +52,114 @@ def model_fingerprint(model: Model) -> str:
 
 
 class GenerationCache:
-    """Generations stored by content key under ``root`` (safe for concurrent xdist workers)."""
+    """Generations stored by content key under ``root`` (safe for concurrent xdist workers and runs).
+
+    Every entry's ``record.json`` carries the SHA-256 of each payload file; :meth:`get` verifies
+    them, so a truncated, bit-flipped or swapped file is never used. :meth:`lease` is a per-key
+    ``flock`` that the OS drops when its holder exits (also on ``kill -9``): whoever holds it
+    computes the generation, the others wait and then read it, so concurrent runs on one cache
+    compute each generation once and a rerun after a kill never waits for a dead owner.
+    """
+
+    FILES = ("image.png", "array.npy", "captures.safetensors")
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root) / "generations"
         self.root.mkdir(parents=True, exist_ok=True)
         self.hits = 0
         self.misses = 0
+        self.rejected = 0  #: damaged entries found (reported, deleted, recomputed) by this object
 
     def _dir(self, key: str) -> Path:
         return self.root / key[:2] / key
 
-    def get(self, key: str) -> dict | None:
-        """The stored record for ``key`` with its image (and captures), or ``None``."""
-        folder = self._dir(key)
-        try:
-            record = json.loads((folder / "record.json").read_text())
-            with Image.open(folder / "image.png") as im:
-                record["image"] = im.convert("RGB")
-            if record.get("captures"):
-                from safetensors.torch import load_file
+    @contextlib.contextmanager
+    def lease(self, key: str, wait: bool = True) -> Iterator[bool]:
+        """Hold the lease on ``key`` (an exclusive ``flock`` on ``<key>.lock``, released by the OS
+        when this process dies). Yields ``True`` once held; with ``wait=False`` yields ``False``
+        at once when another process holds it."""
+        path = self.root / key[:2] / f"{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+b") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
-                record["captures_tensors"] = load_file(folder / "captures.safetensors")
-        except (OSError, json.JSONDecodeError, ValueError):
-            return None  # absent, or half-written by a killed run: regenerate
+    def get(self, key: str, repair: bool = False) -> dict | None:
+        """The stored record for ``key`` with its image, float array (and captures), or ``None``.
+
+        A damaged entry (unreadable record, missing file, digest mismatch, undecodable payload)
+        is a miss; with ``repair`` (called under the key's lease) it is also reported once with
+        its path and reason and deleted, so the caller recomputes it."""
+        folder = self._dir(key)
+        if not (folder / "record.json").exists():
+            return None
+        try:
+            return self._read(folder)
+        except Exception as err:  # noqa: BLE001 - any damage means: recompute, never crash the claim
+            if repair:
+                self.rejected += 1
+                log.warning("generation cache: damaged entry %s (%s: %s); deleted, it will be recomputed",
+                            folder, type(err).__name__, str(err)[:200])
+                shutil.rmtree(folder, ignore_errors=True)
+            return None
+
+    def _read(self, folder: Path) -> dict:
+        record = json.loads((folder / "record.json").read_text())
+        digests = record.get("digests") if isinstance(record, dict) else None
+        if not isinstance(digests, dict) or "image.png" not in digests or "array.npy" not in digests:
+            raise ValueError("no payload digests in record.json (written by an older mechinterp)")
+        payload = {}
+        for name, want in digests.items():
+            if name not in self.FILES:
+                raise ValueError(f"unknown payload file {name!r} in record.json")
+            data = (folder / name).read_bytes()
+            got = hashlib.sha256(data).hexdigest()
+            if got != want:
+                raise ValueError(f"{name} does not match its digest ({len(data)} bytes, sha256 {got[:12]}…, "
+                                 f"recorded {str(want)[:12]}…)")
+            payload[name] = data
+        with Image.open(io.BytesIO(payload["image.png"])) as im:
+            record["image"] = im.convert("RGB")
+        record["array"] = np.load(io.BytesIO(payload["array.npy"]))
+        if record.get("captures"):
+            from safetensors.torch import load as load_tensors
+
+            record["captures_tensors"] = load_tensors(payload["captures.safetensors"])
         return record
 
     def put(self, key: str, generation: Generation, meta: dict | None = None) -> None:
-        """Store a generation (image, float array, captures) atomically."""
+        """Store a generation (image, float array, captures) atomically, with the digest of each file."""
         from safetensors.torch import save as save_tensors
 
         folder = self._dir(key)
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / "image.png", image_png_bytes(generation.image))
-        atomic_write(folder / "array.npy", _npy_bytes(generation.array))
+        files = {"image.png": image_png_bytes(generation.image), "array.npy": _npy_bytes(generation.array)}
         caps = {}
         for (site, step), t in generation.captures.items():
             caps[f"{site}|{step}"] = t.detach().cpu().clone()
             caps[f"{site}|{step}|pos"] = generation.captures.positions[(site, step)].cpu().clone()
         if caps:
-            atomic_write(folder / "captures.safetensors", save_tensors(caps))
-        record = {"key": key, "captures": bool(caps), **(meta or {})}
+            files["captures.safetensors"] = save_tensors(caps)
+        for name, data in files.items():
+            atomic_write(folder / name, data)
+        digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+        record = {"key": key, "captures": bool(caps), "digests": digests, **(meta or {})}
         atomic_write(folder / "record.json", json.dumps(record, sort_keys=True, default=str), fsync=True)
 
     def array(self, key: str) -> np.ndarray | None:
-        """The float image array stored with ``key``."""
-        try:
-            return np.load(self._dir(key) / "array.npy")
-        except (OSError, ValueError):
-            return None
+        """The float image array stored with ``key`` (verified), or ``None``."""
+        hit = self.get(key)
+        return None if hit is None else hit["array"]
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
-    import io
-
     buf = io.BytesIO()
     np.save(buf, np.asarray(array, dtype=np.float32))
     return buf.getvalue()
@@ -143,13 +206,17 @@ class CachingModel:
         capture = [as_capture(c) for c in capture]
         key = self.key(edit, interventions, capture)
         hit = self.cache.get(key)
-        if hit is not None:
-            self.cache.hits += 1
-            array = self.cache.array(key)
-            if array is None:
-                array = np.asarray(hit["image"], dtype=np.float32) / 255.0
-            caps = _captures_from(hit.get("captures_tensors", {}))
-            return Generation(hit["image"], array, caps, edit, self.model.layout(edit), interventions, Counter())
+        if hit is None:
+            with self.cache.lease(key):  # one process computes it; the others wait here, then read it
+                hit = self.cache.get(key, repair=True)
+                if hit is None:
+                    return self._compute(key, edit, interventions, capture)
+        self.cache.hits += 1
+        caps = _captures_from(hit.get("captures_tensors", {}))
+        return Generation(hit["image"], hit["array"], caps, edit, self.model.layout(edit), interventions, Counter())
+
+    def _compute(self, key: str, edit, interventions: tuple, capture: list) -> Generation:
+        """Generate and store a missing entry (the caller holds its lease)."""
         self.cache.misses += 1
         self.generated += 1
         start = time.perf_counter()
@@ -157,7 +224,10 @@ class CachingModel:
         self.generation_seconds += time.perf_counter() - start
         self.cache.put(key, gen, {"model": self.model.model_id, "edit": edit.key(),
                                   "interventions": [i.describe() for i in interventions]})
-        if capture:  # the same run is also the plain generation: store it under that key
-            plain = Generation(gen.image, gen.array, Captures(), edit, gen.layout, interventions, gen.fired)
-            self.cache.put(self.key(edit, interventions), plain, {"model": self.model.model_id, "edit": edit.key()})
+        if capture:  # the same run is also the plain generation: store it under that key (unless being made)
+            plain_key = self.key(edit, interventions)
+            with self.cache.lease(plain_key, wait=False) as held:
+                if held and self.cache.get(plain_key) is None:
+                    plain = Generation(gen.image, gen.array, Captures(), edit, gen.layout, interventions, gen.fired)
+                    self.cache.put(plain_key, plain, {"model": self.model.model_id, "edit": edit.key()})
         return gen

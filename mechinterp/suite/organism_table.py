@@ -7,6 +7,7 @@ each colour claim of the registry, k/n, the decision, and whether it is the one
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 
 from mechinterp.organisms.expected import as_expected
@@ -14,7 +15,8 @@ from mechinterp.organisms.expected import as_expected
 
 def suite_decisions(names, samples: int | None = None, seed: int = 0, cache_dir=None) -> dict[str, dict]:
     """``{organism: {claim id: ClaimOutcome}}`` for every colour claim, as ``pytest claims/ -m color`` decides it
-    (``samples``: a cap on each claim's planned budget, as ``--samples``)."""
+    (``samples``: a cap on each claim's planned budget, as ``--samples``; ``cache_dir``: keep the generations
+    there, else they go to a temporary folder that is removed on return)."""
     import mechinterp
     from mechinterp.claims import load_registry
     from mechinterp.judges import ColorJudge
@@ -24,13 +26,14 @@ def suite_decisions(names, samples: int | None = None, seed: int = 0, cache_dir=
 
     registry = {c.id: c for c in load_registry()}
     colour = [c for c in registry.values() if "color" in c.markers]
-    cache_dir = cache_dir or tempfile.mkdtemp(prefix="mechinterp-organisms-")
     judge = ColorJudge()
     out: dict[str, dict] = {}
-    for name in names:
-        model = CachingModel(mechinterp.load(resolve_model(name), device="cpu"), GenerationCache(cache_dir))
-        runner = ClaimRunner(model, lambda q: judge, samples=samples, seed=seed)
-        out[name] = {c.id: runner.run(c, registry) for c in colour}
+    # without a cache folder the generations (100-400 MB) live in a temporary folder removed afterwards
+    with contextlib.nullcontext(cache_dir) if cache_dir else tempfile.TemporaryDirectory(prefix="mechinterp-organisms-") as cache:
+        for name in names:
+            model = CachingModel(mechinterp.load(resolve_model(name), device="cpu"), GenerationCache(cache))
+            runner = ClaimRunner(model, lambda q: judge, samples=samples, seed=seed)
+            out[name] = {c.id: runner.run(c, registry) for c in colour}
     return out
 
 

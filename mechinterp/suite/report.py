@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from mechinterp.report.meta import RunMeta
-from mechinterp.suite.session import PARTS, merge_parts
+from mechinterp.suite.session import PARTS, merge_outcomes, merge_parts
 
 
 def _merged_metadata(run_dir: Path) -> RunMeta:
@@ -33,7 +33,7 @@ def finish_run(run_dir: Path) -> dict:
     rows, decisions = merge_parts(run_dir)
     meta = _merged_metadata(run_dir)
     registry = meta.registry or None
-    run = write_run(run_dir, meta, rows, registry, decisions)
+    run = write_run(run_dir, meta, rows, registry, decisions, merge_outcomes(run_dir))
     junit, html = write_report(run, registry)
     return {"run_dir": str(run_dir), "junit": str(junit), "html": str(html),
             "decisions": dict(Counter(r.decision for r in run.results.values()))}

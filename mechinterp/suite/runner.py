@@ -153,8 +153,24 @@ class ClaimRunner:
         try:
             return self.model.table.name(mapped)
         except ValueError as err:
-            raise ClaimSkipped(f"site {site!r} does not exist on model {self.model.model_id!r} and its "
-                               f"mechinterp.json has no site_map entry for it ({err})") from err
+            if site in _PAPER_SITES and not own:  # a paper claim this model has no counterpart of
+                raise ClaimSkipped(f"site {site!r} does not exist on model {self.model.model_id!r} and its "
+                                   f"mechinterp.json has no site_map entry for it ({err})") from err
+            raise ValueError(f"site {mapped!r} does not exist on model {self.model.model_id!r} "
+                             f"(and is not a site of the paper's model to map): {err}") from None
+
+    def check_sites(self, claim: Claim) -> None:
+        """Resolve every site of ``claim`` on this model (a sweep: each of its sites); ``ValueError``
+        for a site neither on the model nor on the paper's (a typo), ``ClaimSkipped`` for a paper
+        site the model has no counterpart of."""
+        e = claim.experiment
+        if e is None:
+            return
+        for key in ("site", "cutoff"):
+            if e.get(key) is not None:
+                self.site(e.get(key), claim.family, cutoff=key == "cutoff")
+        if e.get("sweep"):
+            self.sweep_sites(claim)
 
     def items(self, claim: Claim) -> list:
         """All the claim's tasks (or pairs, for patching) in its sampling order; a plan takes a prefix."""
@@ -275,7 +291,7 @@ class ClaimRunner:
 
     def _binds_by_family(self, site: str, family: str | None) -> bool:
         """Whether ``site`` is mapped through the model's per-family binding site (organisms)."""
-        return site not in self.site_map and family in self.family_sites and site != "embed"
+        return site not in self.site_map and family in self.family_sites and site != "embed" and site in _PAPER_SITES
 
     def sweep_sites(self, claim: Claim) -> list[str]:
         """The model's sites a sweep claim covers: from its (mapped) first site to ``sweep_to``

@@ -27,6 +27,10 @@ class BudgetExhausted(ClaimSkipped):
     """The run's generation or dollar budget is used up."""
 
 
+class ModelUnavailable(RuntimeError):
+    """``--model`` could not be loaded: the run stops with this one message (every claim needs it)."""
+
+
 class SuiteSession:
     """Lazily loads what claims need and runs them; ``check(claim)`` is what a claim test calls."""
 
@@ -36,6 +40,7 @@ class SuiteSession:
         self.run_dir = run_dir
         self.worker = worker
         self._model = None
+        self._model_error: str | None = None
         self._runner: ClaimRunner | None = None
         self._judges: dict[str, object] = {}
         self._verdict_cache = None
@@ -47,13 +52,20 @@ class SuiteSession:
     @property
     def model(self):
         """The model behind the generation cache (loaded on first use, once per process)."""
+        if self._model_error is not None:
+            raise ModelUnavailable(self._model_error)
         if self._model is None:
             import mechinterp
             from mechinterp.suite.gencache import CachingModel, GenerationCache
 
-            path = resolve_model(self.settings.model)
-            model = mechinterp.load(path, device=self.settings.device, dtype=self.settings.dtype,
-                                    generator=self.settings.generator)
+            try:
+                path = resolve_model(self.settings.model)
+                model = mechinterp.load(path, device=self.settings.device, dtype=self.settings.dtype,
+                                        generator=self.settings.generator)
+            except Exception as err:  # noqa: BLE001 - whatever the loader raises, the run cannot go on
+                self._model_error = (f"--model {self.settings.model or DEFAULT_MODEL!r} cannot be loaded: "
+                                     f"{type(err).__name__}: {err}")
+                raise ModelUnavailable(self._model_error) from None
             self._model = CachingModel(model, GenerationCache(self.settings.cache_dir))
         return self._model
 
@@ -157,6 +169,9 @@ class SuiteSession:
             meta.sampling = m.sampling
             meta.generations, meta.cache_hits = m.generated, m.cache.hits
             meta.generation_seconds = round(m.generation_seconds, 3)
+            meta.cache_rejected += m.cache.rejected
+        if self._verdict_cache is not None:
+            meta.cache_rejected += self._verdict_cache.rejected
         if self._judges:
             meta.judge_model = ", ".join(sorted(f"{j.name}:{j.model}" for j in self._judges.values()))
             usages = [getattr(j, "usage", None) for j in self._judges.values()]
@@ -164,6 +179,7 @@ class SuiteSession:
             meta.judge_calls = sum(u.calls for u in paid)
             meta.judge_input_tokens = sum(u.input_tokens for u in paid)
             meta.judge_output_tokens = sum(u.output_tokens for u in paid)
+            meta.judge_reasked = sum(getattr(u, "reasked", 0) for u in paid)
             costs = [u.cost_usd for u in paid]
             meta.judge_cost_usd = None if None in costs else round(sum(costs), 6)  # offline judges cost 0
         return meta
@@ -183,6 +199,26 @@ def _device_text(device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)
+
+
+def write_outcomes(run_dir: Path, worker: str, outcomes: dict[str, dict]) -> Path:
+    """Save this process's claim outcomes (``{claim id: {outcome, message, nodeid}}``, pytest's view: passed,
+    failed, error, skipped, inconclusive) as ``<run>/parts/<worker>.outcomes.json``, atomically."""
+    path = run_dir / PARTS / f"{worker}.outcomes.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(outcomes, ensure_ascii=False))
+    return path
+
+
+def merge_outcomes(run_dir: Path) -> dict[str, dict]:
+    """Every worker's claim outcomes (see :func:`write_outcomes`), pooled."""
+    out: dict[str, dict] = {}
+    for part in sorted((run_dir / PARTS).glob("*.outcomes.json")):
+        try:
+            out.update(json.loads(part.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out
 
 
 def merge_parts(run_dir: Path) -> tuple[list, dict[str, dict]]:

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p_show = sub.add_parser("show", help="print tasks (or pairs) of one family")
     p_show.add_argument("family", help=f"one of: {', '.join(FAMILIES)}")
-    p_show.add_argument("--n", type=int, default=10, help="how many (a stratified, prefix-stable sample)")
+    p_show.add_argument("--samples", "--n", dest="samples", type=int, default=10,
+                        help="how many (a stratified, prefix-stable sample, as pytest's --samples; --n: old name)")
     p_show.add_argument("--seed", type=int, default=0, help="sampling seed")
     p_show.add_argument("--pairs", action="store_true", help=f"show patching pairs ({', '.join(PAIR_FAMILIES)})")
     p_show.add_argument("--data-dir", default=None, help=data_help)
@@ -73,7 +74,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
             items = load_pairs(args.family, args.data_dir, verify=not args.no_verify)
         else:
             items = load_family(args.family, args.data_dir, verify=not args.no_verify)
-        chosen = sample(items, args.n, args.seed)
+        chosen = sample(items, args.samples, args.seed)
     except TaskDataError as err:
         print(f"mechinterp tasks: {err}", file=sys.stderr)
         return 1

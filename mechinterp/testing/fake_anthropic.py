@@ -9,7 +9,8 @@ headers) in ``.requests``; and injects faults on demand:
   ``retry-after``), ``"500"``, ``"529"`` (overloaded), any other status code as a string,
   ``"hang"`` (no answer until ``hang_seconds`` pass - longer than a test client's time-out),
   ``"malformed"`` (a reply whose text is broken JSON), ``"markdown"`` (the reply wrapped in a
-  markdown code fence), ``"prose"`` (the reply JSON inside a sentence).
+  markdown code fence), ``"prose"`` (the reply JSON inside a sentence), ``"empty"`` (an empty
+  reply), ``"badpass"`` (the reply with ``"pass": 2``).
 - ``server.batch_faults.append(f)`` - the next batch *item* gets ``"errored"`` (a server
   error), ``"invalid"`` (an ``invalid_request_error``), ``"expired"``, ``"canceled"``,
   ``"missing"`` (no result line at all), ``"duplicate"`` (its result line twice) or
@@ -39,7 +40,7 @@ DEFAULT_REPLY = '{"pass": 1, "reason": "fake judge reply"}'
 _HTTP_FAULTS = {"429": "rate_limit_error", "529": "overloaded_error", "408": "timeout_error",
                 "409": "conflict_error", "400": "invalid_request_error",
                 "401": "authentication_error"}
-_TEXT_FAULTS = ("malformed", "markdown", "prose")
+_TEXT_FAULTS = ("malformed", "markdown", "prose", "empty", "badpass")
 _BATCH_FAULTS = ("errored", "invalid", "expired", "canceled", "missing", "duplicate",
                  "succeeded")
 
@@ -248,6 +249,10 @@ class FakeAnthropicServer:
             return f"```json\n{text}\n```"
         if fault == "prose":
             return f"Here is my verdict: {text} I looked carefully."
+        if fault == "empty":
+            return ""
+        if fault == "badpass":
+            return json.dumps({**json.loads(text), "pass": 2})
         return text
 
     def _create_batch(self, body: dict) -> dict:

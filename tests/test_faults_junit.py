@@ -1,0 +1,67 @@
+"""Fault: a run whose claims error or skip must not look green in its own junit.xml / results.json."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+import mechinterp.claims  # noqa: F401  (numpy/scipy/torch imported once, outside pytester's in-process runs,
+import mechinterp.report.power  # noqa: F401  which drop the modules they import: torch cannot be imported twice)
+
+from mechinterp.report import merge_runs, write_junit
+
+pytest_plugins = ["pytester"]
+
+FAILING_CLAIMS = """
+import pytest
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("setup broke")
+
+@pytest.mark.claims(experiment="knockout")
+def test_knockout(claim):
+    if claim.family == "color":
+        raise RuntimeError(f"boom in {claim.id}")
+    pytest.skip("no data for " + claim.id)
+
+@pytest.mark.claims(experiment="ref_drop")
+def test_refdrop(claim, broken):
+    pass
+"""
+
+
+def test_errored_and_skipped_claims_are_in_junit_and_results(pytester, tmp_path):
+    pytester.makepyfile(test_claims=FAILING_CLAIMS)
+    report = tmp_path / "run"
+    result = pytester.runpytest("--report", str(report), "--cache-dir", str(tmp_path / "cache"))
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    collected = [line.split("::")[1] for line in pytester.runpytest("--collect-only", "-q").stdout.lines if "::" in line]
+    ko_color = [c for c in collected if c.startswith("test_knockout") and c.endswith("-color]")]
+    ko_other = [c for c in collected if c.startswith("test_knockout") and not c.endswith("-color]")]
+    refdrop = [c for c in collected if c.startswith("test_refdrop")]
+    assert ko_color and ko_other and refdrop
+
+    suite = ET.parse(report / "junit.xml").getroot().find("testsuite")
+    assert int(suite.get("tests")) == len(collected)
+    assert int(suite.get("errors")) == len(ko_color) + len(refdrop)
+    assert int(suite.get("skipped")) == len(ko_other) and suite.get("failures") == "0"
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    boom = next(cid for cid in cases if cid.startswith("knockout[") and cid.endswith("-color"))
+    assert cases[boom].find("error") is not None and f"boom in {boom}" in cases[boom].find("error").get("message")
+    assert any("setup broke" in (c.find("error").get("message") if c.find("error") is not None else "")
+               for cid, c in cases.items() if cid.startswith("refdrop"))
+    skipped = next(cid for cid in cases if cid.startswith("knockout[") and not cid.endswith("-color"))
+    assert "no data for " + skipped in cases[skipped].find("skipped").get("message")
+
+    results = json.loads((report / "results.json").read_text())
+    assert len(results) == len(collected)
+    assert results[boom]["decision"] == "error" and f"boom in {boom}" in results[boom]["note"]
+    assert results[skipped]["decision"] == "skipped"
+
+    merged = merge_runs([report], tmp_path / "merged")  # merging shards keeps them listed too
+    assert {cid: r.decision for cid, r in merged.results.items()} == {cid: r["decision"] for cid, r in results.items()}
+    suite = ET.parse(write_junit(merged)).getroot().find("testsuite")
+    assert int(suite.get("tests")) == len(collected) and int(suite.get("errors")) == len(ko_color) + len(refdrop)

@@ -1,0 +1,60 @@
+"""Faults: a reused ``--report`` folder never pools rows of other settings, and a ``--report``
+that cannot be a run folder is one usage error before any claim runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import mechinterp.claims  # noqa: F401  (numpy/scipy/torch imported once, outside pytester's in-process runs,
+import mechinterp.report.power  # noqa: F401  which drop the modules they import: torch cannot be imported twice)
+
+pytest_plugins = ["pytester"]
+
+CLAIMS = """
+import pathlib, pytest
+
+@pytest.mark.claims(experiment="knockout", family="color")
+def test_knockout(claim):
+    pathlib.Path("ran").write_text(claim.id)
+    pytest.skip("nothing to run here")
+"""
+
+
+def test_a_folder_made_with_other_settings_is_refused_before_anything_runs(pytester, tmp_path):
+    pytester.makepyfile(test_claims=CLAIMS)
+    report = tmp_path / "run"
+    args = ["--report", str(report), "--cache-dir", str(tmp_path / "cache")]
+    assert pytester.runpytest(*args, "--samples", "6").ret == pytest.ExitCode.OK
+    assert json.loads((report / "parts" / "settings.json").read_text())["samples"] == 6
+    results = (report / "results.json").read_text()
+    (pytester.path / "ran").unlink()
+
+    refused = pytester.runpytest(*args, "--samples", "11")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines([f"*--report {report}: holds a run made with other settings (--samples 6 there, "
+                                  "11 now)*use a new --report folder*"])
+    assert not (pytester.path / "ran").exists() and (report / "results.json").read_text() == results
+    refused = pytester.runpytest(*args, "--samples", "6", "--seed", "3")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR and "--seed 0 there, 3 now" in refused.stderr.str()
+
+    assert pytester.runpytest(*args, "--samples", "6").ret == pytest.ExitCode.OK  # same settings: resumes
+
+
+def test_rows_without_a_settings_record_are_refused(pytester, tmp_path):
+    pytester.makepyfile(test_claims=CLAIMS)
+    (tmp_path / "run" / "parts").mkdir(parents=True)
+    (tmp_path / "run" / "parts" / "gw0.jsonl").write_text('{"claim": "x", "rows": []}\n')
+    result = pytester.runpytest("--report", str(tmp_path / "run"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "settings are not recorded" in result.stderr.str()
+
+
+def test_report_pointing_at_a_file_is_a_usage_error_before_any_claim_runs(pytester, tmp_path):
+    pytester.makepyfile(test_claims=CLAIMS)
+    target = tmp_path / "report.html"
+    target.write_text("not a folder")
+    result = pytester.runpytest("--report", str(target))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--report {target}: is a file; expected a run folder*"])
+    assert not (pytester.path / "ran").exists() and target.read_text() == "not a folder"
