@@ -63,7 +63,7 @@ class SuiteSession:
                 model = mechinterp.load(path, device=self.settings.device, dtype=self.settings.dtype,
                                         generator=self.settings.generator)
             except Exception as err:  # noqa: BLE001 - whatever the loader raises, the run cannot go on
-                self._model_error = (f"--model {self.settings.model or DEFAULT_MODEL!r} cannot be loaded: "
+                self._model_error = (f"--model {self.settings.model or DEFAULT_ORGANISM!r} cannot be loaded: "
                                      f"{type(err).__name__}: {err}")
                 raise ModelUnavailable(self._model_error) from None
             self._model = CachingModel(model, GenerationCache(self.settings.cache_dir))
