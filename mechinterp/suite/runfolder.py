@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mechinterp.io import atomic_write
 from mechinterp.suite import PARTS
-from mechinterp.suite.models import DEFAULT_MODEL
+from mechinterp.resources import DEFAULT_ORGANISM
 from mechinterp.suite.settings import Settings
 
 SETTINGS_FILE = "settings.json"
@@ -25,7 +25,7 @@ SHAPING = ("model", "judge", "seed", "samples", "generator", "dtype", "device")
 def shaping_settings(settings: Settings) -> dict:
     """The :data:`SHAPING` settings as plain JSON values."""
     values = {name: getattr(settings, name) for name in SHAPING}
-    values["model"] = values["model"] or DEFAULT_MODEL
+    values["model"] = values["model"] or DEFAULT_ORGANISM
     return values
 
 
