@@ -66,8 +66,9 @@ def hub_folder(repo_id: str) -> Path | None:
 
 
 def model_outline(spec: str | None):
-    """``(SiteTable, mechinterp.json dict)`` of a model read from its files, without loading it (to
-    check claim files at collection); ``None`` when the model is not on this machine."""
+    """``(SiteTable, ModelMeta)`` of a model read from its files, without loading it (to check claim
+    files at collection); ``None`` when the model is not on this machine."""
+    from mechinterp.engine.meta import ModelMeta
     from mechinterp.engine.sites import SiteTable
 
     path = resolve_model(spec)
@@ -79,8 +80,7 @@ def model_outline(spec: str | None):
     try:
         config = json.loads((folder / "transformer" / "config.json").read_text())
         table = SiteTable(int(config["num_layers"]), int(config["num_single_layers"]))
-        meta_file = folder / "mechinterp.json"
-        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        meta = ModelMeta.read(folder)
     except (OSError, ValueError, KeyError, TypeError):
         return None  # not readable here: the model's load will say why
     return table, meta
