@@ -1,4 +1,4 @@
-"""The project's vocabulary, each term defined once: claim families and the experiment table.
+"""The project's vocabulary, each term defined once: claim families, task families and the experiment table.
 
 Everything that names an experiment reads this table: the claim loader (valid experiment
 names, the marker a claim must carry, which judge questions judge it), the pytest plugin (its
@@ -39,6 +39,71 @@ FAMILIES: Mapping[str, Family] = MappingProxyType({f.name: f for f in (
     Family("human", "identity", "human-identity claims"),
     Family("scene", "scene", "object addition/removal (scene) claims"),
 )})
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    """What a task family is, how big the paper's version is, and what it needs."""
+
+    name: str
+    size: int
+    description: str
+    strata: str
+    buckets: tuple[str, ...] = ()
+    needs: str = "in-project"
+
+
+@dataclass(frozen=True)
+class PairFamilyInfo:
+    """An I2I→I2I pair family: which task families its sources and targets come from."""
+
+    name: str
+    size: int
+    description: str
+    source_family: str
+    target_family: str
+    pairs_file: str
+    needs: str = "in-project"
+
+
+_STYLE_NEEDS = "data dir: tasks/{bucket}.jsonl + data/style_references/{sub}/ (18 images, manifest)"
+#: task family name -> :class:`FamilyInfo` (``mechinterp.tasks.FAMILIES``; claims name these in ``tasks``)
+TASK_FAMILIES: dict[str, FamilyInfo] = {
+    info.name: info
+    for info in (
+        FamilyInfo("color", 320, "8 solid colours x 8 objects x 5 seeds", "colour x object"),
+        FamilyInfo("style", 450, "18 illustrated subjects x 5 instructions x 5 seeds", "subject x prompt",
+                   ("style",), _STYLE_NEEDS.format(bucket="style", sub="fictional")),
+        FamilyInfo("style_real", 450, "the real-photo twins of the style tasks", "subject x prompt",
+                   ("manual",), _STYLE_NEEDS.format(bucket="manual", sub="real")),
+        # the paper's human lens and knockout cells are the 90 individual tasks (n = 90); the
+        # 50 shared-instruction tasks are the people that the I2I->I2I pairs swap
+        FamilyInfo("human", 90, "10 DreamBench++ people x 9 individual instructions", "person",
+                   ("dreambench_humans",),
+                   "data dir: tasks/dreambench_humans.jsonl + data/tasks/customize/images/ (10 images, manifest)"),
+        FamilyInfo("human_shared", 50, "10 DreamBench++ people x 5 shared instructions (the patching pairs' tasks)",
+                   "person", ("dreambench_humans_shared",),
+                   "data dir: tasks/dreambench_humans_shared.jsonl + data/tasks/customize/images/ (10 images, manifest)"),
+        FamilyInfo("add", 789, "SUN397 object addition, 2 images per category", "scene category",
+                   ("add",), "data dir: tasks/add.jsonl + data/tasks/add/images/ (SUN397)"),
+        FamilyInfo("remove", 726, "SUN397 object removal, 2 images per category", "scene category",
+                   ("remove",), "data dir: tasks/remove.jsonl + data/tasks/remove/images/ (SUN397)"),
+    )
+}
+
+#: pair family name -> :class:`PairFamilyInfo` (``mechinterp.tasks.PAIR_FAMILIES``)
+PAIR_FAMILIES: dict[str, PairFamilyInfo] = {
+    info.name: info
+    for info in (
+        PairFamilyInfo("color", 448, "8x7 ordered colour pairs x 8 objects, different seeds", "color", "color",
+                       "single9_4step_color"),
+        PairFamilyInfo("style", 450, "illustration source -> real-photo target, same subject and prompt",
+                       "style", "style_real", "mm7_4step_style_to_real", "data dir: pairs/mm7_4step_style_to_real.txt + style, style_real"),
+        PairFamilyInfo("human", 450, "person i -> person j on a shared instruction (10x9x5)", "human_shared",
+                       "human_shared", "mm7_4step_dreambench_humans",
+                       "data dir: pairs/mm7_4step_dreambench_humans.txt + human_shared"),
+    )
+}
 
 
 class RunContext(Protocol):
@@ -164,5 +229,6 @@ for _kind in (
 ):
     register(_kind)
 
-__all__ = ["EXPERIMENTS", "FAMILIES", "ExperimentKind", "Family", "RunContext", "kind_of_question", "markers",
+__all__ = ["EXPERIMENTS", "FAMILIES", "PAIR_FAMILIES", "TASK_FAMILIES", "ExperimentKind", "Family", "FamilyInfo",
+           "PairFamilyInfo", "RunContext", "kind_of_question", "markers",
            "register", "unregister"]

@@ -85,13 +85,22 @@ def test_user_claim_file_runs_and_lands_in_the_report(pytester, tiny_dir, tmp_pa
     pytester.path.joinpath("mine.claims.toml").write_text(USER_CLAIMS)
     report = tmp_path / "run"
     result = pytester.runpytest("mine.claims.toml", "--model", str(tiny_dir), "--samples", "8",
-                                "--cache-dir", str(tmp_path / "cache"), "--report", str(report), "-rA", "--progress", "0")
+                                "--cache-dir", str(tmp_path / "cache"), "--report", str(report), "-rA", "--progress", "0",
+                                f"--junitxml={tmp_path / 'pytest.xml'}")
     assert "mine.claims.toml::knockout[ref->text.template]-color" in result.stdout.str()
     # one progress line per look of the sequential test (samples done / budget, k/n so far)
     result.stdout.fnmatch_lines(["mechinterp [[]claim 1/1[]] knockout[[]ref->text.template[]]-color: */* samples, k/n */*"])
     results = json.loads((report / "results.json").read_text())
     assert "knockout[ref->text.template]-color" in results
     assert (report / "report.html").exists() and (report / "junit.xml").exists()
+    # pytest's --junitxml and the run's junit.xml carry the same properties for the claim (one definition)
+    import xml.etree.ElementTree as ET
+
+    def props(path):
+        return [[(p.get("name"), p.get("value")) for p in case.iter("property")]
+                for case in ET.parse(path).getroot().iter("testcase")]
+
+    assert props(tmp_path / "pytest.xml") == props(report / "junit.xml") and props(report / "junit.xml")[0]
     header = (report / "report.html").read_text().split("<h2>Paper tables")[0]  # what reproduces the run
     for row in ("<th>seed</th><td>0</td>", "<th>samples per claim</th><td>8</td>", "<th>judge cost</th><td>$0.0000</td>",
                 f"<th>model</th><td>{tiny_dir}</td>", "<th>device</th><td>cpu</td>"):

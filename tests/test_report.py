@@ -164,8 +164,8 @@ def test_html_report_shows_paper_vs_run_and_escapes_judge_text(make_run):
     assert header["judge calls"] == "81 calls, 358,000 in / 4,200 out tokens" and header["fingerprint"] == "f00d"
     assert header["time"] == "3600.0 s wall" and header["generations"] == "80 generated, 3 from the cache"
     page = (run.path / "claims" / claim_slug(KO_TEXT)).read_text()
-    assert "<script" not in page and "&lt;script&gt;document.body.setAttribute(&#x27;data-pwned&#x27;" in page
-    assert "&amp; &quot;quotes&quot;" in page and "knockout &lt;b&gt;" in page
+    assert "<script" not in page and "&lt;script&gt;document.body.setAttribute(&#39;data-pwned&#39;" in page
+    assert "&amp; &#34;quotes&#34;" in page and "knockout &lt;b&gt;" in page
     assert len(re.findall(r'src="data:image/png;base64,', page)) >= 2 * 40
     assert not re.search(r'(src|href)="(https?:|file:|//)', index + page)  # self-contained
 
@@ -336,3 +336,20 @@ def test_a_suite_run_reports_the_interval_that_decided_the_plan_and_the_policy(t
     assert "budget 40: 0 % at 0.9 %" in index and "undecidable with at most 40 tasks" in index
     # a claim without a suite plan (released-style pooling) shows the plan the suite would give it
     assert re.search(r"budget \d+: \d+ % at ", (run.path / "claims" / claim_slug(KO_IMAGE)).read_text())
+
+
+def test_a_sweeps_counts_are_escaped_like_every_run_value(make_run, monkeypatch):
+    """The sweep table's k/n (once written raw) comes from results.json, so a tampered file cannot inject markup
+    (the plot, which needs numbers, is replaced by a fixed image here)."""
+    import dataclasses
+
+    from mechinterp.report import plots
+
+    monkeypatch.setattr(plots, "sweep_plot", lambda *a, **k: "data:image/png;base64,AAAA")
+    run = make_run("a", ko_text_pass=34)
+    evil = {"k": "<script>1</script>", "n": 8, "low": 0.1, "high": 0.9, "decision": "holds", "budget": 8, "power": 0.9}
+    run.results[KO_TEXT] = dataclasses.replace(run.results[KO_TEXT], sweep={"double.0": evil})
+    write_html(run)
+    page = (run.path / "claims" / claim_slug(KO_TEXT)).read_text()
+    assert "<script" not in page and "<td>&lt;script&gt;1&lt;/script&gt; / 8</td>" in page
+    assert '<h2>Sweep</h2><img class="sweep" alt="rate per site" src="data:image/png;base64,' in page

@@ -83,3 +83,12 @@ def test_an_unknown_question_in_a_user_claims_file_names_it_and_the_valid_ones(t
                     'markers = ["scene", "patching"]\nhypothesis = "rate >= 0.5"\n')
     with pytest.raises(ValueError, match=r"unknown question 'patch.scene'; valid questions: ko_image.color, .*patch.color"):
         load_registry(path)
+
+
+def test_a_patching_claim_must_draw_from_a_pair_family(tmp_path):
+    path = tmp_path / "mine.claims.toml"
+    path.write_text('schema = 1\n[[claim]]\nid = "patching[single.9:text]-color"\nfamily = "color"\ntasks = ["add"]\n'
+                    'experiment = { name = "i2i_patch", site = "single.9" }\nquestion = "patch.color"\n'
+                    'markers = ["color", "patching"]\nhypothesis = "rate >= 0.5"\n')
+    with pytest.raises(ValueError, match="experiment 'i2i_patch' runs on pair families; 'add' is not one of color, style, human"):
+        load_registry(path)

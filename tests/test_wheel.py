@@ -36,7 +36,6 @@ family = "color"
 tasks = ["color"]
 experiment = { name = "knockout", source = "ref", dest = "text", blocks = "all" }
 question = "ko_text.color"
-polarity = "pass"
 markers = ["color", "knockout"]
 hypothesis = "rate >= 0.5"
 """

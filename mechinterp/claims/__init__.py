@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mechinterp.stats import Decision, Hypothesis, Interval, PairTally, Tally, decide
-from mechinterp.vocabulary import EXPERIMENTS, FAMILIES, markers
-
-TASK_FAMILIES = ("color", "style", "style_real", "human", "human_shared", "add", "remove")
+from mechinterp.vocabulary import EXPERIMENTS, FAMILIES, PAIR_FAMILIES, TASK_FAMILIES, markers
 _SITE = re.compile(r"^(embed|double\.\d+|single\.\d+)$")
 _SITE_KEYS = ("site", "cutoff")
 _SWEEP_END = "sweep_to"
@@ -194,6 +192,10 @@ def _cell_claim(raw: dict, cid: str) -> dict:
     tasks = tuple(_choice(t, TASK_FAMILIES, "task family", cid) for t in raw.get("tasks", ()))
     exp = _experiment(raw.get("experiment", {}), cid)
     question = _question(str(raw.get("question", "")), exp, family, cid, raw.get("polarity"))
+    drawn = tasks[0] if tasks else family
+    if EXPERIMENTS[exp.name].pairs and drawn not in PAIR_FAMILIES:
+        raise ValueError(f"claim {cid!r}: experiment {exp.name!r} runs on pair families; {drawn!r} is not one of "
+                         f"{', '.join(PAIR_FAMILIES)}")
     valid = markers()
     marks = tuple(_choice(m, valid, "marker", cid) for m in raw.get("markers", ()))
     for needed in (family, EXPERIMENTS[exp.name].marker):

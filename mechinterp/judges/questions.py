@@ -218,7 +218,7 @@ def _build() -> dict[str, Question]:
                                  (f"Image 1 - {ref}:", f"Image 2 - {base}:",
                                   f"Image 3 - same generation, but {_LENS_TOKENS[tokens]} {_LENS_FROM[family]}"),
                                  tokens=tokens))
-    for experiment in ("ko_text", "ko_text_padding", "ko_text_content", "ko_image", "refdrop"):
+    for experiment in (*EXPERIMENTS["knockout"].questions, *EXPERIMENTS["ref_drop"].questions):
         texts = _KO_TEXT if experiment.startswith("ko_text") else _KO_IMAGE
         for family, text in texts.items():
             labels = (f"Image 1 - {_KO_REFERENCE[family]}:", f"Image 2 - {_KO_BASELINE[family]}:",
@@ -227,7 +227,7 @@ def _build() -> dict[str, Question]:
             bank.append(Question(
                 f"{experiment}.{family}", family, experiment, SYSTEM_PROMPT,
                 text if kept else _ko_text_variant(text, experiment),
-                REFDROP_ROLES if experiment == "refdrop" else KO_ROLES, "inverted" if kept else "pass", labels,
+                kind_of_question(experiment).roles, "inverted" if kept else "pass", labels,
                 PROJECT if experiment == "refdrop" else RELEASE if kept else PAPER))
     for family, (labels, text) in _PATCH.items():
         for tokens, suffix in VARIANT_SUFFIX.items():

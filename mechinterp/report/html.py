@@ -6,8 +6,9 @@ side and a holds/refuted/inconclusive badge, and every claim with the interval i
 was made on beside the plain 95 % one, and its budget with the power it has there;
 ``claims/<slug>.html`` shows one claim: its evidence and a grid of the judged bundles
 (embedded PNG thumbnails) with the judge's reason. Pages use inline CSS and ``data:``
-images only, and a Content-Security-Policy that forbids scripts. Every string that comes
-from a run (reasons, labels, metadata, ids) is escaped: judge output is untrusted.
+images only, and a Content-Security-Policy that forbids scripts. The pages are Jinja2 templates
+(``mechinterp/report/templates/``) rendered with autoescape: every value that comes from a run
+(reasons, labels, metadata, ids, counts) is escaped, judge output is untrusted.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import html
 import io
 import re
+from functools import lru_cache
 from pathlib import Path
 
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 from PIL import Image
 
 from mechinterp.claims import Claim, Table, claims_by_id, load_registry, load_tables
-from mechinterp.report.meta import RunMeta
 from mechinterp.report.run import ClaimResult, Run, VerdictRow, atomic_write, decision_counts, run_image_path
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -45,28 +47,22 @@ th{background:#f6f8fa}
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
-def esc(value: object) -> str:
-    """Escape any value for HTML text or attribute context."""
-    return html.escape("" if value is None else str(value), quote=True)
+@lru_cache(maxsize=1)
+def _templates() -> Environment:
+    """The report's Jinja2 templates, autoescaped (``None`` renders as nothing)."""
+    return Environment(loader=PackageLoader("mechinterp.report", "templates"), autoescape=True, trim_blocks=True,
+                       lstrip_blocks=True, undefined=StrictUndefined, finalize=lambda v: "" if v is None else v)
+
+
+def render(template: str, title: str, **values) -> str:
+    """A complete self-contained HTML document from one of the report's templates."""
+    return _templates().get_template(template).render(title=title, css=Markup(CSS), csp=Markup(CSP), **values)
 
 
 def claim_slug(claim_id: str) -> str:
     """File name of a claim page: readable part plus a short hash (ids map 1:1)."""
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", claim_id).strip("_")[:60]
     return f"{readable}-{hashlib.sha1(claim_id.encode()).hexdigest()[:6]}.html"
-
-
-def badge(decision: str) -> str:
-    """A coloured holds/refuted/inconclusive badge."""
-    cls = decision if decision in ("holds", "refuted", "inconclusive") else "inconclusive"
-    return f'<span class="badge {cls}">{esc(decision)}</span>'
-
-
-def page(title: str, body: str) -> str:
-    """A complete self-contained HTML document."""
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-            f"<title>{esc(title)}</title><style>{CSS}</style></head><body>{body}</body></html>")
 
 
 def thumbnail_uri(image: dict, run_dir: Path) -> str | None:
@@ -96,40 +92,6 @@ def thumbnail_uri(image: dict, run_dir: Path) -> str | None:
     except (OSError, ValueError, binascii.Error):
         return None
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _metadata_html(meta: RunMeta) -> str:
-    rows = "".join(f"<tr><th>{esc(label)}</th><td>{esc(value)}</td></tr>" for label, value in meta.rows())
-    return f"<h2>Run</h2><table>{rows}</table>"
-
-
-def _cell_html(claim: Claim, res: ClaimResult | None) -> str:
-    paper = esc(claim.paper.text) if claim.paper else "&mdash;"
-    if res is None:
-        return f'<div class="paper">paper {paper}</div><div class="run">run &mdash;</div>'
-    return (f'<div class="paper">paper {paper}</div><div class="run">run {esc(res.run_text)}</div>'
-            f'<a href="claims/{esc(claim_slug(claim.id))}">{badge(res.decision)}</a>')
-
-
-def _tables_html(tables: list[Table], results: dict[str, ClaimResult], index: dict[str, Claim]) -> str:
-    out = []
-    for t in tables:
-        head = "".join(f"<th>{esc(label)}</th>" for _, label in t.columns)
-        body = []
-        for rkey, rlabel in t.rows:
-            cells = []
-            for ckey, _ in t.columns:
-                cid = t.cells.get((rkey, ckey))
-                cells.append(f"<td>{_cell_html(index[cid], results.get(cid))}</td>" if cid else "<td></td>")
-            body.append(f"<tr><th>{esc(rlabel)}</th>{''.join(cells)}</tr>")
-        out.append(f'<h3>{esc(t.title)}</h3><table class="paper-table"><tr><th></th>{head}</tr>{"".join(body)}</table>')
-    return "<h2>Paper tables: paper vs this run</h2>" + "".join(out)
-
-
-def _statistics_html() -> str:
-    from mechinterp.stats import ABSTENTIONS, DESIGN
-
-    return f"<h2>How claims are decided</h2><p>{esc(DESIGN)}</p><p>{esc(ABSTENTIONS)}</p>"
 
 
 def _span(low: float | None, high: float | None, paired: bool) -> str:
@@ -162,7 +124,7 @@ def power_text(r: ClaimResult, claim: Claim, index: dict[str, Claim]) -> str:
     return f"budget {budget}: {100 * power:.0f} % at {where}"
 
 
-def _claims_html(claims: list[Claim], results: dict[str, ClaimResult]) -> str:
+def _claim_rows(claims: list[Claim], results: dict[str, ClaimResult]) -> list[dict]:
     index = claims_by_id(claims)
     rows = []
     for c in claims:
@@ -170,25 +132,31 @@ def _claims_html(claims: list[Claim], results: dict[str, ClaimResult]) -> str:
         if r is None:
             continue
         kn = f"{r.k}/{r.n}" + (f" vs {r.k2}/{r.n2}" if r.a else "") + (f" ({r.abstained} abstained)" if r.abstained else "")
-        rows.append(f'<tr><td><a href="claims/{esc(claim_slug(c.id))}">{esc(c.id)}</a></td><td>{esc(c.statement)}</td>'
-                    f"<td>{esc(r.hypothesis)}</td><td>{esc(r.paper_text or '—')}</td><td>{esc(r.run_text)}</td>"
-                    f"<td>{esc(kn)}</td><td>{esc(decision_text(r))}</td><td>{esc(power_text(r, c, index))}</td>"
-                    f"<td>{badge(r.decision)}</td></tr>")
-    head = ("<tr><th>claim</th><th>statement</th><th>hypothesis</th><th>paper</th><th>run (95 %)</th><th>k/n</th>"
-            "<th>decided on</th><th>power at its budget</th><th>decision</th></tr>")
-    return f"<h2>Claims</h2><table>{head}{''.join(rows)}</table>"
+        rows.append(dict(id=c.id, slug=claim_slug(c.id), statement=c.statement, hypothesis=r.hypothesis,
+                         paper=r.paper_text or "—", run=r.run_text, kn=kn, decided=decision_text(r),
+                         power=power_text(r, c, index), decision=r.decision))
+    return rows
 
 
-def _bundle_html(v: VerdictRow, claim: Claim, run_dir: Path) -> str:
-    figs = []
-    for img in v.images:
-        uri = thumbnail_uri(img, run_dir)
-        pic = f'<img alt="{esc(img.get("label"))}" src="{uri}">' if uri else "<i>(no image)</i>"
-        figs.append(f'<span class="fig">{pic}<br>{esc(img.get("label"))}</span>')
+def _table_rows(tables: list[Table], results: dict[str, ClaimResult], index: dict[str, Claim]) -> list[dict]:
+    out = []
+    for t in tables:
+        rows = []
+        for rkey, rlabel in t.rows:
+            cells = []
+            for ckey, _ in t.columns:
+                cid = t.cells.get((rkey, ckey))
+                cells.append(dict(claim=index[cid], res=results.get(cid), slug=claim_slug(cid)) if cid else None)
+            rows.append((rlabel, cells))
+        out.append(dict(title=t.title, columns=[label for _, label in t.columns], rows=rows))
+    return out
+
+
+def _bundle(v: VerdictRow, claim: Claim, run_dir: Path) -> dict:
+    figs = [dict(uri=thumbnail_uri(img, run_dir), label=img.get("label")) for img in v.images]
     verdict = "abstained" if v.passed is None else ("success" if claim.success(v.passed) else "no success")
-    return (f'<div class="bundle"><b>{esc(v.task_id)}</b> &middot; judge pass={esc(v.passed)} ({esc(verdict)})'
-            f'<div>{"".join(figs)}</div><div class="reason">{esc(v.reason)}</div>'
-            f'<div class="paper">{esc(v.judge)} &middot; {esc(v.question_id)}</div></div>')
+    return dict(task_id=v.task_id, passed=v.passed, verdict=verdict, figs=figs, reason=v.reason, judge=v.judge,
+                question_id=v.question_id)
 
 
 def _claim_page(claim: Claim, res: ClaimResult, verdicts: list[VerdictRow], run_dir: Path, max_bundles: int,
@@ -206,26 +174,16 @@ def _claim_page(claim: Claim, res: ClaimResult, verdicts: list[VerdictRow], run_
         if res.pairs:
             facts.append(("paired tasks (both, a only, b only, neither, abstained)",
                           ", ".join(str(res.pairs[k]) for k in ("n11", "n10", "n01", "n00", "abstained"))))
-    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts if v not in (None, ""))
-    shown = verdicts[:max_bundles]
-    grid = "".join(_bundle_html(v, claim, run_dir) for v in shown)
-    note = f"<p>Showing {len(shown)} of {len(verdicts)} judged bundles.</p>" if verdicts else ""
-    listing = "".join(f"<tr><td>{esc(v.task_id)}</td><td>{esc(v.passed)}</td><td class=\"reason\">{esc(v.reason)}</td></tr>"
-                      for v in verdicts[max_bundles:])
-    rest = f"<h2>Other verdicts</h2><table><tr><th>task</th><th>pass</th><th>reason</th></tr>{listing}</table>" if listing else ""
-    plot = ""
+    sweep = None
     if res.sweep:
         from mechinterp.report.plots import sweep_plot
 
         uri = sweep_plot(res.sweep, f"{claim.id}: rate per site", getattr(claim.hypothesis, "value", None))
-        cells = "".join(f"<tr><td>{esc(site)}</td><td>{s['k']} / {s['n']}</td><td>[{s['low']:.3f}, {s['high']:.3f}]</td>"
-                        f"<td>{esc(_power_of_site(s))}</td><td>{badge(s['decision'])}</td></tr>" for site, s in res.sweep.items())
-        plot = (f'<h2>Sweep</h2><img class="sweep" alt="rate per site" src="{uri}">'
-                f"<table><tr><th>site</th><th>k / n</th><th>decided on</th><th>budget: power</th><th>decision</th></tr>"
-                f"{cells}</table>")
-    body = (f'<p><a href="../report.html">&larr; report</a></p><h1>{esc(claim.id)} {badge(res.decision)}</h1>'
-            f'<table>{rows}</table>{plot}{note}<div class="grid">{grid}</div>{rest}')
-    return page(claim.id, body)
+        sweep = dict(uri=uri, rows=[dict(site=site, k=s["k"], n=s["n"], span=f"[{s['low']:.3f}, {s['high']:.3f}]",
+                                         power=_power_of_site(s), decision=s["decision"]) for site, s in res.sweep.items()])
+    return render("claim.html", claim.id, claim_id=claim.id, decision=res.decision,
+                  facts=[(k, v) for k, v in facts if v not in (None, "")], sweep=sweep, total=len(verdicts),
+                  bundles=[_bundle(v, claim, run_dir) for v in verdicts[:max_bundles]], rest=verdicts[max_bundles:])
 
 
 def _power_of_site(site: dict) -> str:
@@ -247,10 +205,12 @@ def write_html(run: Run, registry: str | Path | None = None, max_bundles: int = 
         if cid in index:
             html_text = _claim_page(index[cid], res, by_claim.get(cid, []), run.path, max_bundles, index)
             atomic_write(out / "claims" / claim_slug(cid), html_text)
+    from mechinterp.stats import ABSTENTIONS, DESIGN
+
     counts = decision_counts(run.results)
-    summary = " ".join(f"{badge(d)} {counts[d]}" for d in ("holds", "refuted", "inconclusive"))
     title = f"mechinterp claims report: {run.metadata.name or run.path.name}"
-    body = (f"<h1>{esc(title)}</h1><p>{summary}</p>{_metadata_html(run.metadata)}{_statistics_html()}"
-            f"{_tables_html(tables, run.results, index)}{_claims_html(claims, run.results)}")
-    atomic_write(out / "report.html", page(title, body))
+    text = render("report.html", title, counts=[(d, counts[d]) for d in ("holds", "refuted", "inconclusive")],
+                  meta_rows=run.metadata.rows(), design=DESIGN, abstentions=ABSTENTIONS,
+                  tables=_table_rows(tables, run.results, index), claims=_claim_rows(claims, run.results))
+    atomic_write(out / "report.html", text)
     return out / "report.html"

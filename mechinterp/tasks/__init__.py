@@ -8,7 +8,8 @@ family is and needs.
 """
 
 from mechinterp.tasks.color import COLORS, OBJECTS, SolidColor, color_pairs, color_tasks
-from mechinterp.tasks.families import FAMILIES, PAIR_FAMILIES, FamilyInfo, PairFamilyInfo, load_family, load_pairs
+from mechinterp.tasks.families import FAMILIES, PAIR_FAMILIES, load_family, load_pairs
+from mechinterp.vocabulary import FamilyInfo, PairFamilyInfo
 from mechinterp.tasks.records import Pair, ReferenceGenerator, Task, TaskDataError, task_seed
 from mechinterp.tasks.sampling import sample, stratified_order
 
