@@ -56,6 +56,8 @@ OPTIONS = (
     Option("shard", None, "run shard I of N of the claims ('I/N', 1-based) for a CI matrix"),
     Option("progress", "auto", "a progress line per claim at most every N seconds: auto (10 on a terminal, "
                                "60 in a log), off, or N"),
+    Option("threads", "auto", "torch intra-op CPU threads per process: auto (1 when the model runs on the CPU, "
+                              "torch's own choice on a GPU) or N (README: Threads)"),
 )
 
 
@@ -77,6 +79,7 @@ class Settings:
     report: Path | None
     shard: tuple[int, int] | None
     progress: float | None = None  # seconds between progress lines; None: none
+    threads: int | None = None  # torch intra-op threads per process; None: auto (1 on CPU)
 
 
 def raw_value(config, opt: Option) -> str | None:
@@ -166,4 +169,5 @@ def resolve(config) -> Settings:
         report=Path(v["report"]).expanduser() if v["report"] else None,
         shard=parse_shard(v["shard"]),
         progress=parse_progress(v["progress"], sys.stderr.isatty()),
+        threads=None if v["threads"].strip().lower() == "auto" else _int("threads", v["threads"], 1),
     )
