@@ -1,9 +1,12 @@
 """pytest plugin for the claims suite (registered through the ``pytest11`` entry point).
 
 Options (each also ``mechinterp_<name>`` in ``[tool.pytest.ini_options]`` and
-``MECHINTERP_<NAME>`` in the environment): ``--model``, ``--judge``, ``--samples``, ``--budget``,
-``--seed``, ``--cache-dir``, ``--data-dir``, ``--device``, ``--dtype``, ``--report``, ``--shard``,
-``--progress``.
+``MECHINTERP_<NAME>`` in the environment): ``--mi-model``, ``--mi-judge``, ``--mi-samples``,
+``--mi-budget``, ``--mi-seed``, ``--mi-cache-dir``, ``--mi-data-dir``, ``--mi-device``, ``--mi-dtype``,
+``--mi-generator``, ``--mi-report``, ``--mi-shard``, ``--mi-progress``, ``--mi-threads``. The prefix keeps
+them from colliding with other plugins' or a project's own conftest options; the unprefixed names
+(``--model``, ...) are aliases, added after the initial conftests are loaded and only where nobody
+else registered that flag.
 
 A claim test is a function taking the ``claim`` argument and marked
 ``@pytest.mark.claims(experiment=..., relation=...)``; the plugin parametrizes it over the
@@ -51,12 +54,44 @@ _CLAIM_SOURCES_KEY = pytest.StashKey()
 
 # -- options and configuration ------------------------------------------------------------------
 def pytest_addoption(parser) -> None:
-    """Add the suite's options, ini keys and (implicitly) environment variables."""
+    """Add the suite's ``--mi-`` options, ini keys and (implicitly) environment variables."""
     group = parser.getgroup("mechinterp", "mechinterp claims suite")
     for opt in OPTIONS:
-        group.addoption(opt.flag, dest=opt.name, default=None,
-                        help=f"{opt.help} [ini: {opt.ini}; env: {opt.env}]")
+        group.addoption(opt.flag, dest=opt.dest, default=None,
+                        help=f"{opt.help} [ini: {opt.ini}; env: {opt.env}; alias {opt.alias} where free]"
+                        .replace("%", "%%"))  # argparse %-formats help texts
         parser.addini(opt.ini, opt.help, default=None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    """Once the initial conftests have added their options, add the unprefixed aliases that are still free."""
+    result = yield
+    add_aliases(parser)
+    return result
+
+
+def taken_flags(parser) -> set[str]:
+    """Every flag registered on ``parser`` (pytest's, plugins', conftests')."""
+    groups = [parser._anonymous, *parser._groups]
+    return {name for group in groups for opt in group.options for name in opt.names()}
+
+
+def add_aliases(parser) -> list[str]:
+    """Add ``--model``, ``--seed``, ... for the options whose unprefixed flag nobody else has; returns those added."""
+    import argparse
+
+    taken, added = taken_flags(parser), []
+    group = parser.getgroup("mechinterp")
+    for opt in OPTIONS:
+        if opt.alias in taken:
+            continue
+        try:
+            group.addoption(opt.alias, dest=opt.dest, default=None, help=f"alias of {opt.flag}")
+        except (ValueError, argparse.ArgumentError):
+            continue
+        added.append(opt.alias)
+    return added
 
 
 def pytest_configure(config) -> None:

@@ -18,7 +18,7 @@ class _Config:
         self.cli = cli or {}
 
     def getoption(self, name, default=None):
-        return self.cli.get(name, default)
+        return self.cli.get(name.removeprefix("mechinterp_"), default)
 
     def getini(self, name):
         return None

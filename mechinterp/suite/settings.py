@@ -1,6 +1,6 @@
 """Suite settings: every option from the command line, ``[tool.pytest.ini_options]`` or the environment.
 
-Precedence: command line, then environment (``MECHINTERP_<NAME>``), then the ini file, then
+Precedence: command line (``--mi-<name>``, or ``--<name>`` where that is free), then environment (``MECHINTERP_<NAME>``), then the ini file, then
 the default. One table (``OPTIONS``) defines them all, so the pytest options, the ini keys
 and the environment variables cannot drift apart.
 """
@@ -26,8 +26,18 @@ class Option:
 
     @property
     def flag(self) -> str:
-        """The command-line flag, e.g. ``--cache-dir``."""
+        """The command-line flag, e.g. ``--mi-cache-dir`` (prefixed: it cannot collide with other projects' options)."""
+        return "--mi-" + self.name.replace("_", "-")
+
+    @property
+    def alias(self) -> str:
+        """The unprefixed flag, e.g. ``--cache-dir``: an alias only where no other plugin or conftest has it."""
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        """The option's attribute on ``config.option``, e.g. ``mechinterp_cache_dir``."""
+        return "mechinterp_" + self.name
 
     @property
     def ini(self) -> str:
@@ -84,7 +94,7 @@ class Settings:
 
 def raw_value(config, opt: Option) -> str | None:
     """An option's value by precedence: command line, environment, ini, default."""
-    cli = config.getoption(opt.name, default=None)
+    cli = config.getoption(opt.dest, default=None)
     if cli not in (None, ""):
         return str(cli)
     if os.environ.get(opt.env):
