@@ -51,10 +51,11 @@ def test_marker_selection_and_strict_markers(pytester):
     result = pytester.runpytest("--collect-only", "-q", "-m", "color", "--strict-markers")
     out = result.stdout.str()
     assert result.ret == 0
-    assert "test_knockout[ref->text.padding-color]" in out and "test_patching[single.9:text.padding-color]" in out
+    assert "test_knockout[knockout[ref-to-text.padding]-color]" in out
+    assert "test_patching[patching[single.9:text.padding]-color]" in out
     assert "-style]" not in out and "-human]" not in out
     everything = pytester.runpytest("--collect-only", "-q").stdout.str()
-    assert "test_knockout[ref->image-human]" in everything and "test_lens[double.7-add]" in everything
+    assert "test_knockout[knockout[ref-to-image]-human]" in everything and "test_lens[lens[double.7]-add]" in everything
 
 
 def test_shards_partition_the_claims(pytester):

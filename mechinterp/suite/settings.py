@@ -23,6 +23,7 @@ class Option:
     name: str
     default: str | None
     help: str
+    switch: bool = False  # a flag without a value (``--mi-strict`` means on); ini/env take on/off
 
     @property
     def flag(self) -> str:
@@ -66,6 +67,8 @@ OPTIONS = (
     Option("shard", None, "run shard I of N of the claims ('I/N', 1-based) for a CI matrix"),
     Option("progress", "auto", "a progress line per claim at most every N seconds: auto (10 on a terminal, "
                                "60 in a log), off, or N"),
+    Option("strict", "off", "a skipped or inconclusive claim fails (for CI), and missing prerequisites stop "
+                            "the run before any claim (ini/env: on or off)", switch=True),
     Option("threads", "auto", "torch intra-op CPU threads per process: auto (1 when the model runs on the CPU, "
                               "torch's own choice on a GPU) or N (README: Threads)"),
 )
@@ -90,6 +93,7 @@ class Settings:
     shard: tuple[int, int] | None
     progress: float | None = None  # seconds between progress lines; None: none
     threads: int | None = None  # torch intra-op threads per process; None: auto (1 on CPU)
+    strict: bool = False  # skipped and inconclusive claims fail
 
 
 def raw_value(config, opt: Option) -> str | None:
@@ -146,6 +150,16 @@ def parse_progress(text: str, terminal: bool) -> float | None:
     return value
 
 
+def parse_switch(opt: str, text: str) -> bool:
+    """``on``/``true``/``yes``/``1`` → True, ``off``/``false``/``no``/``0`` → False; ``ValueError`` otherwise."""
+    t = text.strip().lower()
+    if t in ("on", "true", "yes", "1"):
+        return True
+    if t in ("off", "false", "no", "0"):
+        return False
+    raise ValueError(f"--mi-{opt} {text!r}: expected on or off")
+
+
 def _int(opt: str, text: str, minimum: int) -> int:
     try:
         value = int(text)
@@ -179,5 +193,6 @@ def resolve(config) -> Settings:
         report=Path(v["report"]).expanduser() if v["report"] else None,
         shard=parse_shard(v["shard"]),
         progress=parse_progress(v["progress"], sys.stderr.isatty()),
+        strict=parse_switch("strict", v["strict"]),
         threads=None if v["threads"].strip().lower() == "auto" else _int("threads", v["threads"], 1),
     )
