@@ -236,6 +236,14 @@ def shard_of(nodeid: str, n: int) -> int:
     return zlib.crc32(nodeid.encode()) % n + 1
 
 
+def shard_key(item) -> str:
+    """What ``--mi-shard`` splits on: a claim's xdist group (its family and experiment, which its relations
+    share), so a relation runs in the shard that computes its cells; the node id for anything else."""
+    mark = item.get_closest_marker("xdist_group")
+    name = mark.kwargs.get("name", mark.args[0] if mark.args else None) if mark is not None else None
+    return name if name and name.startswith(GROUP_PREFIX) else item.nodeid
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Apply ``--shard I/N`` (claim tests of this shard; other tests always run); in an xdist worker
     whose collection holds claims, take a GPU and tag the claims with their group for scheduling."""
@@ -244,7 +252,7 @@ def pytest_collection_modifyitems(config, items) -> None:
         i, n = settings.shard
         keep, drop = [], []
         for item in items:
-            (drop if is_claim_item(item) and shard_of(item.nodeid, n) != i else keep).append(item)
+            (drop if is_claim_item(item) and shard_of(shard_key(item), n) != i else keep).append(item)
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep

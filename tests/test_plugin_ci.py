@@ -79,7 +79,7 @@ def test_strict_turns_skips_and_inconclusives_into_failures(pytester, monkeypatc
     monkeypatch.setenv("ANTHROPIC_API_KEY", "not-used")  # the key is there: the skip comes from the empty data dir
     _copy_claims(pytester)
     (tmp_path / "data").mkdir()
-    skipped = pytester.runpytest_subprocess("-m", "lens and style", "-k", "[double.7-style]", "--mi-strict", "--mi-data-dir",
+    skipped = pytester.runpytest_subprocess("-m", "lens and style", "-k", "lens[double.7]-style", "--mi-strict", "--mi-data-dir",
                                  str(tmp_path / "data"), "--mi-cache-dir", str(tmp_path / "c"),
                                  "--mi-report", str(tmp_path / "r1"))
     assert skipped.ret == pytest.ExitCode.TESTS_FAILED
@@ -119,3 +119,23 @@ def test_k_selects_a_claim_by_its_test_id(pytester):
         result = pytester.runpytest("--collect-only", "-q", "-k", tid)
         lines = [line for line in result.stdout.lines if "::" in line]
         assert result.ret == 0 and len(lines) == 1 and lines[0].endswith(f"[{tid}]"), result.stdout.str()
+
+
+def test_shards_keep_relations_with_their_cells(pytester):
+    """Every relation collected in a shard finds both its cells in that shard (no verdict computed twice)."""
+    from mechinterp.claims import claims_by_id, load_registry
+    from mechinterp.suite.ids import test_id
+
+    registry = claims_by_id(load_registry())
+    by_tid = {test_id(c.id): c for c in registry.values()}
+    _copy_claims(pytester)
+    shards = []
+    for i in (1, 2, 3):
+        lines = pytester.runpytest("--collect-only", "-q", "-m", "color", "--mi-shard", f"{i}/3").stdout.lines
+        shards.append({by_tid[line[line.index("[") + 1:-1]].id for line in lines if "::" in line})
+    assert sum(map(len, shards)) == len(set().union(*shards)) == 17
+    for shard in shards:
+        for cid in shard:
+            claim = registry[cid]
+            if claim.is_relation:
+                assert {claim.a, claim.b} <= shard, (cid, shard)
