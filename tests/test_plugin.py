@@ -87,7 +87,7 @@ def test_user_claim_file_runs_and_lands_in_the_report(pytester, tiny_dir, tmp_pa
     report = tmp_path / "run"
     result = pytester.runpytest("mine.claims.toml", "--model", str(tiny_dir), "--samples", "8",
                                 "--cache-dir", str(tmp_path / "cache"), "--report", str(report), "-rA", "--progress", "0")
-    assert "mine.claims.toml::knockout[ref->text.template]-color" in result.stdout.str()
+    assert "mine.claims.toml::knockout[ref-to-text.template]-color" in result.stdout.str()  # the -k-safe test id
     # one progress line per look of the sequential test (samples done / budget, k/n so far)
     result.stdout.fnmatch_lines(["mechinterp [[]claim 1/1[]] knockout[[]ref->text.template[]]-color: */* samples, k/n */*"])
     results = json.loads((report / "results.json").read_text())
