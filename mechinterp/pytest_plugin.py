@@ -1,13 +1,17 @@
 """pytest plugin for the claims suite (registered through the ``pytest11`` entry point).
 
 Options (each also ``mechinterp_<name>`` in ``[tool.pytest.ini_options]`` and
-``MECHINTERP_<NAME>`` in the environment): ``--model``, ``--judge``, ``--judge-config``, ``--samples``, ``--budget``,
-``--seed``, ``--cache-dir``, ``--data-dir``, ``--device``, ``--dtype``, ``--report``, ``--shard``,
-``--progress``.
+``MECHINTERP_<NAME>`` in the environment): ``--mi-model``, ``--mi-judge``, ``--mi-judge-config``, ``--mi-samples``,
+``--mi-budget``, ``--mi-seed``, ``--mi-cache-dir``, ``--mi-data-dir``, ``--mi-device``, ``--mi-dtype``,
+``--mi-generator``, ``--mi-report``, ``--mi-shard``, ``--mi-progress``, ``--mi-threads``. The prefix keeps
+them from colliding with other plugins' or a project's own conftest options; the unprefixed names
+(``--model``, ...) are aliases, added after the initial conftests are loaded and only where nobody
+else registered that flag.
 
 A claim test is a function taking the ``claim`` argument and marked
 ``@pytest.mark.claims(experiment=..., relation=...)``; the plugin parametrizes it over the
-matching claims of the registry (ids like ``test_knockout[ref->text-color]``, the claim's
+matching claims of the registry (ids like ``test_knockout[knockout[ref-to-text]-color]``: the claim id
+spelled for ``-k``, ``mechinterp.suite.ids``; the claim's
 markers applied) and the ``check_claim`` fixture runs, judges, decides and asserts: *holds*
 passes, *refuted* fails with the numbers, *inconclusive* is an xfail with the reason. Users add
 claims as ``*.claims.toml`` files anywhere under the test paths; they are collected the same way.
@@ -39,12 +43,49 @@ _CLAIM_SOURCES_KEY = pytest.StashKey()
 
 # -- options and configuration ------------------------------------------------------------------
 def pytest_addoption(parser) -> None:
-    """Add the suite's options, ini keys and (implicitly) environment variables."""
+    """Add the suite's ``--mi-`` options, ini keys and (implicitly) environment variables."""
     group = parser.getgroup("mechinterp", "mechinterp claims suite")
     for opt in OPTIONS:
-        group.addoption(opt.flag, dest=opt.name, default=None,
-                        help=f"{opt.help} [ini: {opt.ini}; env: {opt.env}]")
+        group.addoption(opt.flag, dest=opt.dest, default=None, **_kind(opt),
+                        help=f"{opt.help} [ini: {opt.ini}; env: {opt.env}; alias {opt.alias} where free]"
+                        .replace("%", "%%"))  # argparse %-formats help texts
         parser.addini(opt.ini, opt.help, default=None)
+
+
+def _kind(opt) -> dict:
+    """argparse keywords of an option: a switch (``--mi-strict``) stores ``on``, the others take a value."""
+    return {"action": "store_const", "const": "on"} if opt.switch else {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    """Once the initial conftests have added their options, add the unprefixed aliases that are still free."""
+    result = yield
+    add_aliases(parser)
+    return result
+
+
+def taken_flags(parser) -> set[str]:
+    """Every flag registered on ``parser`` (pytest's, plugins', conftests')."""
+    groups = [parser._anonymous, *parser._groups]
+    return {name for group in groups for opt in group.options for name in opt.names()}
+
+
+def add_aliases(parser) -> list[str]:
+    """Add ``--model``, ``--seed``, ... for the options whose unprefixed flag nobody else has; returns those added."""
+    import argparse
+
+    taken, added = taken_flags(parser), []
+    group = parser.getgroup("mechinterp")
+    for opt in OPTIONS:
+        if opt.alias in taken:
+            continue
+        try:
+            group.addoption(opt.alias, dest=opt.dest, default=None, help=f"alias of {opt.flag}", **_kind(opt))
+        except (ValueError, argparse.ArgumentError):
+            continue
+        added.append(opt.alias)
+    return added
 
 
 def pytest_configure(config) -> None:
@@ -127,12 +168,11 @@ def _registry(config):
 
 
 def claim_test_id(claim) -> str:
-    """``knockout[ref->text]-color`` → ``ref->text-color`` (the test function names the experiment)."""
-    cid = claim.id
-    if "[" in cid and "]" in cid:
-        inner = cid[cid.index("[") + 1 : cid.rindex("]")]
-        return inner + cid[cid.rindex("]") + 1 :]
-    return cid
+    """The claim's test id: its claim id in a ``-k``-safe spelling (``knockout[ref->text]-color`` →
+    ``knockout[ref-to-text]-color``; ``mechinterp.suite.ids``)."""
+    from mechinterp.suite.ids import test_id
+
+    return test_id(claim.id)
 
 
 def claim_marks(claim) -> list:
@@ -151,7 +191,10 @@ def is_claim_item(item) -> bool:
 
 
 def claim_params(claims) -> list:
-    """``pytest.param`` per claim with :func:`claim_marks`."""
+    """``pytest.param`` per claim with :func:`claim_marks` (``ValueError`` when two claims spell the same id)."""
+    from mechinterp.suite.ids import test_ids
+
+    test_ids(c.id for c in claims)
     return [pytest.param(c, id=claim_test_id(c), marks=claim_marks(c)) for c in claims]
 
 
@@ -183,6 +226,14 @@ def shard_of(nodeid: str, n: int) -> int:
     return zlib.crc32(nodeid.encode()) % n + 1
 
 
+def shard_key(item) -> str:
+    """What ``--mi-shard`` splits on: a claim's xdist group (its family and experiment, which its relations
+    share), so a relation runs in the shard that computes its cells; the node id for anything else."""
+    mark = item.get_closest_marker("xdist_group")
+    name = mark.kwargs.get("name", mark.args[0] if mark.args else None) if mark is not None else None
+    return name if name and name.startswith(GROUP_PREFIX) else item.nodeid
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Apply ``--shard I/N`` (claim tests of this shard; other tests always run); in an xdist worker
     whose collection holds claims, take a GPU and tag the claims with their group for scheduling."""
@@ -191,7 +242,7 @@ def pytest_collection_modifyitems(config, items) -> None:
         i, n = settings.shard
         keep, drop = [], []
         for item in items:
-            (drop if is_claim_item(item) and shard_of(item.nodeid, n) != i else keep).append(item)
+            (drop if is_claim_item(item) and shard_of(shard_key(item), n) != i else keep).append(item)
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
@@ -209,12 +260,41 @@ def pytest_collection_modifyitems(config, items) -> None:
                     tag_nodeid(item, mark.kwargs.get("name", mark.args[0] if mark.args else "default"))
 
 
-def _item_claim_id(item) -> str | None:
-    """The claim id a collected claim item runs."""
+def pytest_collection_finish(session) -> None:
+    """Once ``-m``/``-k``/``--mi-shard`` have chosen the claims: check their prerequisites (not in xdist workers)."""
+    claims = [item for item in session.items if is_claim_item(item)]
+    if claims and not _worker_id(session.config):
+        _check_prerequisites(session.config, claims)
+
+
+def _check_prerequisites(config, claims) -> None:
+    """Every missing prerequisite of the collected claims in one message before any runs: printed, or under
+    ``--mi-strict`` the end of the run (a CI job must not pass having decided nothing)."""
+    from mechinterp.suite.prereqs import describe, missing_prerequisites
+
+    selected = [c for item in claims if (c := _item_claim(item)) is not None]
+    missing = missing_prerequisites(selected, _registry(config), config.stash[_SETTINGS_KEY])
+    if not missing:
+        return
+    message = describe(missing)
+    if config.stash[_SETTINGS_KEY].strict:
+        pytest.exit(message.replace("are skipped", "fail under --mi-strict"), returncode=pytest.ExitCode.USAGE_ERROR)
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is not None:
+        terminal.write_line(message, yellow=True)
+
+
+def _item_claim(item):
+    """The claim a collected claim item runs (``None`` for other items)."""
     claim = getattr(item, "claim", None)
     if claim is None and hasattr(item, "callspec"):
         claim = item.callspec.params.get("claim")
-    return getattr(claim, "id", None)
+    return claim
+
+
+def _item_claim_id(item) -> str | None:
+    """The claim id a collected claim item runs."""
+    return getattr(_item_claim(item), "id", None)
 
 
 class _OutcomeRecorder:
@@ -305,12 +385,18 @@ def run_claim(config, claim, user_properties: list) -> None:
     from mechinterp.suite.session import ModelUnavailable
 
     sess = _session(config)
+    strict = config.stash[_SETTINGS_KEY].strict
     try:
         outcome = sess.check(claim, sess.registry)
     except ClaimSkipped as err:
-        pytest.skip(str(err))
+        reason = str(err)
+        outcome = None
     except ModelUnavailable as err:  # one clear error for the whole run, not one traceback per claim
         pytest.exit(str(err), returncode=pytest.ExitCode.USAGE_ERROR)
+    if outcome is None:
+        if strict:  # CI: a claim that was not decided is not a pass
+            pytest.fail(f"skipped (a failure under --mi-strict): {reason}", pytrace=False)
+        pytest.skip(reason)
     from mechinterp.report.junit import junit_properties
 
     user_properties.extend(junit_properties(outcome.result()))
@@ -318,6 +404,8 @@ def run_claim(config, claim, user_properties: list) -> None:
     if decision == "refuted":
         pytest.fail(f"refuted: {outcome.summary()}", pytrace=False)
     if decision == "inconclusive":
+        if strict:
+            pytest.fail(f"inconclusive (a failure under --mi-strict): {outcome.summary()}", pytrace=False)
         pytest.xfail(f"inconclusive: {outcome.summary()}")
 
 
@@ -354,7 +442,7 @@ class ClaimFile(pytest.File):
         for claim in claims:
             registry[claim.id] = claim
             self.config.stash.setdefault(_CLAIM_SOURCES_KEY, {})[claim.id] = str(self.path)
-            item = ClaimItem.from_parent(self, name=claim.id, claim=claim)
+            item = ClaimItem.from_parent(self, name=claim_test_id(claim), claim=claim)
             for mark in claim_marks(claim):
                 item.add_marker(mark)
             yield item

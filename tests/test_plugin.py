@@ -51,10 +51,11 @@ def test_marker_selection_and_strict_markers(pytester):
     result = pytester.runpytest("--collect-only", "-q", "-m", "color", "--strict-markers")
     out = result.stdout.str()
     assert result.ret == 0
-    assert "test_knockout[ref->text.padding-color]" in out and "test_patching[single.9:text.padding-color]" in out
+    assert "test_knockout[knockout[ref-to-text.padding]-color]" in out
+    assert "test_patching[patching[single.9:text.padding]-color]" in out
     assert "-style]" not in out and "-human]" not in out
     everything = pytester.runpytest("--collect-only", "-q").stdout.str()
-    assert "test_knockout[ref->image-human]" in everything and "test_lens[double.7-add]" in everything
+    assert "test_knockout[knockout[ref-to-image]-human]" in everything and "test_lens[lens[double.7]-add]" in everything
 
 
 def test_shards_partition_the_claims(pytester):
@@ -87,7 +88,7 @@ def test_user_claim_file_runs_and_lands_in_the_report(pytester, tiny_dir, tmp_pa
     result = pytester.runpytest("mine.claims.toml", "--model", str(tiny_dir), "--samples", "8",
                                 "--cache-dir", str(tmp_path / "cache"), "--report", str(report), "-rA", "--progress", "0",
                                 f"--junitxml={tmp_path / 'pytest.xml'}")
-    assert "mine.claims.toml::knockout[ref->text.template]-color" in result.stdout.str()
+    assert "mine.claims.toml::knockout[ref-to-text.template]-color" in result.stdout.str()  # the -k-safe test id
     # one progress line per look of the sequential test (samples done / budget, k/n so far)
     result.stdout.fnmatch_lines(["mechinterp [[]claim 1/1[]] knockout[[]ref->text.template[]]-color: */* samples, k/n */*"])
     results = json.loads((report / "results.json").read_text())

@@ -16,7 +16,7 @@ class _Config:
         self.cli, self.ini = cli or {}, ini or {}
 
     def getoption(self, name, default=None):
-        return self.cli.get(name, default)
+        return self.cli.get(name.removeprefix("mechinterp_"), default)
 
     def getini(self, name):
         return self.ini.get(name)

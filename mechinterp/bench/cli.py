@@ -64,6 +64,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: $MECHINTERP_DATA_DIR/verdicts)")
     p.add_argument("--samples", type=int, default=None,
                    help="cap on each claim's budget for the claims-suite cost (as pytest's --samples; default: none)")
+    p.add_argument("--load", type=int, default=None, metavar="N",
+                   help="time the cold main job (pytest claims/ -m color) quiet and beside N busy processes and "
+                        "print the ratio (mechinterp.bench.load); runs no other bench unless --model is given")
+    p.add_argument("--load-args", default="", metavar="ARGS",
+                   help="extra pytest arguments for the --load job, e.g. \"-k 'ref-to-text-color'\"")
 
 
 def _include(args, device):
@@ -117,10 +122,12 @@ def run(args) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.model:
         models = args.model
-    elif args.cost:  # the cost alone: no bench run, a saved 9B measurement if there is one
+    elif args.cost or args.load:  # the cost or load row alone: no bench run (--cost: a saved 9B measurement)
         models = []
     else:
         models = ["tiny", "klein-9b"] if device.type == "cuda" else ["tiny"]
+    if args.load is not None:
+        _load_row(args)
     measured_9b = None
     for name in models:
         if name == "klein-9b" and device.type != "cuda":
@@ -152,6 +159,23 @@ def run(args) -> int:
         print(f"Break-even MFU for 3 H200-hours: {cost.break_even_mfu(3.0):.2f}\n")
         _suite_cost(args, timing)
     return 0
+
+
+def _load_row(args) -> None:
+    """``--load N``: the main job's quiet and loaded times and their ratio, printed and saved as ``load-cpu.json``."""
+    import json
+    import shlex
+
+    from mechinterp.bench.load import measure
+    from mechinterp.io import atomic_write
+
+    print(f"[bench] main job cold, quiet then beside {args.load} busy processes (minutes)")
+    result = measure(args.load, pytest_args=shlex.split(args.load_args),
+                     threads=str(args.threads) if args.threads else None)
+    print(result.line())
+    if args.out:
+        path = atomic_write(Path(args.out) / "load-cpu.json", json.dumps(result.to_dict(), indent=2) + "\n")
+        print(f"[bench] saved {path}")
 
 
 def saved_9b(folders) -> tuple[list | None, str]:

@@ -46,6 +46,7 @@ class SuiteSession:
         self._verdict_cache = None
         self.registry = None
         self.claim_files: list[str] = []
+        self.threads: int | None = None  # torch intra-op threads this process ran its claims with
         self.started = time.time()
 
     # -- resources --------------------------------------------------------------------------
@@ -57,7 +58,9 @@ class SuiteSession:
         if self._model is None:
             import mechinterp
             from mechinterp.suite.gencache import CachingModel, GenerationCache
+            from mechinterp.suite.threads import apply_thread_policy
 
+            self.threads = apply_thread_policy(self.settings.threads, self.settings.device)
             try:
                 path = resolve_model(self.settings.model)
                 model = mechinterp.load(path, device=self.settings.device, dtype=self.settings.dtype,

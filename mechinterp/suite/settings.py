@@ -1,6 +1,6 @@
 """Suite settings: every option from the command line, ``[tool.pytest.ini_options]`` or the environment.
 
-Precedence: command line, then environment (``MECHINTERP_<NAME>``), then the ini file, then
+Precedence: command line (``--mi-<name>``, or ``--<name>`` where that is free), then environment (``MECHINTERP_<NAME>``), then the ini file, then
 the default. One table (``OPTIONS``) defines them all, so the pytest options, the ini keys
 and the environment variables cannot drift apart.
 """
@@ -23,11 +23,22 @@ class Option:
     name: str
     default: str | None
     help: str
+    switch: bool = False  # a flag without a value (``--mi-strict`` means on); ini/env take on/off
 
     @property
     def flag(self) -> str:
-        """The command-line flag, e.g. ``--cache-dir``."""
+        """The command-line flag, e.g. ``--mi-cache-dir`` (prefixed: it cannot collide with other projects' options)."""
+        return "--mi-" + self.name.replace("_", "-")
+
+    @property
+    def alias(self) -> str:
+        """The unprefixed flag, e.g. ``--cache-dir``: an alias only where no other plugin or conftest has it."""
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        """The option's attribute on ``config.option``, e.g. ``mechinterp_cache_dir``."""
+        return "mechinterp_" + self.name
 
     @property
     def ini(self) -> str:
@@ -59,6 +70,10 @@ OPTIONS = (
     Option("shard", None, "run shard I of N of the claims ('I/N', 1-based) for a CI matrix"),
     Option("progress", "auto", "a progress line per claim at most every N seconds: auto (10 on a terminal, "
                                "60 in a log), off, or N"),
+    Option("strict", "off", "a skipped or inconclusive claim fails (for CI), and missing prerequisites stop "
+                            "the run before any claim (ini/env: on or off)", switch=True),
+    Option("threads", "auto", "torch intra-op CPU threads per process: auto (1 when the model runs on the CPU, "
+                              "torch's own choice on a GPU) or N (README: Threads)"),
 )
 
 
@@ -81,11 +96,13 @@ class Settings:
     shard: tuple[int, int] | None
     progress: float | None = None  # seconds between progress lines; None: none
     judge_config: object | None = None  # a mechinterp.judges.config.JudgeConfig; None: its defaults
+    threads: int | None = None  # torch intra-op threads per process; None: auto (1 on CPU)
+    strict: bool = False  # skipped and inconclusive claims fail
 
 
 def raw_value(config, opt: Option) -> str | None:
     """An option's value by precedence: command line, environment, ini, default."""
-    cli = config.getoption(opt.name, default=None)
+    cli = config.getoption(opt.dest, default=None)
     if cli not in (None, ""):
         return str(cli)
     if os.environ.get(opt.env):
@@ -137,6 +154,16 @@ def parse_progress(text: str, terminal: bool) -> float | None:
     return value
 
 
+def parse_switch(opt: str, text: str) -> bool:
+    """``on``/``true``/``yes``/``1`` → True, ``off``/``false``/``no``/``0`` → False; ``ValueError`` otherwise."""
+    t = text.strip().lower()
+    if t in ("on", "true", "yes", "1"):
+        return True
+    if t in ("off", "false", "no", "0"):
+        return False
+    raise ValueError(f"--mi-{opt} {text!r}: expected on or off")
+
+
 def _int(opt: str, text: str, minimum: int) -> int:
     try:
         value = int(text)
@@ -171,6 +198,8 @@ def resolve(config) -> Settings:
         shard=parse_shard(v["shard"]),
         progress=parse_progress(v["progress"], sys.stderr.isatty()),
         judge_config=_judge_config(v["judge_config"]),
+        strict=parse_switch("strict", v["strict"]),
+        threads=None if v["threads"].strip().lower() == "auto" else _int("threads", v["threads"], 1),
     )
 
 

@@ -1,0 +1,81 @@
+"""What the collected claims need that this machine lacks: the data dir, the judge's API key.
+
+Without this each claim finds out on its own, one skip at a time, and a CI job goes green having
+decided nothing. :func:`missing_prerequisites` lists every missing prerequisite once, with the
+claims that need it, before any claim runs; under ``--mi-strict`` the run stops on it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mechinterp.suite.settings import Settings
+
+KEY_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+
+
+def _cells(claims, registry: dict) -> list:
+    """The cell claims behind ``claims`` (a relation's two cells, a cell itself), each once."""
+    out: dict[str, object] = {}
+    for c in claims:
+        for cell in ((registry.get(c.a), registry.get(c.b)) if c.is_relation else (c,)):
+            if cell is not None:
+                out.setdefault(cell.id, cell)
+    return list(out.values())
+
+
+def _needs_data(cell) -> str | None:
+    """The task family a cell reads from the data dir, or ``None`` when its tasks ship with the project."""
+    from mechinterp.tasks import FAMILIES, PAIR_FAMILIES
+
+    family = cell.tasks[0] if cell.tasks else cell.family
+    table = PAIR_FAMILIES if cell.experiment is not None and cell.experiment.name == "i2i_patch" else FAMILIES
+    info = table.get(family)
+    return family if info is not None and info.needs != "in-project" else None
+
+
+def _needs_key(cell, judge: str) -> bool:
+    """Whether ``--mi-judge judge`` answers this cell's question with the Anthropic judge."""
+    objective = str(cell.question or "").endswith(".color")
+    return judge in ("anthropic", "anthropic-batch") or (judge == "auto" and not objective)
+
+
+def _names(ids: list[str], limit: int = 4) -> str:
+    shown = ", ".join(ids[:limit])
+    return f"{shown} and {len(ids) - limit} more" if len(ids) > limit else shown
+
+
+def missing_prerequisites(claims, registry: dict, settings: Settings, environ=None) -> list[str]:
+    """One line per missing prerequisite of ``claims`` (data dir, Anthropic key, a judge that cannot answer),
+    naming what to set and the claims that need it; empty when everything is there."""
+    env = os.environ if environ is None else environ
+    cells = _cells(claims, registry)
+    out = []
+    data = [(c.id, f) for c in cells if (f := _needs_data(c))]
+    if data:
+        families = sorted({f for _, f in data})
+        ids = [cid for cid, _ in data]
+        where = settings.data_dir or (Path(env[v]).expanduser() if (v := "MECHINTERP_DATA_DIR") in env and env[v] else None)
+        if where is None:
+            out.append(f"data dir: the task families {', '.join(families)} need one (--mi-data-dir or "
+                       f"$MECHINTERP_DATA_DIR; docs/data-dir.md), for {len(ids)} claims: {_names(ids)}")
+        elif not Path(where).is_dir():
+            out.append(f"data dir {str(where)!r} does not exist or is not a directory; the task families "
+                       f"{', '.join(families)} need it, for {len(ids)} claims: {_names(ids)}")
+    if settings.judge == "color":
+        wrong = [c.id for c in cells if not str(c.question or "").endswith(".color")]
+        if wrong:
+            out.append(f"--mi-judge color answers only colour questions; {len(wrong)} claims need --mi-judge "
+                       f"anthropic: {_names(wrong)}")
+    keyed = [c.id for c in cells if _needs_key(c, settings.judge)]
+    if keyed and not any(env.get(v) for v in KEY_VARS):
+        out.append(f"ANTHROPIC_API_KEY is not set; the Anthropic judge needs it for {len(keyed)} claims: "
+                   f"{_names(keyed)} (or --mi-judge color for colour claims)")
+    return out
+
+
+def describe(missing: list[str]) -> str:
+    """The one message: every missing prerequisite, one per line."""
+    return "mechinterp: missing prerequisites (the claims that need them are skipped):\n" + "\n".join(
+        f"  - {line}" for line in missing)

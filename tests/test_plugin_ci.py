@@ -1,0 +1,141 @@
+"""The plugin as a CI user meets it (issue 20): prefixed options that coexist with a project's own,
+strict mode, claim families and relations kept together, ``-k``-friendly ids."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import mechinterp.claims  # noqa: F401  (numpy/scipy loaded once, before pytester's in-process runs)
+
+pytest_plugins = ["pytester"]
+CLAIMS = Path(__file__).resolve().parents[1] / "claims"
+
+OWN_OPTIONS = """
+def pytest_addoption(parser):
+    parser.addoption("--model", default="mine")       # implicit dest 'model', as other projects do
+    parser.addoption("--seed", dest="seed", default="7")
+
+def pytest_configure(config):
+    from mechinterp.suite.settings import resolve
+    s = resolve(config)
+    print(f"\\nOWN model={config.getoption('model')} seed={config.getoption('seed')} MI model={s.model} seed={s.seed}")
+"""
+
+
+def _copy_claims(pytester) -> None:
+    for f in CLAIMS.glob("test_*.py"):
+        pytester.path.joinpath(f.name).write_text(f.read_text())
+
+
+def test_own_model_option_coexists_with_the_plugin(pytester):
+    """A conftest that registers ``--model``/``--seed`` itself keeps them; the plugin's are ``--mi-model``/``--mi-seed``
+    and its other aliases (``--samples``) still work."""
+    pytester.makeconftest(OWN_OPTIONS)
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    result = pytester.runpytest("-s", "--model", "theirs", "--seed", "9", "--mi-model", "direct", "--mi-seed", "3",
+                                "--samples", "4")
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["*OWN model=theirs seed=9 MI model=direct seed=3*"])
+    default = pytester.runpytest("-s")
+    default.stdout.fnmatch_lines(["*OWN model=mine seed=7 MI model=None seed=0*"])
+
+
+def test_unprefixed_aliases_where_free(pytester):
+    """Without a clashing conftest the old flags are aliases of the prefixed ones (same destination)."""
+    pytester.makeconftest("def pytest_configure(config):\n    from mechinterp.suite.settings import resolve\n"
+                          "    s = resolve(config)\n    print(f'\\nMI model={s.model} samples={s.samples}')\n")
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    result = pytester.runpytest("-s", "--model", "direct", "--samples", "5")
+    result.stdout.fnmatch_lines(["*MI model=direct samples=5*"])
+    assert "--mi-model" in pytester.runpytest("--help").stdout.str()
+
+
+def _no_key(monkeypatch) -> None:
+    for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "MECHINTERP_DATA_DIR", "MECHINTERP_STRICT"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_missing_prerequisites_in_one_message(pytester, monkeypatch, tmp_path):
+    """Data dir and API key missing: one message naming both before any claim runs; ``--mi-strict`` stops the run."""
+    _no_key(monkeypatch)
+    _copy_claims(pytester)
+    args = ["-m", "lens and (human or style)", "-k", "double.7", "--mi-cache-dir", str(tmp_path / "c")]
+    strict = pytester.runpytest(*args, "--mi-strict", "--mi-report", str(tmp_path / "strict"))
+    assert strict.ret == pytest.ExitCode.USAGE_ERROR
+    text = strict.stdout.str() + strict.stderr.str()
+    assert text.count("missing prerequisites") == 1 and "passed" not in text
+    assert "data dir: the task families human, style need one" in text
+    assert "ANTHROPIC_API_KEY is not set; the Anthropic judge needs it for 5 claims" in text
+    loose = pytester.runpytest_subprocess(*args, "-rs", "--mi-report", str(tmp_path / "loose"))
+    assert loose.ret == pytest.ExitCode.OK
+    loose.stdout.fnmatch_lines(["*missing prerequisites (the claims that need them are skipped)*", "*5 skipped*"])
+
+
+def test_strict_turns_skips_and_inconclusives_into_failures(pytester, monkeypatch, tmp_path):
+    _no_key(monkeypatch)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "not-used")  # the key is there: the skip comes from the empty data dir
+    _copy_claims(pytester)
+    (tmp_path / "data").mkdir()
+    skipped = pytester.runpytest_subprocess("-m", "lens and style", "-k", "lens[double.7]-style", "--mi-strict", "--mi-data-dir",
+                                 str(tmp_path / "data"), "--mi-cache-dir", str(tmp_path / "c"),
+                                 "--mi-report", str(tmp_path / "r1"))
+    assert skipped.ret == pytest.ExitCode.TESTS_FAILED
+    skipped.stdout.fnmatch_lines(["*skipped (a failure under --mi-strict): task family 'style' is not available*",
+                                  "*1 failed*"])
+    # a cap that leaves the claim undecidable: inconclusive without a generation (xfail, or a failure when strict)
+    args = ["-m", "knockout and color", "-k", "knockout[ref-to-image]-color", "--mi-samples", "2", "--mi-cache-dir", str(tmp_path / "c")]
+    assert pytester.runpytest_subprocess(*args, "--mi-report", str(tmp_path / "r2")).parseoutcomes() == {
+        "xfailed": 1, "deselected": 46}
+    monkeypatch.setenv("MECHINTERP_STRICT", "on")  # the environment switches it on too
+    strict = pytester.runpytest_subprocess(*args, "--mi-report", str(tmp_path / "r3"))
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    strict.stdout.fnmatch_lines(["*inconclusive (a failure under --mi-strict)*"])
+
+
+def test_test_ids_spell_claim_ids_for_k():
+    from mechinterp.claims import load_registry
+    from mechinterp.suite.ids import test_id, test_ids
+
+    assert test_id("knockout[ref->text.padding]-color") == "knockout[ref-to-text.padding]-color"
+    assert test_id("rel[ko.text>ko.image]-color") == "rel[ko.text-gt-ko.image]-color"
+    assert test_id("rel[patch.padding>>patch.content]-color") == "rel[patch.padding-much-gt-patch.content]-color"
+    assert test_id("rel[patch.padding~patch.all]-color") == "rel[patch.padding-approx-patch.all]-color"
+    assert test_id("refdrop[single.9+]-color") == "refdrop[single.9+]-color"  # already safe: unchanged
+    assert test_id("a b*c") == "a_b-x2a-c"
+    ids = test_ids(c.id for c in load_registry())
+    assert len(set(ids.values())) == len(ids) == len(load_registry())
+    assert all(re.fullmatch(r"[\w.:+\-\[\]/]+", t) for t in ids.values())
+    with pytest.raises(ValueError, match=r"claims 'x->y' and 'x-to-y' have the same test id 'x-to-y'"):
+        test_ids(["x->y", "x-to-y"])
+
+
+def test_k_selects_a_claim_by_its_test_id(pytester):
+    _copy_claims(pytester)
+    for tid in ("rel[ko.text-gt-ko.image]-color", "knockout[ref-to-text.padding]-color",
+                "rel[patch.padding-approx-patch.all]-color"):
+        result = pytester.runpytest("--collect-only", "-q", "-k", tid)
+        lines = [line for line in result.stdout.lines if "::" in line]
+        assert result.ret == 0 and len(lines) == 1 and lines[0].endswith(f"[{tid}]"), result.stdout.str()
+
+
+def test_shards_keep_relations_with_their_cells(pytester):
+    """Every relation collected in a shard finds both its cells in that shard (no verdict computed twice)."""
+    from mechinterp.claims import claims_by_id, load_registry
+    from mechinterp.suite.ids import test_id
+
+    registry = claims_by_id(load_registry())
+    by_tid = {test_id(c.id): c for c in registry.values()}
+    _copy_claims(pytester)
+    shards = []
+    for i in (1, 2, 3):
+        lines = pytester.runpytest("--collect-only", "-q", "-m", "color", "--mi-shard", f"{i}/3").stdout.lines
+        shards.append({by_tid[line[line.index("[") + 1:-1]].id for line in lines if "::" in line})
+    assert sum(map(len, shards)) == len(set().union(*shards)) == 17
+    for shard in shards:
+        for cid in shard:
+            claim = registry[cid]
+            if claim.is_relation:
+                assert {claim.a, claim.b} <= shard, (cid, shard)
