@@ -6,7 +6,7 @@ import re
 from itertools import product
 from pathlib import Path
 
-from mechinterp.claims import FAMILIES, MARKERS, TASK_FAMILIES
+from mechinterp.vocabulary import FAMILIES, TASK_FAMILIES, markers
 from mechinterp.judges.questions import QUESTIONS
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "custom-claims.md").read_text()
@@ -22,7 +22,7 @@ def _choices(key: str) -> set[str]:
 def test_template_lists_the_loaders_choices():
     assert _choices("family") == set(FAMILIES)
     assert _choices("tasks") == set(TASK_FAMILIES)
-    assert _choices("markers") == set(MARKERS)
+    assert _choices("markers") == set(markers())
 
 
 def test_question_row_lists_every_question():
