@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from html import escape
 import io
 import json
 import os
@@ -168,6 +169,33 @@ def test_html_report_shows_paper_vs_run_and_escapes_judge_text(make_run):
     assert "&amp; &#34;quotes&#34;" in page and "knockout &lt;b&gt;" in page
     assert len(re.findall(r'src="data:image/png;base64,', page)) >= 2 * 40
     assert not re.search(r'(src|href)="(https?:|file:|//)', index + page)  # self-contained
+
+
+def test_claim_pages_show_every_bundle_labelled_and_every_sweep_site(tmp_path: Path):
+    """Rows store image roles: a card's captions are the question's labels for them; no bundle is cut
+    (100 bundles, folded 48 at a time), and a sweep's bundles are grouped under each of its sites."""
+    from mechinterp.judges.questions import QUESTIONS
+    from mechinterp.report.html import bundle_groups, image_label
+
+    png = base64.b64encode(_png((200, 30, 30))).decode()
+    roles = QUESTIONS["refdrop.color"].roles
+    rows = [VerdictRow("refdrop[single.9+]-color", f"t{i}@{site}", "refdrop.color", True, f"r{i}", "fake",
+                       [{"role": r, "png": png} for r in roles])
+            for site in ("double.1", "single.0") for i in range(50)]
+    run = write_run(tmp_path / "sweep", META, rows)
+    write_html(run)
+    page = (run.path / "claims" / claim_slug("refdrop[single.9+]-color")).read_text()
+    labels = [image_label({"role": r}, "refdrop.color") for r in roles]
+    assert labels == [label.rstrip(":") for label in QUESTIONS["refdrop.color"].labels] and all(labels)
+    for label in labels:
+        assert page.count(f"<br>{escape(label)}</span>") == 100  # every card, every image captioned
+    assert all(f"<b>t{i}@{site}</b>" in page for site in ("double.1", "single.0") for i in range(50))
+    summaries = re.findall(r"<summary>([^<]+)</summary>", page)
+    assert summaries == ["site double.1: bundles 1-48 of 50", "site double.1: bundles 49-50 of 50",
+                         "site single.0: bundles 1-48 of 50", "site single.0: bundles 49-50 of 50"]
+    assert page.count("<details open>") == 1
+    assert [len(g["rows"]) for g in bundle_groups(rows[:5], 2)] == [2, 2, 1]
+    assert image_label({"role": "mystery"}, "refdrop.color") == "mystery"  # an unknown role names itself
 
 
 def test_html_embeds_only_png_from_inside_the_run(make_run, tmp_path: Path):

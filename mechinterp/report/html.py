@@ -26,6 +26,7 @@ from markupsafe import Markup
 from PIL import Image
 
 from mechinterp.claims import Claim, Table, claims_by_id, load_registry, load_tables
+from mechinterp.judges.questions import QUESTIONS
 from mechinterp.report.run import ClaimResult, Run, VerdictRow, atomic_write, decision_counts, run_image_path
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -41,7 +42,9 @@ th{background:#f6f8fa}
 .grid{display:flex;flex-wrap:wrap;gap:12px}
 .bundle{border:1px solid #d0d7de;border-radius:6px;padding:6px;width:360px;overflow-wrap:anywhere}
 .bundle img{width:80px;height:80px;object-fit:contain;border:1px solid #eee}
-.fig{display:inline-block;margin:2px;font-size:11px;text-align:center;width:82px;overflow:hidden}
+.fig{display:inline-block;margin:2px;font-size:11px;text-align:center;width:82px;vertical-align:top;overflow-wrap:anywhere}
+td,th,.paper,.run{overflow-wrap:anywhere}
+details{margin:8px 0}summary{cursor:pointer;font-weight:600}
 .reason{font-size:12px;white-space:pre-wrap;word-break:break-word}
 """
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -152,11 +155,39 @@ def _table_rows(tables: list[Table], results: dict[str, ClaimResult], index: dic
     return out
 
 
+def image_label(img: dict, question_id: str | None) -> str:
+    """A bundle image's caption: its stored label, else the judge's label for its role in the question
+    (``Image 2 - T2I baseline``), else the role itself; rows store only the role."""
+    if img.get("label"):
+        return str(img["label"])
+    role = img.get("role")
+    question = QUESTIONS.get(question_id) if question_id else None
+    if question is not None and role in question.roles:
+        return question.labels[question.roles.index(role)].rstrip(":")
+    return str(role or "image")
+
+
 def _bundle(v: VerdictRow, claim: Claim, run_dir: Path) -> dict:
-    figs = [dict(uri=thumbnail_uri(img, run_dir), label=img.get("label")) for img in v.images]
+    figs = [dict(uri=thumbnail_uri(img, run_dir), label=image_label(img, v.question_id)) for img in v.images]
     verdict = "abstained" if v.passed is None else ("success" if claim.success(v.passed) else "no success")
     return dict(task_id=v.task_id, passed=v.passed, verdict=verdict, figs=figs, reason=v.reason, judge=v.judge,
                 question_id=v.question_id)
+
+
+def bundle_groups(verdicts: list[VerdictRow], per_group: int) -> list[dict]:
+    """Every judged bundle of a claim, in groups a page shows folded: one group per sweep site (a sweep's
+    task ids end ``@<site>``), each split into pages of ``per_group``; nothing is left out."""
+    by_site: dict[str, list[VerdictRow]] = {}
+    for v in verdicts:
+        task, sep, site = v.task_id.rpartition("@")
+        by_site.setdefault(site if sep else "", []).append(v)
+    groups = []
+    for site, rows in by_site.items():
+        for start in range(0, len(rows), per_group):
+            part = rows[start:start + per_group]
+            where = f"site {site}: " if site else ""
+            groups.append(dict(title=f"{where}bundles {start + 1}-{start + len(part)} of {len(rows)}", rows=part))
+    return groups
 
 
 def _claim_page(claim: Claim, res: ClaimResult, verdicts: list[VerdictRow], run_dir: Path, max_bundles: int,
@@ -181,9 +212,11 @@ def _claim_page(claim: Claim, res: ClaimResult, verdicts: list[VerdictRow], run_
         uri = sweep_plot(res.sweep, f"{claim.id}: rate per site", getattr(claim.hypothesis, "value", None))
         sweep = dict(uri=uri, rows=[dict(site=site, k=s["k"], n=s["n"], span=f"[{s['low']:.3f}, {s['high']:.3f}]",
                                          power=_power_of_site(s), decision=s["decision"]) for site, s in res.sweep.items()])
+    groups = [dict(title=g["title"], bundles=[_bundle(v, claim, run_dir) for v in g["rows"]])
+              for g in bundle_groups(verdicts, max_bundles)]
     return render("claim.html", claim.id, claim_id=claim.id, decision=res.decision,
                   facts=[(k, v) for k, v in facts if v not in (None, "")], sweep=sweep, total=len(verdicts),
-                  bundles=[_bundle(v, claim, run_dir) for v in verdicts[:max_bundles]], rest=verdicts[max_bundles:])
+                  groups=groups)
 
 
 def _power_of_site(site: dict) -> str:
@@ -193,7 +226,8 @@ def _power_of_site(site: dict) -> str:
 
 
 def write_html(run: Run, registry: str | Path | None = None, max_bundles: int = 48) -> Path:
-    """Write ``report.html`` and one page per claim into the run folder."""
+    """Write ``report.html`` and one page per claim into the run folder (every bundle of a claim, folded
+    in groups of ``max_bundles`` per sweep site, the first one open)."""
     out = run.path
     reg = registry or run.metadata.registry or None
     claims, tables = load_registry(reg), load_tables(reg)
