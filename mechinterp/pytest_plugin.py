@@ -346,7 +346,7 @@ def _session(config):
         try:  # before this process's first claim runs: the settings its rows are made with
             record_settings(Path(config.stash[_RUN_DIR_KEY]), config.stash[_SETTINGS_KEY])
         except OSError as err:
-            pytest.exit(f"--report {config.stash[_RUN_DIR_KEY]}: cannot write the run folder: {err}",
+            pytest.exit(f"--mi-report {config.stash[_RUN_DIR_KEY]}: cannot write the run folder: {err}",
                         returncode=pytest.ExitCode.USAGE_ERROR)
         worker = _worker_id(config) or "main"
         sess = SuiteSession(config.stash[_SETTINGS_KEY], config.stash[_RUN_DIR_KEY], worker, _progress(config))

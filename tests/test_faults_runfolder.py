@@ -33,11 +33,11 @@ def test_a_folder_made_with_other_settings_is_refused_before_anything_runs(pytes
 
     refused = pytester.runpytest(*args, "--samples", "11")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
-    refused.stderr.fnmatch_lines([f"*--report {report}: holds a run made with other settings (--samples 6 there, "
-                                  "11 now)*use a new --report folder*"])
+    refused.stderr.fnmatch_lines([f"*--mi-report {report}: holds a run made with other settings (--mi-samples 6 there, "
+                                  "11 now)*use a new --mi-report folder*"])
     assert not (pytester.path / "ran").exists() and (report / "results.json").read_text() == results
     refused = pytester.runpytest(*args, "--samples", "6", "--seed", "3")
-    assert refused.ret == pytest.ExitCode.USAGE_ERROR and "--seed 0 there, 3 now" in refused.stderr.str()
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR and "--mi-seed 0 there, 3 now" in refused.stderr.str()
 
     assert pytester.runpytest(*args, "--samples", "6").ret == pytest.ExitCode.OK  # same settings: resumes
 
@@ -56,5 +56,5 @@ def test_report_pointing_at_a_file_is_a_usage_error_before_any_claim_runs(pytest
     target.write_text("not a folder")
     result = pytester.runpytest("--report", str(target))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*--report {target}: is a file; expected a run folder*"])
+    result.stderr.fnmatch_lines([f"*--mi-report {target}: is a file; expected a run folder*"])
     assert not (pytester.path / "ran").exists() and target.read_text() == "not a folder"

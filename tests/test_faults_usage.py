@@ -58,7 +58,7 @@ def test_a_model_path_that_is_no_folder_is_a_usage_error(pytester, model):
     pytester.makepyfile(test_claims=RAN)
     result = pytester.runpytest("--model", model)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    _one_error(result, f"--model {model!r}: no such folder, and not a Hugging Face repo id")
+    _one_error(result, f"--mi-model {model!r}: no such folder, and not a Hugging Face repo id")
     assert not (pytester.path / "ran").exists()
 
 
@@ -68,7 +68,7 @@ def test_an_uncached_hub_id_offline_is_a_usage_error(pytester, tmp_path, monkeyp
     pytester.makepyfile(test_claims=RAN)
     result = pytester.runpytest("--model", "no-owner/no-such-model")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    _one_error(result, "--model 'no-owner/no-such-model': not in the Hugging Face cache and HF_HUB_OFFLINE is set")
+    _one_error(result, "--mi-model 'no-owner/no-such-model': not in the Hugging Face cache and HF_HUB_OFFLINE is set")
 
 
 def test_a_model_that_does_not_load_stops_the_run_with_one_error(pytester, tmp_path):
@@ -80,7 +80,7 @@ def test_a_model_that_does_not_load_stops_the_run_with_one_error(pytester, tmp_p
                                 "--report", str(tmp_path / "run"))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     out = result.stdout.str()
-    assert out.count(f"--model {str(broken)!r} cannot be loaded") == 1, out[-3000:]
+    assert out.count(f"--mi-model {str(broken)!r} cannot be loaded") == 1, out[-3000:]
     assert "1 passed" not in out and "failed" not in out.splitlines()[-1]
 
 

@@ -61,5 +61,5 @@ def test_progress_option(text, terminal, expected):
 
 @pytest.mark.parametrize("bad", ["-1", "soon", "nan"])
 def test_bad_progress_option_is_named(bad):
-    with pytest.raises(ValueError, match=f"--progress '{bad}': expected auto, off or a number of seconds >= 0"):
+    with pytest.raises(ValueError, match=f"--mi-progress '{bad}': expected auto, off or a number of seconds >= 0"):
         parse_progress(bad, False)

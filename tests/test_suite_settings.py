@@ -40,9 +40,9 @@ def test_resolve_validates(monkeypatch):
     s = resolve(_Config(cli={"budget": "$2.5", "shard": "2/3", "model": "direct"}))
     assert s.samples is None and resolve(_Config(cli={"samples": "64"})).samples == 64
     assert (s.budget_dollars, s.budget_generations, s.shard, s.model, s.judge) == (2.5, None, (2, 3), "direct", "auto")
-    with pytest.raises(ValueError, match="--judge 'gpt': expected one of auto, color, anthropic, anthropic-batch"):
+    with pytest.raises(ValueError, match="--mi-judge 'gpt': expected one of auto, color, anthropic, anthropic-batch"):
         resolve(_Config(cli={"judge": "gpt"}))
-    with pytest.raises(ValueError, match="--samples '0': must be >= 1"):
+    with pytest.raises(ValueError, match="--mi-samples '0': must be >= 1"):
         resolve(_Config(cli={"samples": "0"}))
 
 
@@ -57,7 +57,7 @@ def test_budget_parser_never_crashes_unexpectedly(text):
     try:
         gens, dollars = parse_budget(text)
     except ValueError as err:
-        assert "--budget" in str(err)
+        assert "--mi-budget" in str(err)
     else:
         assert (gens is None) != (dollars is None)
 
@@ -67,7 +67,7 @@ def test_shards(n, i):
     if 1 <= i <= n:
         assert parse_shard(f"{i}/{n}") == (i, n)
     else:
-        with pytest.raises(ValueError, match="--shard"):
+        with pytest.raises(ValueError, match="--mi-shard"):
             parse_shard(f"{i}/{n}")
 
 

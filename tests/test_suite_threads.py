@@ -44,7 +44,7 @@ def test_threads_option(monkeypatch):
     assert resolve(_Config({"threads": "3"})).threads == 3
     monkeypatch.setenv("MECHINTERP_THREADS", "2")
     assert resolve(_Config()).threads == 2
-    with pytest.raises(ValueError, match=r"--threads '0': must be >= 1"):
+    with pytest.raises(ValueError, match=r"--mi-threads '0': must be >= 1"):
         resolve(_Config({"threads": "0"}))
 
 

@@ -56,12 +56,12 @@ class JudgeConfig:
         for item in text.split(","):
             key, sep, value = (part.strip() for part in item.partition("="))
             if not sep or key not in types:
-                raise ValueError(f"--judge-config {text!r}: {item.strip()!r} is not key=value with a key among "
+                raise ValueError(f"--mi-judge-config {text!r}: {item.strip()!r} is not key=value with a key among "
                                  f"{', '.join(types)}")
             kind = types[key].replace(" | None", "")
             try:
                 changes[key] = int(value) if kind == "int" else float(value) if kind == "float" else value
             except ValueError:
-                raise ValueError(f"--judge-config {text!r}: {key} must be {'an integer' if kind == 'int' else 'a number'}, "
+                raise ValueError(f"--mi-judge-config {text!r}: {key} must be {'an integer' if kind == 'int' else 'a number'}, "
                                  f"got {value!r}") from None
         return cls(**changes)

@@ -43,14 +43,14 @@ def check_model(spec: str | None) -> str:
     folder = Path(path).expanduser()
     if folder.is_dir():
         if not (folder / "model_index.json").is_file():
-            raise ValueError(f"--model {spec!r}: folder {str(folder)!r} has no model_index.json "
+            raise ValueError(f"--mi-model {spec!r}: folder {str(folder)!r} has no model_index.json "
                              "(expected a diffusers Flux2KleinPipeline folder)")
         return path
     if not _looks_like_hub_id(path):
-        raise ValueError(f"--model {spec!r}: no such folder, and not a Hugging Face repo id (owner/name); "
+        raise ValueError(f"--mi-model {spec!r}: no such folder, and not a Hugging Face repo id (owner/name); "
                          f"organisms: {', '.join(shipped_organisms()) or 'none'}")
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on") and hub_folder(path) is None:
-        raise ValueError(f"--model {spec!r}: not in the Hugging Face cache and HF_HUB_OFFLINE is set "
+        raise ValueError(f"--mi-model {spec!r}: not in the Hugging Face cache and HF_HUB_OFFLINE is set "
                          f"(download it first: huggingface-cli download {path})")
     return path
 

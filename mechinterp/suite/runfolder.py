@@ -45,28 +45,28 @@ def check_run_folder(run_dir: Path, settings: Settings) -> None:
     """``ValueError`` when ``run_dir`` cannot be this run's folder: it is a file, or it holds a run
     made with other shaping settings (or rows whose settings are unknown)."""
     if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"--report {run_dir}: is a file; expected a run folder (a new or an existing one)")
+        raise ValueError(f"--mi-report {run_dir}: is a file; expected a run folder (a new or an existing one)")
     if not run_dir.is_dir():
         return
     try:
         recorded = _recorded(run_dir)
     except (OSError, ValueError) as err:
-        raise ValueError(f"--report {run_dir}: its settings record cannot be read ({err}); "
-                         "use a new --report folder") from None
+        raise ValueError(f"--mi-report {run_dir}: its settings record cannot be read ({err}); "
+                         "use a new --mi-report folder") from None
     if recorded is None:
         if any((run_dir / PARTS).glob("*.jsonl")):
-            raise ValueError(f"--report {run_dir}: holds verdict rows of a run whose settings are not recorded; "
-                             "use a new --report folder so they are not pooled with this run's")
+            raise ValueError(f"--mi-report {run_dir}: holds verdict rows of a run whose settings are not recorded; "
+                             "use a new --mi-report folder so they are not pooled with this run's")
         return
     now = shaping_settings(settings)
     def show(v):
         return "unset" if v is None else repr(v)
 
-    diffs = [f"--{name} {show(recorded[name])} there, {show(now[name])} now" for name in now
+    diffs = [f"--mi-{name} {show(recorded[name])} there, {show(now[name])} now" for name in now
              if name in recorded and recorded[name] != now[name]]
     if diffs:
-        raise ValueError(f"--report {run_dir}: holds a run made with other settings ({'; '.join(diffs)}); "
-                         "its rows would be pooled with this run's: use a new --report folder (or the same settings)")
+        raise ValueError(f"--mi-report {run_dir}: holds a run made with other settings ({'; '.join(diffs)}); "
+                         "its rows would be pooled with this run's: use a new --mi-report folder (or the same settings)")
 
 
 def record_settings(run_dir: Path, settings: Settings) -> Path:

@@ -66,7 +66,7 @@ class SuiteSession:
                 model = mechinterp.load(path, device=self.settings.device, dtype=self.settings.dtype,
                                         generator=self.settings.generator)
             except Exception as err:  # noqa: BLE001 - whatever the loader raises, the run cannot go on
-                self._model_error = (f"--model {self.settings.model or DEFAULT_ORGANISM!r} cannot be loaded: "
+                self._model_error = (f"--mi-model {self.settings.model or DEFAULT_ORGANISM!r} cannot be loaded: "
                                      f"{type(err).__name__}: {err}")
                 raise ModelUnavailable(self._model_error) from None
             self._model = CachingModel(model, GenerationCache(self.settings.cache_dir))
@@ -94,7 +94,7 @@ class SuiteSession:
         objective = question_id.endswith(".color")
         if kind == "color" or (kind == "auto" and objective):
             if not objective:
-                raise ClaimSkipped(f"--judge color answers only colour questions; {question_id!r} needs --judge anthropic")
+                raise ClaimSkipped(f"--mi-judge color answers only colour questions; {question_id!r} needs --mi-judge anthropic")
             kind = "color"
         elif kind == "auto":
             kind = "anthropic"
@@ -109,7 +109,7 @@ class SuiteSession:
         if kind == "color":
             return ColorJudge(cache=self._cache())
         if not has_api_key():
-            raise ClaimSkipped("the Anthropic judge needs ANTHROPIC_API_KEY in the environment (or use --judge color for colour claims)")
+            raise ClaimSkipped("the Anthropic judge needs ANTHROPIC_API_KEY in the environment (or use --mi-judge color for colour claims)")
         return AnthropicJudge(self.settings.judge_config, batch=(kind == "anthropic-batch"), cache=self._cache())
 
     def _check_budget(self) -> None:

@@ -120,11 +120,11 @@ def parse_budget(text: str | None) -> tuple[int | None, float | None]:
     t = text.strip()
     m = re.fullmatch(r"\$?\s*(\d+(?:\.\d+)?)\s*\$?", t)
     if not m:
-        raise ValueError(f"--budget {text!r}: expected a number of generations ('2000') or dollars ('$25')")
+        raise ValueError(f"--mi-budget {text!r}: expected a number of generations ('2000') or dollars ('$25')")
     if "$" in t:
         return None, float(m.group(1))
     if "." in m.group(1):
-        raise ValueError(f"--budget {text!r}: a generation budget is a whole number")
+        raise ValueError(f"--mi-budget {text!r}: a generation budget is a whole number")
     return int(m.group(1)), None
 
 
@@ -134,7 +134,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
         return None
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not m or not (1 <= int(m.group(1)) <= int(m.group(2))):
-        raise ValueError(f"--shard {text!r}: expected I/N with 1 <= I <= N, e.g. 1/4")
+        raise ValueError(f"--mi-shard {text!r}: expected I/N with 1 <= I <= N, e.g. 1/4")
     return int(m.group(1)), int(m.group(2))
 
 
@@ -150,7 +150,7 @@ def parse_progress(text: str, terminal: bool) -> float | None:
     except ValueError:
         value = -1.0
     if not value >= 0:
-        raise ValueError(f"--progress {text!r}: expected auto, off or a number of seconds >= 0")
+        raise ValueError(f"--mi-progress {text!r}: expected auto, off or a number of seconds >= 0")
     return value
 
 
@@ -168,9 +168,9 @@ def _int(opt: str, text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"--{opt} {text!r}: expected an integer") from None
+        raise ValueError(f"--mi-{opt} {text!r}: expected an integer") from None
     if value < minimum:
-        raise ValueError(f"--{opt} {text!r}: must be >= {minimum}")
+        raise ValueError(f"--mi-{opt} {text!r}: must be >= {minimum}")
     return value
 
 
@@ -178,9 +178,9 @@ def resolve(config) -> Settings:
     """Read every suite option from ``config``; ``ValueError`` naming the option on bad values."""
     v = {o.name: raw_value(config, o) for o in OPTIONS}
     if v["judge"] not in JUDGES:
-        raise ValueError(f"--judge {v['judge']!r}: expected one of {', '.join(JUDGES)}")
+        raise ValueError(f"--mi-judge {v['judge']!r}: expected one of {', '.join(JUDGES)}")
     if v["generator"] not in ("device", "cpu"):
-        raise ValueError(f"--generator {v['generator']!r}: expected device or cpu")
+        raise ValueError(f"--mi-generator {v['generator']!r}: expected device or cpu")
     generations, dollars = parse_budget(v["budget"])
     return Settings(
         model=v["model"],
