@@ -150,7 +150,9 @@ class _XdistHooks:
     def pytest_configure_node(self, node) -> None:
         """Pass the run folder to a starting worker, and whether to tag claim items with their group."""
         node.workerinput["mechinterp_run_dir"] = str(self.run_dir)
-        node.workerinput[GROUP_FLAG] = node.config.getvalue("dist") == "load"
+        # plain -n (load: our scheduler picks loadgroup) and an explicit --dist loadgroup, whose own tags
+        # xdist 3.8 writes where pytest >= 9.2 no longer reads node ids (so families would split)
+        node.workerinput[GROUP_FLAG] = node.config.getvalue("dist") in ("load", "loadgroup")
 
     def pytest_xdist_make_scheduler(self, config, log):
         """Plain ``-n N`` (``--dist load``): :class:`ClaimScheduling`; any explicit other mode is left alone."""

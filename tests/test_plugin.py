@@ -125,12 +125,28 @@ def test_xdist_gives_the_same_decisions_and_one_report(pytester, tiny_dir, tmp_p
     assert outcomes(serial) == outcomes(parallel)
     out = parallel.stdout.str()
     assert "scheduling tests via LoadGroupScheduling" in out
-    workers: dict[str, set[str]] = {}  # group -> workers that ran its claims: one each
-    for worker, group in re.findall(r"\[(gw\d+)\] \[ *\d+%\] \w+ \S+@(mechinterp-[\w-]+)", out):
-        workers.setdefault(group, set()).add(worker)
+    workers = _workers_per_group(out)
     assert len(workers) == 2 and all(len(w) == 1 for w in workers.values()), workers
     meta = json.loads((tmp_path / "parallel" / "run.json").read_text())
     assert meta["workers"] == len(set().union(*workers.values())) and (tmp_path / "parallel" / "junit.xml").exists()
+    # an explicit --dist loadgroup keeps each family-experiment group (relations included) on one worker too
+    grouped = pytester.runpytest_subprocess(*args, "--report", str(tmp_path / "loadgroup"), "-n", "2", "-v",
+                                            "--dist", "loadgroup")
+    c = json.loads((tmp_path / "loadgroup" / "results.json").read_text())
+    assert {k: r["decision"] for k, r in c.items()} == {k: r["decision"] for k, r in a.items()}
+    groups = _workers_per_group(grouped.stdout.str())
+    assert groups.keys() == workers.keys() and all(len(w) == 1 for w in groups.values()), groups
+    relations = re.findall(r"\[gw\d+\] \[ *\d+%\] \w+ \S+\[(rel\[[^@]*)@(mechinterp-[\w-]+)", grouped.stdout.str())
+    cell_kind = {"ko": "knockout", "refdrop": "refdrop"}  # each relation runs where its cells run
+    assert relations and all(g.endswith(cell_kind[rid[4:].split(".")[0]]) for rid, g in relations), relations
+
+
+def _workers_per_group(out: str) -> dict[str, set[str]]:
+    """From ``-v`` xdist output: claim group -> the workers that ran its claims."""
+    workers: dict[str, set[str]] = {}
+    for worker, group in re.findall(r"\[(gw\d+)\] \[ *\d+%\] \w+ \S+@(mechinterp-[\w-]+)", out):
+        workers.setdefault(group, set()).add(worker)
+    return workers
 
 
 ANTHROPIC_CLAIMS = """

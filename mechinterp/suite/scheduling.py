@@ -34,6 +34,8 @@ def tag_nodeid(item, group: str) -> None:
     xdist sets the private ``_nodeid``; pytest >= 9.2 keeps the id as a structured ``_id``, so set
     whichever this pytest reads (``tests/test_plugin.py`` checks the groups reach the scheduler).
     """
+    if item.nodeid.endswith(f"@{group}"):
+        return  # tagged already (xdist's own --dist loadgroup tag, where this pytest reads it)
     if hasattr(item, "_id"):
         from _pytest.nodeid import NodeId
 
