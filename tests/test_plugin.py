@@ -72,7 +72,7 @@ def test_bad_option_is_a_usage_error(pytester):
     _copy_claims(pytester)
     result = pytester.runpytest("--judge", "gpt")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--judge 'gpt': expected one of auto, color, anthropic, anthropic-batch*"])
+    result.stderr.fnmatch_lines(["*--mi-judge 'gpt': expected one of auto, color, anthropic, anthropic-batch*"])
 
 
 def test_unknown_model_is_named(pytester, tmp_path):
