@@ -251,7 +251,6 @@ def pytest_collection_modifyitems(config, items) -> None:
     worker = _worker_id(config)
     claims = [item for item in items if is_claim_item(item)]
     config.stash[_CLAIM_COUNT_KEY] = len(claims)
-    config.stash[_CLAIM_NODES_KEY] = {item.nodeid: cid for item in claims if (cid := _item_claim_id(item))}
     config.stash[_OUTCOMES_KEY] = {}
     if worker and claims:
         pin_gpu(worker)
@@ -260,6 +259,8 @@ def pytest_collection_modifyitems(config, items) -> None:
                 mark = item.get_closest_marker("xdist_group")
                 if mark is not None:
                     tag_nodeid(item, mark.kwargs.get("name", mark.args[0] if mark.args else "default"))
+    # after the group tags: reports carry the tagged node ids
+    config.stash[_CLAIM_NODES_KEY] = {item.nodeid: cid for item in claims if (cid := _item_claim_id(item))}
 
 
 def pytest_collection_finish(session) -> None:

@@ -65,3 +65,17 @@ def test_errored_and_skipped_claims_are_in_junit_and_results(pytester, tmp_path)
     assert {cid: r.decision for cid, r in merged.results.items()} == {cid: r["decision"] for cid, r in results.items()}
     suite = ET.parse(write_junit(merged)).getroot().find("testsuite")
     assert int(suite.get("tests")) == len(collected) and int(suite.get("errors")) == len(ko_color) + len(refdrop)
+
+
+def test_errored_and_skipped_claims_are_listed_under_xdist_too(pytester, tmp_path):
+    """Workers tag claim node ids with their group (scheduling); outcomes are still matched to claims."""
+    pytester.makepyfile(test_claims=FAILING_CLAIMS)
+    report = tmp_path / "run"
+    result = pytester.runpytest_subprocess("--report", str(report), "--cache-dir", str(tmp_path / "cache"), "-n", "2")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    collected = [line for line in pytester.runpytest("--collect-only", "-q").stdout.lines if "::" in line]
+    suite = ET.parse(report / "junit.xml").getroot().find("testsuite")
+    results = json.loads((report / "results.json").read_text())
+    assert int(suite.get("tests")) == len(collected) == len(results)
+    assert int(suite.get("errors")) + int(suite.get("skipped")) == len(collected)
+    assert {r["decision"] for r in results.values()} == {"error", "skipped"}
