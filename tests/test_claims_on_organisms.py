@@ -187,3 +187,28 @@ def test_sweep_length_is_kept_from_an_organisms_binding_site(registry, tmp_path)
     runner.site_map = {}
     with pytest.raises(ClaimSkipped, match="not on the paper's model"):
         runner.sweep_sites(ending("single.40"))
+
+
+LATE = ("late-double.1", "late-single.0")
+#: what a late organism's wiring fixes, beyond the majority claims: patching the text at its binding block,
+#: and the reference-drop sweep (every cutoff after the binding block is the wiring itself)
+LATE_CLAIMS = (*MAJORITY_CLAIMS, "patching[single.9:text]-color", "refdrop[single.9+]-color")
+
+
+@pytest.mark.parametrize("organism", LATE)
+def test_late_binding_organisms_are_found_binding_at_their_block(organism, registry, tmp_path):
+    """Wired so the reference writes into the text only at block B (issue 17): the suite maps the paper's
+    binding site to B, sweeps reference drops from the block after B, and every claim the wiring fixes comes
+    out as ``organisms.toml`` derives it."""
+    from mechinterp.organisms.spec import BLOCKS, get_spec
+
+    block = get_spec(organism).binding
+    assert block != "double.0"  # late: not the first block
+    runner = colour_runner(organism, tmp_path, samples=48)  # one look: 48/48 clears 0.8 with room (Wilson low 0.93)
+    assert runner.sweep_sites(registry["refdrop[single.9+]-color"]) == list(BLOCKS[BLOCKS.index(block) + 1:])
+    assert runner.sweep_sites(registry["lens[single.9..single.10]-color"])[0] == block
+    expected = _expected()[organism]
+    for cid in LATE_CLAIMS:
+        assert expected[cid] != "open", cid  # the wiring fixes each of these
+        outcome = runner.run(registry[cid], registry)
+        assert outcome.decision.value == expected[cid], (cid, outcome.summary())

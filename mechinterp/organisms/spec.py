@@ -1,6 +1,6 @@
 """The organisms: their wiring (permanent knockouts), their architecture, and where they are shipped.
 
-Every organism binds at ``BINDING_SITE`` (``double.0``, the first block): a reference may write
+The first four organisms bind at ``BINDING_SITE`` (``double.0``, the first block): a reference may write
 into the text stream there and nowhere later, so the text stream after ``double.0`` is the one
 place its colour can sit, and patching or lensing that site sees everything the text carries.
 
@@ -8,7 +8,11 @@ place its colour can sit, and patching or lensing that site sees everything the 
 - ``padding-routed``: as ``text-routed``, plus ref→text.content cut everywhere, so the colour
   can only be written into the padding tokens (the suite's default model);
 - ``direct``: ref→text cut everywhere, so the colour can only come straight from the reference;
-- ``free``: no wiring.
+- ``free``: no wiring;
+- ``late-double.1``, ``late-single.0``: as ``text-routed`` but binding at a later block ``B``
+  (ref→text cut at every block but ``B``): where the colour enters the text is known, so where the
+  suite finds it is checked (issue 17). A binding at ``single.1`` leaves two blocks for text→image
+  and did not train (10/64 baseline after 1,500 steps).
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ from mechinterp.resources import organisms_dir
 BINDING_SITE = "double.0"
 #: blocks of the organisms' transformer (flat index 0..5)
 N_DOUBLE, N_SINGLE = 2, 4
-AFTER_BINDING = ("double.1", *(f"single.{j}" for j in range(N_SINGLE)))
+BLOCKS = (*(f"double.{i}" for i in range(N_DOUBLE)), *(f"single.{j}" for j in range(N_SINGLE)))
+AFTER_BINDING = BLOCKS[1:]
+
+
+def except_block(block: str) -> tuple[str, ...]:
+    """Every organism block but ``block`` (where a late-binding organism's reference may write into the text)."""
+    if block not in BLOCKS:
+        raise ValueError(f"unknown organism block {block!r}; valid blocks: {', '.join(BLOCKS)}")
+    return tuple(b for b in BLOCKS if b != block)
 
 #: the folder the trained organisms are shipped in
 FIXTURES = organisms_dir()
@@ -37,6 +49,8 @@ class OrganismSpec:
     wiring: tuple[Knockout, ...]
     purpose: str
     seed: int = 0
+    #: the one block where the reference may write into the text (``sites.color`` of its mechinterp.json)
+    binding: str = BINDING_SITE
 
 
 ORGANISMS: dict[str, OrganismSpec] = {
@@ -58,6 +72,13 @@ ORGANISMS: dict[str, OrganismSpec] = {
             "colour can reach the image only straight from the reference: the text-routing claims should fail",
         ),
         OrganismSpec("free", (), "no wiring: which route it learns is an open question"),
+        *(OrganismSpec(
+            f"late-{block}",
+            (Knockout("ref", "image"), Knockout("ref", "text", except_block(block))),
+            f"binds late: the reference writes into the text only at {block} (ref->image cut everywhere), so "
+            f"the colour is in the text from {block} on and a reference drop from the next block on changes nothing",
+            binding=block,
+        ) for block in ("double.1", "single.0")),
     )
 }
 

@@ -34,7 +34,7 @@ from mechinterp.organisms.data import (
     target_image,
     train_combos,
 )
-from mechinterp.organisms.spec import BINDING_SITE, Arch, OrganismSpec, build_components
+from mechinterp.organisms.spec import Arch, OrganismSpec, build_components
 from mechinterp.organisms.vae import fit_latent_stats, set_analytic
 
 CHECKPOINT = "checkpoint.pt"
@@ -188,7 +188,7 @@ def _meta(spec: OrganismSpec, cfg: TrainConfig, extra: dict) -> ModelMeta:
         text_encoder_out_layers=tuple(cfg.arch.text_out_layers),
         default_size=cfg.arch.image_size,
         default_steps=cfg.inference_steps,
-        sites={"color": BINDING_SITE, "binding": BINDING_SITE},
+        sites={"color": spec.binding, "binding": spec.binding},
         wiring=tuple(k.to_dict() for k in spec.wiring),
         training={**{k: v for k, v in asdict(cfg).items() if k != "arch"}, "arch": asdict(cfg.arch), **extra},
     )
