@@ -228,11 +228,16 @@ def shard_of(nodeid: str, n: int) -> int:
     return zlib.crc32(nodeid.encode()) % n + 1
 
 
+def xdist_group(item) -> str | None:
+    """The name of an item's ``xdist_group`` mark (``None`` without one)."""
+    mark = item.get_closest_marker("xdist_group")
+    return None if mark is None else mark.kwargs.get("name", mark.args[0] if mark.args else "default")
+
+
 def shard_key(item) -> str:
     """What ``--mi-shard`` splits on: a claim's xdist group (its family and experiment, which its relations
     share), so a relation runs in the shard that computes its cells; the node id for anything else."""
-    mark = item.get_closest_marker("xdist_group")
-    name = mark.kwargs.get("name", mark.args[0] if mark.args else None) if mark is not None else None
+    name = xdist_group(item)
     return name if name and name.startswith(GROUP_PREFIX) else item.nodeid
 
 
@@ -256,9 +261,8 @@ def pytest_collection_modifyitems(config, items) -> None:
         pin_gpu(worker)
         if config.workerinput.get(GROUP_FLAG):
             for item in claims:
-                mark = item.get_closest_marker("xdist_group")
-                if mark is not None:
-                    tag_nodeid(item, mark.kwargs.get("name", mark.args[0] if mark.args else "default"))
+                if (group := xdist_group(item)) is not None:
+                    tag_nodeid(item, group)
     # after the group tags: reports carry the tagged node ids
     config.stash[_CLAIM_NODES_KEY] = {item.nodeid: cid for item in claims if (cid := _item_claim_id(item))}
 
@@ -279,9 +283,10 @@ def _check_prerequisites(config, claims) -> None:
     missing = missing_prerequisites(selected, _registry(config), config.stash[_SETTINGS_KEY])
     if not missing:
         return
-    message = describe(missing)
-    if config.stash[_SETTINGS_KEY].strict:
-        pytest.exit(message.replace("are skipped", "fail under --mi-strict"), returncode=pytest.ExitCode.USAGE_ERROR)
+    strict = config.stash[_SETTINGS_KEY].strict
+    message = describe(missing, strict)
+    if strict:
+        pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
     terminal = config.pluginmanager.get_plugin("terminalreporter")
     if terminal is not None:
         terminal.write_line(message, yellow=True)

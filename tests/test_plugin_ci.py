@@ -139,3 +139,28 @@ def test_shards_keep_relations_with_their_cells(pytester):
             claim = registry[cid]
             if claim.is_relation:
                 assert {claim.a, claim.b} <= shard, (cid, shard)
+
+
+def test_prerequisites_use_the_sessions_own_key_and_judge_rules(monkeypatch, tmp_path):
+    """The prerequisite check and the session read one key check and one judge rule: a token without an
+    API key does not authenticate (the session would skip), and ``--mi-judge color`` cannot answer non-colour
+    questions."""
+    from mechinterp.claims import load_registry
+    from mechinterp.suite.prereqs import missing_prerequisites
+    from mechinterp.suite.settings import Settings, judge_kind
+
+    _no_key(monkeypatch)
+    registry = {c.id: c for c in load_registry()}
+    human = [registry["lens[double.7]-human"]]
+    settings = Settings(model=None, judge="auto", samples=None, budget_generations=None, budget_dollars=None, seed=0,
+                        cache_dir=tmp_path, data_dir=tmp_path, device=None, dtype=None, generator="device", report=None,
+                        shard=None)
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "token-only")
+    assert any(line.startswith("ANTHROPIC_API_KEY is not set") for line in missing_prerequisites(human, registry, settings))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    assert missing_prerequisites(human, registry, settings) == []
+    colour_only = Settings(**{**settings.__dict__, "judge": "color"})
+    assert missing_prerequisites(human, registry, colour_only)[0].startswith("--mi-judge color answers only colour")
+    assert [judge_kind(j, "ko_text.color") for j in ("auto", "color", "anthropic", "anthropic-batch")] == [
+        "color", "color", "anthropic", "anthropic-batch"]
+    assert [judge_kind(j, "lens.identity") for j in ("auto", "color", "anthropic")] == ["anthropic", None, "anthropic"]

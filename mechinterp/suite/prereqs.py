@@ -7,12 +7,10 @@ claims that need it, before any claim runs; under ``--mi-strict`` the run stops 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from mechinterp.suite.settings import Settings
-
-KEY_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+from mechinterp.suite.settings import Settings, judge_kind
+from mechinterp.tasks.families import data_dir_or_env
 
 
 def _cells(claims, registry: dict) -> list:
@@ -37,8 +35,7 @@ def _needs_data(cell) -> str | None:
 
 def _needs_key(cell, judge: str) -> bool:
     """Whether ``--mi-judge judge`` answers this cell's question with the Anthropic judge."""
-    objective = str(cell.question or "").endswith(".color")
-    return judge in ("anthropic", "anthropic-batch") or (judge == "auto" and not objective)
+    return judge_kind(judge, cell.question) in ("anthropic", "anthropic-batch")
 
 
 def _names(ids: list[str], limit: int = 4) -> str:
@@ -46,36 +43,37 @@ def _names(ids: list[str], limit: int = 4) -> str:
     return f"{shown} and {len(ids) - limit} more" if len(ids) > limit else shown
 
 
-def missing_prerequisites(claims, registry: dict, settings: Settings, environ=None) -> list[str]:
+def missing_prerequisites(claims, registry: dict, settings: Settings) -> list[str]:
     """One line per missing prerequisite of ``claims`` (data dir, Anthropic key, a judge that cannot answer),
     naming what to set and the claims that need it; empty when everything is there."""
-    env = os.environ if environ is None else environ
     cells = _cells(claims, registry)
     out = []
     data = [(c.id, f) for c in cells if (f := _needs_data(c))]
     if data:
         families = sorted({f for _, f in data})
         ids = [cid for cid, _ in data]
-        where = settings.data_dir or (Path(env[v]).expanduser() if (v := "MECHINTERP_DATA_DIR") in env and env[v] else None)
+        where = data_dir_or_env(settings.data_dir)
         if where is None:
             out.append(f"data dir: the task families {', '.join(families)} need one (--mi-data-dir or "
                        f"$MECHINTERP_DATA_DIR; docs/data-dir.md), for {len(ids)} claims: {_names(ids)}")
         elif not Path(where).is_dir():
             out.append(f"data dir {str(where)!r} does not exist or is not a directory; the task families "
                        f"{', '.join(families)} need it, for {len(ids)} claims: {_names(ids)}")
-    if settings.judge == "color":
-        wrong = [c.id for c in cells if not str(c.question or "").endswith(".color")]
-        if wrong:
-            out.append(f"--mi-judge color answers only colour questions; {len(wrong)} claims need --mi-judge "
-                       f"anthropic: {_names(wrong)}")
+    wrong = [c.id for c in cells if judge_kind(settings.judge, c.question) is None]
+    if wrong:
+        out.append(f"--mi-judge color answers only colour questions; {len(wrong)} claims need --mi-judge "
+                   f"anthropic: {_names(wrong)}")
     keyed = [c.id for c in cells if _needs_key(c, settings.judge)]
-    if keyed and not any(env.get(v) for v in KEY_VARS):
+    from mechinterp.judges.client import has_api_key  # here: a colour-only run never imports the judge SDK
+
+    if keyed and not has_api_key():  # the session's own check: ANTHROPIC_AUTH_TOKEN alone does not authenticate
         out.append(f"ANTHROPIC_API_KEY is not set; the Anthropic judge needs it for {len(keyed)} claims: "
                    f"{_names(keyed)} (or --mi-judge color for colour claims)")
     return out
 
 
-def describe(missing: list[str]) -> str:
-    """The one message: every missing prerequisite, one per line."""
-    return "mechinterp: missing prerequisites (the claims that need them are skipped):\n" + "\n".join(
+def describe(missing: list[str], strict: bool = False) -> str:
+    """The one message: every missing prerequisite, one per line (``strict``: they fail the run)."""
+    fate = "fail under --mi-strict" if strict else "are skipped"
+    return f"mechinterp: missing prerequisites (the claims that need them {fate}):\n" + "\n".join(
         f"  - {line}" for line in missing)

@@ -20,7 +20,7 @@ from mechinterp.resources import DEFAULT_ORGANISM
 from mechinterp.suite.models import resolve_model
 from mechinterp.suite.runner import ClaimOutcome, ClaimRunner, ClaimSkipped
 from mechinterp.suite import PARTS
-from mechinterp.suite.settings import Settings
+from mechinterp.suite.settings import Settings, judge_kind
 
 
 class BudgetExhausted(ClaimSkipped):
@@ -90,14 +90,9 @@ class SuiteSession:
 
     def judge_for(self, question_id: str):
         """The judge for a question under ``--judge`` (auto: objective colour judge, else Anthropic)."""
-        kind = self.settings.judge
-        objective = question_id.endswith(".color")
-        if kind == "color" or (kind == "auto" and objective):
-            if not objective:
-                raise ClaimSkipped(f"--mi-judge color answers only colour questions; {question_id!r} needs --mi-judge anthropic")
-            kind = "color"
-        elif kind == "auto":
-            kind = "anthropic"
+        kind = judge_kind(self.settings.judge, question_id)
+        if kind is None:
+            raise ClaimSkipped(f"--mi-judge color answers only colour questions; {question_id!r} needs --mi-judge anthropic")
         if kind not in self._judges:
             self._judges[kind] = self._make_judge(kind)
         return self._judges[kind]

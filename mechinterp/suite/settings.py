@@ -100,6 +100,19 @@ class Settings:
     strict: bool = False  # skipped and inconclusive claims fail
 
 
+def judge_kind(judge: str, question_id: str | None) -> str | None:
+    """Which judge answers ``question_id`` under ``--mi-judge judge``: ``"color"`` (the objective colour
+    judge, for ``*.color`` questions under ``auto`` or ``color``), ``"anthropic"`` / ``"anthropic-batch"``,
+    or ``None`` when ``--mi-judge color`` is asked a question it cannot answer. The one rule the session's
+    judge choice and the prerequisite check both read."""
+    objective = str(question_id or "").endswith(".color")
+    if judge == "color":
+        return "color" if objective else None
+    if judge == "auto":
+        return "color" if objective else "anthropic"
+    return judge
+
+
 def raw_value(config, opt: Option) -> str | None:
     """An option's value by precedence: command line, environment, ini, default."""
     cli = config.getoption(opt.dest, default=None)
