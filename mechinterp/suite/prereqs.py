@@ -26,9 +26,11 @@ def _cells(claims, registry: dict) -> list:
 def _needs_data(cell) -> str | None:
     """The task family a cell reads from the data dir, or ``None`` when its tasks ship with the project."""
     from mechinterp.tasks import FAMILIES, PAIR_FAMILIES
+    from mechinterp.vocabulary import EXPERIMENTS
 
     family = cell.tasks[0] if cell.tasks else cell.family
-    table = PAIR_FAMILIES if cell.experiment is not None and cell.experiment.name == "i2i_patch" else FAMILIES
+    kind = EXPERIMENTS.get(cell.experiment.name) if cell.experiment is not None else None
+    table = PAIR_FAMILIES if kind is not None and kind.pairs else FAMILIES  # the table says which kinds run on pairs
     info = table.get(family)
     return family if info is not None and info.needs != "in-project" else None
 
