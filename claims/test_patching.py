@@ -6,6 +6,6 @@ Each test is one claim of `claims/registry.toml`; the plugin runs, judges and de
 import pytest
 
 
-@pytest.mark.claims(experiment="i2i_patch")
+@pytest.mark.claims(experiment="patching")
 def test_patching(claim, check_claim):
     check_claim(claim)

@@ -6,6 +6,6 @@ Each test is one claim of `claims/registry.toml`; the plugin runs, judges and de
 import pytest
 
 
-@pytest.mark.claims(experiment="ref_drop")
+@pytest.mark.claims(experiment="refdrop")
 def test_refdrop(claim, check_claim):
     check_claim(claim)

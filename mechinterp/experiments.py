@@ -118,7 +118,7 @@ def ref_drop(model: Model, edit: Edit, cutoff: SiteLike, *, baseline: Generation
     reference cut off from it on (see :class:`~mechinterp.engine.interventions.RefDrop`)."""
     cutoff = model.table.name(cutoff)
     out = model.generate(edit, [RefDrop(cutoff)])
-    return ExperimentResult("ref_drop", {"cutoff": cutoff}, {"i2i_baseline": _clean(model, edit, baseline), "ref_drop_output": out}, _refs(edit))
+    return ExperimentResult("refdrop", {"cutoff": cutoff}, {"i2i_baseline": _clean(model, edit, baseline), "ref_drop_output": out}, _refs(edit))
 
 
 def ref_drop_sweep(model: Model, edit: Edit, cutoffs=None, *, baseline: Generation | None = None) -> dict[str, ExperimentResult]:
@@ -147,4 +147,4 @@ def i2i_patch(model: Model, source: Edit, target: Edit, site: SiteLike, *, token
     patched = model.generate(target, [Patch(site, src.captures, tokens)])
     gens = {"source_baseline": src, "target_baseline": _clean(model, target, target_baseline), "patched_output": patched}
     refs = {**_refs(source, "source_reference"), **_refs(target, "target_reference")}
-    return ExperimentResult("i2i_patch", {"site": site, "tokens": tokens}, gens, refs)
+    return ExperimentResult("patching", {"site": site, "tokens": tokens}, gens, refs)

@@ -201,7 +201,11 @@ def claim_params(claims) -> list:
 
 
 def select_claims(registry: dict, experiment: str | None = None, relation: bool = False, family: str | None = None) -> list:
-    """The registry's claims of one experiment (or the relations), optionally of one family."""
+    """The registry's claims of one experiment (or the relations), optionally of one family; an old
+    experiment spelling (``i2i_patch``) selects the same claims as its table name."""
+    from mechinterp.vocabulary import canonical_experiment
+
+    experiment = canonical_experiment(experiment)
     out = []
     for c in registry.values():
         if relation != c.is_relation:

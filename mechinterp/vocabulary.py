@@ -4,8 +4,10 @@ Everything that names an experiment reads this table: the claim loader (valid ex
 names, the marker a claim must carry, which judge questions judge it), the pytest plugin (its
 markers), the runner (``kind.run`` is its dispatch), the cost replay (``kind.cost``) and the
 judge question bank (each question prefix's image roles). The spellings stay the paper's and
-the released code's — experiment ``i2i_patch``, marker and claim-id prefix ``patching``,
-question prefix ``patch`` — but each is written here, in one row.
+the experiment names, markers, claim-id prefixes and question prefixes of an experiment are one
+word (``patching``, ``refdrop``; the T2I lens keeps the paper's ``t2i_lens`` beside its marker
+``lens``). The earlier spellings ``i2i_patch`` / ``ref_drop`` and question prefix ``patch`` are
+read as old names (:data:`OLD_NAMES`), so a user's claims file keeps loading.
 
 Adding an experiment kind is one :func:`register` call with its function (``docs/custom-claims.md``,
 "Adding an experiment"): the runner calls ``run(ctx, item, experiment)`` with a
@@ -163,13 +165,13 @@ def _knockout(ctx: RunContext, item, e):
     return ex.knockout(ctx.model, ctx.edit(item), e.get("source"), e.get("dest"), sites=sites)
 
 
-def _ref_drop(ctx: RunContext, item, e):
+def _refdrop(ctx: RunContext, item, e):
     from mechinterp import experiments as ex
 
     return ex.ref_drop(ctx.model, ctx.edit(item), ctx.cutoff(e.get("cutoff")))
 
 
-def _i2i_patch(ctx: RunContext, item, e):
+def _patching(ctx: RunContext, item, e):
     from mechinterp import experiments as ex
 
     source, target = ctx.edits(item)  # native source images
@@ -210,6 +212,26 @@ def kind_of_question(prefix: str) -> ExperimentKind | None:
     return next((k for k in _TABLE.values() if prefix in k.questions), None)
 
 
+#: earlier spellings a claims file may still use -> the table's name (experiments and question prefixes)
+OLD_NAMES: Mapping[str, str] = MappingProxyType({
+    "i2i_patch": "patching", "ref_drop": "refdrop",
+    "patch": "patching", "patch_padding": "patching_padding", "patch_content": "patching_content",
+})
+
+
+def canonical_experiment(name: Any) -> Any:
+    """The table's name for an experiment name a claims file gives (an old spelling mapped, else as given)."""
+    return OLD_NAMES.get(name, name) if isinstance(name, str) else name
+
+
+def canonical_question(qid: Any) -> Any:
+    """The question id with an old prefix spelling mapped (``patch.color`` -> ``patching.color``), else as given."""
+    if not isinstance(qid, str) or "." not in qid:
+        return qid
+    prefix, _, rest = qid.partition(".")
+    return f"{OLD_NAMES.get(prefix, prefix)}.{rest}"
+
+
 def _lens_cost(e) -> str:
     return "lens1" if int(e.get("steps", 4)) == 1 else "lens"
 
@@ -221,14 +243,15 @@ for _kind in (
                    ("ko_text", "ko_text_padding", "ko_text_content", "ko_image"),
                    ("reference", "i2i_baseline", "knockout_output"), _knockout,
                    cost=lambda e: f"ko:{e.get('source', 'ref')}->{e.get('dest')}"),
-    ExperimentKind("ref_drop", "refdrop", "reference-drop claims", ("refdrop",),
-                   ("reference", "i2i_baseline", "ref_drop_output"), _ref_drop),
-    ExperimentKind("i2i_patch", "patching", "I2I->I2I activation-patching claims", ("patch",),
-                   ("source_reference", "target_reference", "target_baseline", "patched_output"), _i2i_patch,
+    ExperimentKind("refdrop", "refdrop", "reference-drop claims", ("refdrop",),
+                   ("reference", "i2i_baseline", "ref_drop_output"), _refdrop),
+    ExperimentKind("patching", "patching", "I2I->I2I activation-patching claims", ("patching",),
+                   ("source_reference", "target_reference", "target_baseline", "patched_output"), _patching,
                    pairs=True, token_variants=True, cost=lambda e: "patch"),
 ):
     register(_kind)
 
 __all__ = ["EXPERIMENTS", "FAMILIES", "PAIR_FAMILIES", "TASK_FAMILIES", "ExperimentKind", "Family", "FamilyInfo",
-           "PairFamilyInfo", "RunContext", "kind_of_question", "markers",
+           "OLD_NAMES", "PairFamilyInfo", "RunContext", "canonical_experiment", "canonical_question",
+           "kind_of_question", "markers",
            "register", "unregister"]

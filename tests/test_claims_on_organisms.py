@@ -101,7 +101,7 @@ id = "refdrop[x]-color"
 statement = "s"
 family = "color"
 tasks = ["color"]
-experiment = { name = "ref_drop", cutoff = "single.9", sweep = "site" }
+experiment = { name = "refdrop", cutoff = "single.9", sweep = "site" }
 question = "ko_image.color"
 markers = ["color", "refdrop"]
 hypothesis = "rate < 0.50"

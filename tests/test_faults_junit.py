@@ -27,7 +27,7 @@ def test_knockout(claim):
         raise RuntimeError(f"boom in {claim.id}")
     pytest.skip("no data for " + claim.id)
 
-@pytest.mark.claims(experiment="ref_drop")
+@pytest.mark.claims(experiment="refdrop")
 def test_refdrop(claim, broken):
     pass
 """

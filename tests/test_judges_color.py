@@ -113,8 +113,8 @@ def test_patch_color_every_ordered_pair_of_paper_colours():
     judge = ColorJudge()
     for (a, rgb_a), (b, rgb_b) in itertools.permutations(PAPER_COLORS.items(), 2):
         refs = [solid(rgb_a), solid(rgb_b), scene(rgb_b)]
-        took_source = judge.judge("patch.color", refs + [scene(rgb_a, seed=1)])
-        kept_target = judge.judge("patch.color", refs + [scene(rgb_b, seed=1)])
+        took_source = judge.judge("patching.color", refs + [scene(rgb_a, seed=1)])
+        kept_target = judge.judge("patching.color", refs + [scene(rgb_b, seed=1)])
         assert (took_source.passed, kept_target.passed) == (True, False), (a, b)
 
 
@@ -125,9 +125,9 @@ def test_ambiguous_colours_abstain():
     halfway = min((blend(red, orange, t / 20) for t in range(21)), key=lambda rgb: abs(
         color_distance(reference_color(solid(rgb)), ref_red)
         - color_distance(reference_color(solid(rgb)), ref_orange)))
-    patch = judge.judge("patch.color", [solid(red), solid(orange), scene(orange), scene(halfway)])
+    patch = judge.judge("patching.color", [solid(red), solid(orange), scene(orange), scene(halfway)])
     assert patch.abstained and "ambiguous" in patch.reason
-    same = judge.judge("patch.color", [solid(red), solid(red), scene(red), scene(red)])
+    same = judge.judge("patching.color", [solid(red), solid(red), scene(red), scene(red)])
     assert same.abstained and "indistinguishable" in same.reason
     green = PAPER_COLORS["green"]
     ref_green = reference_color(solid(green))
@@ -176,8 +176,8 @@ def test_agreement_rejects_mismatched_bundles():
     with pytest.raises(ValueError, match="differ in length: 1 vs 2"):
         agreement([v(True)], [v(True), v(False)])
     with pytest.raises(ValueError, match="bundle 0: judge A answered 'lens.color' but judge B "
-                                         "answered 'patch.color'"):
-        agreement([v(True)], [v(True, "patch.color")])
+                                         "answered 'patching.color'"):
+        agreement([v(True)], [v(True, "patching.color")])
 
 
 def test_paper_colours_are_the_released_reference_images():

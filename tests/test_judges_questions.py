@@ -20,7 +20,7 @@ EXPECTED_IDS = (
     {f"lens{v}.{f}" for v in VARIANTS for f in ("color", "style", "identity", "scene")}
     | {f"{e}.{f}" for e in ("ko_text", "ko_text_padding", "ko_text_content", "ko_image", "refdrop")
        for f in ("color", "style", "identity")}
-    | {f"patch{v}.{f}" for v in VARIANTS for f in ("color", "style", "identity")}
+    | {f"patching{v}.{f}" for v in VARIANTS for f in ("color", "style", "identity")}
 )
 
 #: released CSV stem -> question id (the README's table of which CSV feeds which cell)
@@ -35,7 +35,7 @@ CSV_QUESTION = {
        for suffix in ("", "_padding", "_content")},
     **{f"ko_{src}_ref_to_image": f"ko_image.{fam}"
        for src, fam in (("color", "color"), ("style", "style"), ("dreambench_human", "identity"))},
-    **{f"i2i2i_{src}{suffix}": f"patch{variant}.{fam}"
+    **{f"i2i2i_{src}{suffix}": f"patching{variant}.{fam}"
        for src, fam in (("color", "color"), ("style", "style"), ("dreambench_humans", "identity"))
        for suffix, variant in (("", ""), ("_text_padding", "_padding"), ("_text_content", "_content"))},
 }
@@ -69,21 +69,21 @@ RELEASED_LABELS = {
                           "Image 2 - clean reference-conditioned i2i baseline (this should look like the person in "
                           "Image 1):",
                           "Image 3 - same i2i, but with the ref->image attention path completely blocked:"),
-    "patch.color": ("Image 1 - solid color reference for the SOURCE i2i pass:",
+    "patching.color": ("Image 1 - solid color reference for the SOURCE i2i pass:",
                     "Image 2 - solid color reference for the TARGET i2i pass:",
                     "Image 3 - clean i2i generation conditioned on Image 2 (no patching):",
                     "Image 4 - same target generation, but with text-token activations patched from the SOURCE i2i pass:"),
-    "patch_padding.color": ("Image 1 - solid color reference for the SOURCE i2i pass:",
+    "patching_padding.color": ("Image 1 - solid color reference for the SOURCE i2i pass:",
                             "Image 2 - solid color reference for the TARGET i2i pass:",
                             "Image 3 - clean i2i generation conditioned on Image 2 (no patching):",
                             "Image 4 - same target generation, but with ONLY the text-padding tokens patched from "
                             "the SOURCE i2i pass:"),
-    "patch_content.style": ("Image 1 - clipart SOURCE reference:",
+    "patching_content.style": ("Image 1 - clipart SOURCE reference:",
                             "Image 2 - real-photo TARGET reference (same subject):",
                             "Image 3 - clean i2i generation conditioned on Image 2:",
                             "Image 4 - same target generation, but with ONLY the text-content tokens patched from "
                             "the SOURCE clipart i2i pass:"),
-    "patch_padding.identity": ("Image 1 - photo of person A (SOURCE i2i reference):",
+    "patching_padding.identity": ("Image 1 - photo of person A (SOURCE i2i reference):",
                                "Image 2 - photo of person B (TARGET i2i reference):",
                                "Image 3 - clean i2i generation conditioned on person B:",
                                "Image 4 - same target generation, but with ONLY the text-padding tokens patched from "
@@ -97,7 +97,7 @@ def test_labels_are_the_released_ones(qid):
 
 
 def test_variants_share_the_question_and_differ_in_the_output_label():
-    for base in ("lens.style", "lens.color", "patch.color", "patch.identity"):
+    for base in ("lens.style", "lens.color", "patching.color", "patching.identity"):
         prefix, family = base.split(".")
         full = QUESTIONS[base]
         for variant, tokens in (("_padding", "text.padding"), ("_content", "text.content")):
@@ -144,7 +144,7 @@ def test_every_paper_question_is_in_the_bank_verbatim():
     assert len(paper_questions) == 10  # lens 4, ref->text knockout 3, patching 3
     assert norm(SYSTEM_PROMPT) == system
     from_paper = {norm(q.question) for q in QUESTIONS.values()
-                  if q.experiment in ("lens", "ko_text", "patch")}
+                  if q.experiment in ("lens", "ko_text", "patching")}
     assert from_paper == paper_questions
     assert all(q.system == SYSTEM_PROMPT for q in QUESTIONS.values())
 
@@ -174,7 +174,7 @@ def test_roles_and_polarity_by_experiment():
     for q in QUESTIONS.values():
         expected_roles = {
             "lens": ("reference", "t2i_baseline", "lens_output"),
-            "patch": ("source_reference", "target_reference", "target_baseline",
+            "patching": ("source_reference", "target_reference", "target_baseline",
                       "patched_output"),
             "refdrop": ("reference", "i2i_baseline", "ref_drop_output"),
         }.get(q.experiment, ("reference", "i2i_baseline", "knockout_output"))
@@ -199,7 +199,7 @@ def test_errors_name_the_bad_value_and_the_choices():
         get_question("lens.colour")
     with pytest.raises(ValueError,
                        match=r"takes 4 images in the order \('source_reference'.*got 3"):
-        ColorJudge().judge("patch.color", [Image.new("RGB", (8, 8))] * 3)
+        ColorJudge().judge("patching.color", [Image.new("RGB", (8, 8))] * 3)
     with pytest.raises(TypeError, match="'t2i_baseline' must be a PIL.Image.Image, got str"):
         ColorJudge().judge("lens.color", [Image.new("RGB", (8, 8)), "x.png",
                                           Image.new("RGB", (8, 8))])

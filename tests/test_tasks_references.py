@@ -129,7 +129,7 @@ def test_suite_runner_hands_the_pipeline_the_authors_reference(tmp_path):
     runner = ClaimRunner(model, lambda q: None, steps=1)
     assert runner.size is None
     knockout = Claim(id="ko", statement="", hypothesis=None, experiment=Experiment("knockout", (("dest", "text"), ("source", "ref"))))
-    patch = replace(knockout, experiment=Experiment("i2i_patch", (("site", "single.1"), ("tokens", "text"))))
+    patch = replace(knockout, experiment=Experiment("patching", (("site", "single.1"), ("tokens", "text"))))
     named = _task(tmp_path, "named", (72, 100), named=True, task_size=(48, 64))
     source = _task(tmp_path, "source", (96, 80), named=False, rgb=(20, 30, 200))
     ko_named = runner.experiment(knockout, named)

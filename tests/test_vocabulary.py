@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mechinterp import vocabulary
+from mechinterp.vocabulary import EXPERIMENTS, OLD_NAMES
 from mechinterp.claims import load_registry
 from mechinterp.suite.models import resolve_model
 
@@ -35,7 +36,7 @@ def test_the_table_is_what_every_reader_uses():
     from mechinterp.judges.questions import QUESTIONS
 
     assert {k.name: k.marker for k in vocabulary.EXPERIMENTS.values()} == {
-        "t2i_lens": "lens", "knockout": "knockout", "ref_drop": "refdrop", "i2i_patch": "patching"}
+        "t2i_lens": "lens", "knockout": "knockout", "refdrop": "refdrop", "patching": "patching"}
     for q in QUESTIONS.values():  # every question's roles are its experiment kind's
         assert q.roles == vocabulary.kind_of_question(q.experiment).roles, q.id
     assert vocabulary.FAMILIES["human"].question == "identity"
@@ -72,23 +73,47 @@ def test_an_unregistered_kind_is_a_load_time_error(tmp_path):
     (claim_toml,) = _doc_blocks("toml")
     path = tmp_path / "refoff.claims.toml"
     path.write_text("schema = 1\n" + claim_toml)
-    with pytest.raises(ValueError, match="experiment 'ref_off' is not one of t2i_lens, knockout, ref_drop, i2i_patch"):
+    with pytest.raises(ValueError, match="experiment 'ref_off' is not one of t2i_lens, knockout, refdrop, patching"):
         load_registry(path)
 
 
 def test_an_unknown_question_in_a_user_claims_file_names_it_and_the_valid_ones(tmp_path):
     path = tmp_path / "mine.claims.toml"
     path.write_text('schema = 1\n[[claim]]\nid = "patching[single.9:text]-scene"\nfamily = "scene"\ntasks = ["add"]\n'
-                    'experiment = { name = "i2i_patch", site = "single.9" }\nquestion = "patch.scene"\n'
+                    'experiment = { name = "patching", site = "single.9" }\nquestion = "patching.scene"\n'
                     'markers = ["scene", "patching"]\nhypothesis = "rate >= 0.5"\n')
-    with pytest.raises(ValueError, match=r"unknown question 'patch.scene'; valid questions: ko_image.color, .*patch.color"):
+    with pytest.raises(ValueError, match=r"unknown question 'patching.scene'; valid questions: ko_image.color, .*patching.color"):
         load_registry(path)
 
 
 def test_a_patching_claim_must_draw_from_a_pair_family(tmp_path):
     path = tmp_path / "mine.claims.toml"
     path.write_text('schema = 1\n[[claim]]\nid = "patching[single.9:text]-color"\nfamily = "color"\ntasks = ["add"]\n'
-                    'experiment = { name = "i2i_patch", site = "single.9" }\nquestion = "patch.color"\n'
+                    'experiment = { name = "patching", site = "single.9" }\nquestion = "patching.color"\n'
                     'markers = ["color", "patching"]\nhypothesis = "rate >= 0.5"\n')
-    with pytest.raises(ValueError, match="experiment 'i2i_patch' runs on pair families; 'add' is not one of color, style, human"):
+    with pytest.raises(ValueError, match="experiment 'patching' runs on pair families; 'add' is not one of color, style, human"):
         load_registry(path)
+
+
+def test_old_experiment_and_question_spellings_load_as_the_tables_names(tmp_path):
+    """A claims file written with ``i2i_patch`` / ``patch.color`` / ``ref_drop`` loads to the same claims
+    as one written with the table's one spelling (``patching`` / ``patching.color`` / ``refdrop``)."""
+    def write(name, exp, question, cutoff_exp, cutoff_question):
+        path = tmp_path / f"{name}.claims.toml"
+        path.write_text('schema = 1\n[[claim]]\nid = "patching[single.9:text]-color"\nfamily = "color"\n'
+                        f'experiment = {{ name = "{exp}", site = "single.9" }}\nquestion = "{question}"\n'
+                        'markers = ["color", "patching"]\nhypothesis = "rate >= 0.5"\n'
+                        '[[claim]]\nid = "refdrop[single.9]-color"\nfamily = "color"\n'
+                        f'experiment = {{ name = "{cutoff_exp}", cutoff = "single.9" }}\nquestion = "{cutoff_question}"\n'
+                        'markers = ["color", "refdrop"]\nhypothesis = "rate >= 0.5"\n')
+        return {c.id: c for c in load_registry(path)}
+
+    old = write("old", "i2i_patch", "patch.color", "ref_drop", "refdrop.color")
+    new = write("new", "patching", "patching.color", "refdrop", "refdrop.color")
+    assert old == new
+    assert old["patching[single.9:text]-color"].experiment.name == "patching"
+    assert old["patching[single.9:text]-color"].question == "patching.color"
+    assert old["refdrop[single.9]-color"].experiment.name == "refdrop"
+    from mechinterp.judges.questions import QUESTIONS
+
+    assert set(OLD_NAMES.values()) <= set(EXPERIMENTS) | {qid.split(".")[0] for qid in QUESTIONS}

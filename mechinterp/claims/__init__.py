@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from mechinterp.stats import Decision, Hypothesis, Interval, PairTally, Tally, decide
-from mechinterp.vocabulary import EXPERIMENTS, FAMILIES, PAIR_FAMILIES, TASK_FAMILIES, markers
+from mechinterp.vocabulary import (
+    EXPERIMENTS, FAMILIES, PAIR_FAMILIES, TASK_FAMILIES, canonical_experiment, canonical_question, markers,
+)
 _SITE = re.compile(r"^(embed|double\.\d+|single\.\d+)$")
 _SITE_KEYS = ("site", "cutoff")
 _SWEEP_END = "sweep_to"
@@ -146,7 +148,7 @@ def _choice(value: Any, valid: tuple[str, ...] | dict, what: str, cid: str) -> A
 
 def _experiment(raw: dict, cid: str) -> Experiment:
     raw = dict(raw)
-    name = _choice(raw.pop("name", None), EXPERIMENTS, "experiment", cid)
+    name = _choice(canonical_experiment(raw.pop("name", None)), EXPERIMENTS, "experiment", cid)
     from mechinterp.engine.layout import GROUPS
 
     for key in _GROUP_KEYS:
@@ -191,7 +193,7 @@ def _cell_claim(raw: dict, cid: str) -> dict:
     family = _choice(raw.get("family"), FAMILIES, "family", cid)
     tasks = tuple(_choice(t, TASK_FAMILIES, "task family", cid) for t in raw.get("tasks", ()))
     exp = _experiment(raw.get("experiment", {}), cid)
-    question = _question(str(raw.get("question", "")), exp, family, cid, raw.get("polarity"))
+    question = _question(canonical_question(str(raw.get("question", ""))), exp, family, cid, raw.get("polarity"))
     drawn = tasks[0] if tasks else family
     if EXPERIMENTS[exp.name].pairs and drawn not in PAIR_FAMILIES:
         raise ValueError(f"claim {cid!r}: experiment {exp.name!r} runs on pair families; {drawn!r} is not one of "

@@ -128,7 +128,7 @@ class ColorJudge(Judge):
     def decide(self, question: Question,
                images: tuple[Image.Image, ...]) -> tuple[bool | None, str]:
         """``(passed, reason)`` for one colour bundle."""
-        if question.experiment == "patch":
+        if question.experiment == "patching":
             source, target = reference_color(images[0]), reference_color(images[1])
             out = dominant_color(images[3])
             d_src, d_tgt = color_distance(out, source), color_distance(out, target)

@@ -92,10 +92,10 @@ class Question:
 
 LENS_ROLES = EXPERIMENTS["t2i_lens"].roles
 KO_ROLES = EXPERIMENTS["knockout"].roles
-REFDROP_ROLES = EXPERIMENTS["ref_drop"].roles
-PATCH_ROLES = EXPERIMENTS["i2i_patch"].roles
+REFDROP_ROLES = EXPERIMENTS["refdrop"].roles
+PATCH_ROLES = EXPERIMENTS["patching"].roles
 
-#: question-id prefix of a lens / patching variant: ``lens_padding.style``, ``patch_content.color``
+#: question-id prefix of a lens / patching variant: ``lens_padding.style``, ``patching_content.color``
 VARIANT_SUFFIX = {"text": "", "text.padding": "_padding", "text.content": "_content"}
 #: the release's leading phrase of the lens output label, per variant
 _LENS_TOKENS = {"text": "with text tokens", "text.padding": "with ONLY text-padding tokens",
@@ -218,7 +218,7 @@ def _build() -> dict[str, Question]:
                                  (f"Image 1 - {ref}:", f"Image 2 - {base}:",
                                   f"Image 3 - same generation, but {_LENS_TOKENS[tokens]} {_LENS_FROM[family]}"),
                                  tokens=tokens))
-    for experiment in (*EXPERIMENTS["knockout"].questions, *EXPERIMENTS["ref_drop"].questions):
+    for experiment in (*EXPERIMENTS["knockout"].questions, *EXPERIMENTS["refdrop"].questions):
         texts = _KO_TEXT if experiment.startswith("ko_text") else _KO_IMAGE
         for family, text in texts.items():
             labels = (f"Image 1 - {_KO_REFERENCE[family]}:", f"Image 2 - {_KO_BASELINE[family]}:",
@@ -232,7 +232,7 @@ def _build() -> dict[str, Question]:
     for family, (labels, text) in _PATCH.items():
         for tokens, suffix in VARIANT_SUFFIX.items():
             bank.append(Question(
-                f"patch{suffix}.{family}", family, "patch", SYSTEM_PROMPT, text, PATCH_ROLES, "pass",
+                f"patching{suffix}.{family}", family, "patching", SYSTEM_PROMPT, text, PATCH_ROLES, "pass",
                 tuple(f"Image {i} - {label}:" for i, label in enumerate(labels, 1))
                 + (f"Image 4 - same target generation, but {_PATCH_ACTION[tokens]} {_PATCH_FROM[family]}",),
                 tokens=tokens))
