@@ -10,7 +10,7 @@ import pytest
 from mechinterp.claims import claims_by_id, load_registry
 from mechinterp.claims.budget import claim_plan
 from mechinterp.report.power import (
-    PowerRow, format_rows, released_outcomes, replay, replay_claims, room, simulate_claim,
+    FamilyDraws, PowerRow, format_rows, released_outcomes, replay, replay_claims, room, simulate_claim, task_data_dir,
 )
 from mechinterp.stats import POWER, Decision
 
@@ -57,17 +57,21 @@ def test_every_cell_with_room_holds_in_90_percent_of_replays_within_the_paper_ce
 
 @needs_verdicts
 def test_every_relation_with_room_holds_in_90_percent_of_replays(released):
-    """Monte Carlo through the runner's own loop (seeds 0..199), paired by task."""
+    """Monte Carlo through the runner's own loop and order (seeds 0..199), paired by task."""
+    draws = FamilyDraws(INDEX, task_data_dir(VERDICTS))
     for cid, (outcomes, plan, (full, ok)) in released.items():
         if not INDEX[cid].is_relation:
             continue
         assert ok and full == "holds", cid
-        held = sum(replay(plan, outcomes, seed)[0].decision is Decision.HOLDS for seed in range(200))
+        strata, memo = draws.of(INDEX[cid])
+        assert strata is not None, cid  # the task lists beside the verdicts give the runner's order
+        held = sum(replay(plan, outcomes, seed, strata, memo)[0].decision is Decision.HOLDS for seed in range(200))
         assert held >= POWER * 200, (cid, held, plan.describe())
 
 
 @needs_verdicts
 def test_replays_through_the_runner_loop_agree_with_the_exact_replay(released):
+    """Without strata a replay's order is a seeded shuffle: uniformly random, as the exact replay assumes."""
     outcomes, plan, _ = released["knockout[ref->text.padding]-style"]
     runs = 400
     tests = [replay(plan, outcomes, seed)[0] for seed in range(runs)]

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mechinterp.stats import (
-    ALPHA, Decision, Design, Hypothesis, SequentialTest, Tally, alpha_spent, run_sequential, sampling_order, wilson,
+    ALPHA, Decision, Design, Hypothesis, SequentialTest, Tally, alpha_spent, run_sequential, wilson,
 )
 from mechinterp.stats.binomial import binomial_oc
 from mechinterp.stats.spending import SPENDING, look_schedule
@@ -180,15 +180,6 @@ def test_abstentions_at_random_keep_the_error_at_the_threshold():
     tests = [run_sequential(d, draw)[0] for _ in range(reps)]
     for decision in (Decision.HOLDS, Decision.REFUTED):
         assert sum(t.decision is decision for t in tests) / reps <= ALPHA + 2 * np.sqrt(ALPHA * (1 - ALPHA) / reps)
-
-
-def test_sampling_order_is_seeded_stable_and_prefix_preserving():
-    ids = [f"task_{i}" for i in range(50)]
-    order = sampling_order(ids, seed=7)
-    assert sorted(order) == sorted(ids) and order == sampling_order(reversed(ids), seed=7)
-    assert order != sampling_order(ids, seed=8)
-    grown = sampling_order(ids + ["task_new"], seed=7)
-    assert [t for t in grown if t != "task_new"] == order
 
 
 @settings(max_examples=60, deadline=None)

@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mechinterp.tasks import Task, TaskDataError, color_pairs, color_tasks, sample, stratified_order
+import random
+
+from mechinterp.tasks import Task, TaskDataError, color_pairs, color_tasks, sample, stratified_ids, stratified_order
 
 
 def _tasks(sizes: list[int]) -> list[Task]:
@@ -21,6 +23,39 @@ def _tasks(sizes: list[int]) -> list[Task]:
 
 
 strata_sizes = st.lists(st.integers(min_value=1, max_value=12), min_size=1, max_size=12)
+
+
+def _quadratic_schedule(strata: dict[str, str], seed: int) -> list[str]:
+    """The schedule as the module's docstring states it, position by position over every stratum (the
+    first implementation's O(N * S) loop): the oracle for the heap version."""
+    members: dict[str, list[str]] = {}
+    for ident in sorted(strata):
+        members.setdefault(strata[ident], []).append(ident)
+    for key, ids in members.items():
+        random.Random(f"{seed}\x1f{key}").shuffle(ids)
+    keys = sorted(members)
+    random.Random(f"{seed}\x1fstrata").shuffle(keys)
+    rank = {k: i for i, k in enumerate(keys)}
+    total, taken, order = len(strata), dict.fromkeys(keys, 0), []
+    for position in range(1, total + 1):
+        due = [k for k in keys if taken[k] < len(members[k]) and taken[k] * total < position * len(members[k])]
+        best = min(due, key=lambda k: ((taken[k] + 1) / len(members[k]), rank[k]))
+        order.append(members[best][taken[best]])
+        taken[best] += 1
+    return order
+
+
+@given(sizes=st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=30), seed=st.integers(0, 2**32))
+def test_the_heap_schedule_is_the_stated_schedule(sizes, seed):
+    strata = {t.task_id: t.stratum for t in _tasks(sizes)}
+    assert stratified_ids(strata, seed) == _quadratic_schedule(strata, seed)
+
+
+def test_the_schedule_on_the_colour_family_is_the_stated_schedule():
+    for items in (color_tasks(), color_pairs()):
+        strata = {getattr(i, "pair_id", None) or i.task_id: i.stratum for i in items}
+        for seed in (0, 1, 7):
+            assert stratified_ids(strata, seed) == _quadratic_schedule(strata, seed)
 
 
 @given(sizes=strata_sizes, seed=st.integers(0, 2**32), data=st.data())

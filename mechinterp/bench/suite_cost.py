@@ -1,8 +1,8 @@
 """What ``pytest claims/`` costs on FLUX.2-klein, with planned budgets and sequential stopping, from the authors' verdicts.
 
 The claims suite does not reproduce every task of every cell: each claim draws up to its
-planned budget (:func:`mechinterp.claims.budget.claim_plan`, capped by ``--samples``) in a
-seeded order and stops at the first look of its group-sequential test that decides it. How
+planned budget (:func:`mechinterp.claims.budget.claim_plan`, capped by ``--samples``) in its
+seeded, stratified order (the replay draws the released rows in that order) and stops at the first look of its group-sequential test that decides it. How
 early that happens depends on the true rates, which the authors' released per-sample verdicts
 (``verdicts/*.csv``) give: this module replays every claim with released data exactly as
 ``mechinterp power`` does (:func:`mechinterp.report.power.replay`: same plan, looks and seeds,
@@ -27,12 +27,9 @@ from mechinterp.bench.cost import Line, generation_seconds, t2i_prompt_lines
 from mechinterp.claims import Claim, claims_by_id
 from mechinterp.claims.budget import claim_plan
 from mechinterp.judges.usage import BATCH_DISCOUNT, price_for
-from mechinterp.report.power import released_outcomes, replay
-from mechinterp.report.released import ReleasedRow, read_released_rows
+from mechinterp.report.power import FamilyDraws, released_outcomes, replay, task_data_dir
+from mechinterp.report.released import PAIR_SEPARATOR, ReleasedRow, read_released_rows
 from mechinterp.vocabulary import EXPERIMENTS
-
-#: the separator of source and target task in a released patching row's entity id
-PAIR_SEPARATOR = "__"
 
 
 @dataclass
@@ -56,12 +53,15 @@ def claim_kind(claim: Claim) -> str:
     raise ValueError(f"claim {claim.id!r}: no released-verdict replay for experiment {e.name!r}")
 
 
-def judged_entities(claim: Claim, index: dict[str, Claim], outcomes: dict, *, samples: int | None, seed: int) -> list[str]:
-    """The entities (tasks or pairs) the runner would judge for ``claim`` in seed order before it stops."""
+def judged_entities(claim: Claim, index: dict[str, Claim], outcomes: dict, *, samples: int | None, seed: int,
+                    draws: FamilyDraws | None = None) -> list[str]:
+    """The entities (tasks or pairs) the runner would judge for ``claim`` in its order for ``seed``
+    (``draws``: the families' strata; without them, a seeded shuffle) before it stops."""
     plan = claim_plan(claim, index, len(outcomes), samples)
     if not plan.decidable:
         return []
-    return replay(plan, outcomes, seed)[1]
+    strata, memo = draws.of(claim) if draws is not None else (None, None)
+    return replay(plan, outcomes, seed, strata, memo)[1]
 
 
 def simulate(verdicts_dir: str | Path, claims: list[Claim], *, samples: int | None = None,
@@ -78,12 +78,13 @@ def simulate(verdicts_dir: str | Path, claims: list[Claim], *, samples: int | No
         raise FileNotFoundError(f"none of the claims' released verdict CSVs is in {root}")
     replayed = [(c, released_outcomes(c, index, root)) for c in claims
                 if (c.id in rows) or (c.is_relation and c.a in rows and c.b in rows)]
+    draws = FamilyDraws(index, task_data_dir(root))
     per_seed: list[dict[str, float]] = []
     calls, usd = [], []
     for seed in seeds:
         judged: dict[str, set[str]] = {}  # cell claim id → entities judged for it (by itself or a relation)
         for claim, outcomes in replayed:
-            used = judged_entities(claim, index, outcomes, samples=samples, seed=seed)
+            used = judged_entities(claim, index, outcomes, samples=samples, seed=seed, draws=draws)
             for cell in ([claim.a, claim.b] if claim.is_relation else [claim.id]):
                 judged.setdefault(cell, set()).update(used)
         gens: dict[str, float] = {}

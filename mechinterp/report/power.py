@@ -1,8 +1,10 @@
 """``mechinterp power``: how often each claim holds at its budget, replayed on the authors' verdicts.
 
 A *replay* draws a claim's released rows (a relation: the tasks both its cells' CSVs have,
-paired) in a seeded order (:func:`~mechinterp.stats.sampling_order`, seeds ``0 .. runs-1``)
-and feeds their polarity-applied outcomes to the claim's plan — the budget, looks and alpha the
+paired) in the order the runner draws tasks for that seed (:func:`mechinterp.claims.draws.draw_order`
+over the claim's family, stratified as a run's; seeds ``0 .. runs-1``; the strata come from the task
+lists beside the verdicts, ``<verdicts>/../tasks`` and ``../pairs``, else the rows are drawn in a
+seeded shuffle) and feeds their polarity-applied outcomes to the claim's plan — the budget, looks and alpha the
 claims runner gives it (:func:`mechinterp.claims.budget.claim_plan`) — through the runner's own
 loop, :func:`mechinterp.stats.run_sequential`. ``--rate P`` does the same with outcomes drawn
 from a true rate (``PA:PB`` for a relation: independent arms). Each row says how often the claim
@@ -22,11 +24,12 @@ from pathlib import Path
 
 from mechinterp.claims import Claim, claims_by_id, load_registry
 from mechinterp.claims.budget import claim_plan
+from mechinterp.claims.draws import claim_items, draw_order, drawn_family
 from mechinterp.io import atomic_write
-from mechinterp.report.released import read_released_rows
-from mechinterp.stats import Decision, Plan, run_sequential, sampling_order, tally
+from mechinterp.report.released import read_released_rows, released_entity
+from mechinterp.stats import Decision, Plan, run_sequential, tally
+from mechinterp.tasks import TaskDataError
 from mechinterp.tasks.families import FAMILIES, PAIR_FAMILIES
-from mechinterp.vocabulary import EXPERIMENTS
 
 #: how far inside the threshold the full data's bound must be for the claim to have room
 ROOM = 0.01
@@ -79,10 +82,45 @@ def room(claim: Claim, outcomes: list) -> tuple[str, bool]:
     return decision.value, bool(ok)
 
 
-def replay(plan: Plan, outcomes: dict[str, object], seed: int):
-    """One replay: the plan's sequential test on the outcomes drawn in seed order (up to the
-    plan's cap, as the runner draws); returns the test and the entities it judged."""
-    order = sampling_order(outcomes, seed)[:plan.cap]
+def task_data_dir(verdicts_dir: str | Path) -> Path | None:
+    """The folder beside a released verdicts folder that holds the authors' task and pair lists
+    (``tasks/*.jsonl``), which give a replay the families' strata; ``None`` when there is none."""
+    parent = Path(verdicts_dir).resolve().parent
+    return parent if (parent / "tasks").is_dir() else None
+
+
+def released_strata(claim: Claim, index: dict[str, Claim], data_dir: str | Path | None) -> dict[str, str] | None:
+    """Released entity id -> sampling stratum over the whole family the claim draws (a relation:
+    its first cell's), read without images; ``None`` when the family's task list is not there."""
+    cell = index[claim.a] if claim.is_relation else claim
+    try:
+        return {released_entity(item): item.stratum for item in claim_items(cell, data_dir, verify=False)}
+    except (TaskDataError, FileNotFoundError, ValueError):
+        return None
+
+
+class FamilyDraws:
+    """Per drawn family (:func:`~mechinterp.claims.draws.drawn_family`): its strata, read once, and
+    its order per seed, computed once for every claim replayed on it."""
+
+    def __init__(self, index: dict[str, Claim], data_dir: str | Path | None):
+        self.index, self.data_dir = index, data_dir
+        self._families: dict[tuple[str, bool], tuple[dict[str, str] | None, dict[int, list[str]]]] = {}
+
+    def of(self, claim: Claim) -> tuple[dict[str, str] | None, dict[int, list[str]]]:
+        """``(strata, seed -> order memo)`` of the family ``claim`` draws (a relation: its first cell's)."""
+        key = drawn_family(self.index[claim.a] if claim.is_relation else claim)
+        if key not in self._families:
+            self._families[key] = (released_strata(claim, self.index, self.data_dir), {})
+        return self._families[key]
+
+
+def replay(plan: Plan, outcomes: dict[str, object], seed: int, strata: dict[str, str] | None = None,
+           family_orders: dict[int, list[str]] | None = None):
+    """One replay: the plan's sequential test on the outcomes drawn in the runner's order for
+    ``seed`` (``strata``: the family's, see :func:`released_strata`, with ``family_orders`` its
+    memo; up to the plan's cap, as the runner draws); returns the test and the entities it judged."""
+    order = draw_order(outcomes, strata, seed, family_orders)[:plan.cap]
     drawn: list[str] = []
 
     def draw(m: int) -> list:
@@ -103,13 +141,15 @@ def _summarise(claim: Claim, plan: Plan, tests: list, full: tuple[str | None, bo
 
 
 def replay_claims(verdicts_dir: str | Path, claims: list[Claim], *, runs: int = 2000, samples: int | None = None,
-                  only: set[str] | None = None) -> list[PowerRow]:
+                  only: set[str] | None = None, data_dir: str | Path | None = None) -> list[PowerRow]:
     """A :class:`PowerRow` per claim with released data (relations: both cells'), replayed ``runs``
-    times (``only``: just these claim ids)."""
+    times (``only``: just these claim ids) in the runner's orders (``data_dir``: the task lists,
+    default :func:`task_data_dir`)."""
     root = Path(verdicts_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"released verdicts folder {root} does not exist")
     index = claims_by_id(claims)
+    draws = FamilyDraws(index, data_dir if data_dir is not None else task_data_dir(root))
     rows = []
     for claim in claims:
         if only is not None and claim.id not in only:
@@ -121,7 +161,8 @@ def replay_claims(verdicts_dir: str | Path, claims: list[Claim], *, runs: int = 
         if not plan.decidable:
             tests = []
         else:
-            tests = [replay(plan, outcomes, seed)[0] for seed in range(runs)]
+            strata, memo = draws.of(claim)
+            tests = [replay(plan, outcomes, seed, strata, memo)[0] for seed in range(runs)]
         full = room(claim, list(outcomes.values()))
         rows.append(_summarise(claim, plan, tests, full) if tests else
                     PowerRow(claim.id, 0.0, 0.0, 1.0, 0.0, full[0], full[1], plan.budget, plan.power.p_holds, 0))
@@ -136,8 +177,8 @@ def paper_tasks(claim: Claim, index: dict[str, Claim]) -> int:
     cells = [index[claim.a], index[claim.b]] if claim.is_relation else [claim]
     sizes = []
     for c in cells:
-        family = c.tasks[0] if c.tasks else c.family
-        table = PAIR_FAMILIES if c.experiment is not None and EXPERIMENTS[c.experiment.name].pairs else FAMILIES
+        family, pairs = drawn_family(c)
+        table = PAIR_FAMILIES if pairs else FAMILIES
         if family not in table:
             raise ValueError(f"claim {c.id!r}: task family {family!r} has no known size")
         sizes.append(table[family].size)

@@ -17,6 +17,14 @@ from mechinterp.report.meta import RunMeta
 from mechinterp.report.run import VerdictRow
 
 _PASS = {"1": True, "0": False, "": None}
+#: how a released CSV names a patching pair: ``<source task id>__<target task id>``
+PAIR_SEPARATOR = "__"
+
+
+def released_entity(item) -> str:
+    """The ``entity_id`` a released CSV gives a task (its id) or a patching pair (source__target)."""
+    source = getattr(item, "source", None)
+    return f"{source.task_id}{PAIR_SEPARATOR}{item.target.task_id}" if source is not None else item.task_id
 
 
 @dataclass(frozen=True)

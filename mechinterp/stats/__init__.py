@@ -58,7 +58,7 @@ from mechinterp.stats.intervals import CONFIDENCE, Interval, newcombe, wilson
 from mechinterp.stats.paired import PairTally, paired_interval
 from mechinterp.stats.plan import POWER, Plan, plan_paired, plan_rate
 from mechinterp.stats.sequential import (
-    ALPHA, LOOKS, Design, Look, OperatingCharacteristics, SequentialTest, Tally, run_sequential, sampling_order, tally,
+    ALPHA, LOOKS, Design, Look, OperatingCharacteristics, SequentialTest, Tally, run_sequential, tally,
 )
 from mechinterp.stats.spending import SPENDING, alpha_spent
 
@@ -106,5 +106,5 @@ __all__ = [
     "ABSTENTIONS", "ALPHA", "CONFIDENCE", "DESIGN", "Decision", "Design", "Hypothesis", "Interval", "LOOKS", "Look",
     "OperatingCharacteristics", "POWER", "PairTally", "Plan", "SPENDING", "SequentialTest", "Tally", "alpha_spent",
     "decide", "newcombe", "paired_interval", "plain_interval", "plan_paired", "plan_rate", "run_sequential",
-    "sampling_order", "tally", "wilson",
+    "tally", "wilson",
 ]

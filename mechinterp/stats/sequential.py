@@ -17,7 +17,6 @@ bench) both call it.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -337,12 +336,3 @@ def run_sequential(design: Design, draw: Callable[[int], Sequence]) -> tuple[Seq
             break
     return test, seen
 
-
-def sampling_order(task_ids: Iterable[str], seed: int) -> list[str]:
-    """Tasks in a fixed seeded order: sorted by ``sha256(f"{seed}:{task_id}")``.
-
-    Stable across machines and Python versions, and adding tasks never reorders the
-    existing ones, so a resumed or extended run judges the same prefix.
-    """
-    ids = set(task_ids)
-    return sorted(ids, key=lambda t: hashlib.sha256(f"{seed}:{t}".encode()).hexdigest())

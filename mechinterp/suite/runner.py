@@ -23,6 +23,7 @@ from PIL import Image
 from mechinterp import experiments as ex
 from mechinterp.claims import Claim, Experiment
 from mechinterp.claims.budget import claim_plan
+from mechinterp.claims.draws import claim_items, drawn_family
 from mechinterp.report.run import VerdictRow
 from mechinterp.stats import ALPHA, LOOKS, Decision, PairTally, Plan, Tally, plain_interval, run_sequential
 from mechinterp.stats.plan import smallest_decidable
@@ -173,18 +174,15 @@ class ClaimRunner:
             self.sweep_sites(claim)
 
     def items(self, claim: Claim) -> list:
-        """All the claim's tasks (or pairs, for patching) in its sampling order; a plan takes a prefix."""
-        from mechinterp.tasks import load_family, load_pairs, sample
+        """All the claim's tasks (or pairs, for patching) in its sampling order; a plan takes a prefix
+        (what a claim draws and the order: :mod:`mechinterp.claims.draws`, which the replays read too)."""
+        from mechinterp.tasks import stratified_order
 
-        family = claim.tasks[0] if claim.tasks else claim.family
         try:
-            if EXPERIMENTS[claim.experiment.name].pairs:
-                items = load_pairs(family, self.data_dir)
-            else:
-                items = load_family(family, self.data_dir)
+            items = claim_items(claim, self.data_dir)
         except (FileNotFoundError, ValueError) as err:
-            raise ClaimSkipped(f"task family {family!r} is not available: {err}") from err
-        return sample(items, len(items), seed=self.seed)
+            raise ClaimSkipped(f"task family {drawn_family(claim)[0]!r} is not available: {err}") from err
+        return stratified_order(items, self.seed)
 
     def _edit(self, task, steps=None):
         """The task's edit for the lens, knockout and reference-drop runs: at the task's size (or

@@ -11,7 +11,7 @@ from mechinterp.tasks.color import COLORS, OBJECTS, SolidColor, color_pairs, col
 from mechinterp.tasks.families import FAMILIES, PAIR_FAMILIES, load_family, load_pairs
 from mechinterp.vocabulary import FamilyInfo, PairFamilyInfo
 from mechinterp.tasks.records import Pair, ReferenceGenerator, Task, TaskDataError, task_seed
-from mechinterp.tasks.sampling import sample, stratified_order
+from mechinterp.tasks.sampling import sample, stratified_ids, stratified_order
 
 __all__ = [
     "COLORS",
@@ -30,6 +30,7 @@ __all__ = [
     "load_family",
     "load_pairs",
     "sample",
+    "stratified_ids",
     "stratified_order",
     "task_seed",
 ]
