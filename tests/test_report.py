@@ -24,6 +24,7 @@ from mechinterp.report import (
     RunMeta, VerdictRow, compare_runs, evaluate, junit_properties, load_run, merge_runs, write_html, write_junit,
     write_report, write_run,
 )
+from mechinterp.judges import Verdict
 from mechinterp.report.html import claim_slug
 from mechinterp.claims import load_registry
 from mechinterp.stats import newcombe
@@ -49,10 +50,11 @@ def _verdicts(run_dir: Path, ko_text_pass: int, n: int = 40, start: int = 0) -> 
         images = [{"label": "reference", "path": f"images/ref_{i}.png"},
                   {"label": "knockout <b>", "png": base64.b64encode(_png((90, 90, 90))).decode()}]
         reason = XSS if i == start else f"sample {i}"
-        out.append(VerdictRow(KO_TEXT, f"t{i}", "ko_text.color", i - start < ko_text_pass, reason, "fake-judge", images))
-        out.append(VerdictRow(KO_IMAGE, f"t{i}", "ko_image.color", i - start < 36 * n // 40, "kept", "fake-judge"))
-    out += [VerdictRow(LENS_HUMAN, f"h{i}", "lens.identity", True, "different person", "fake-judge") for i in range(start, start + 20)]
-    out.append(VerdictRow(LENS_HUMAN, f"h_abstain{start}", "lens.identity", None, "cannot determine", "fake-judge"))
+        out.append(VerdictRow(KO_TEXT, f"t{i}", Verdict(i - start < ko_text_pass, reason, "fake:judge:ko_text.color"),
+                              images))
+        out.append(VerdictRow(KO_IMAGE, f"t{i}", Verdict(i - start < 36 * n // 40, "kept", "fake:judge:ko_image.color")))
+    out += [VerdictRow(LENS_HUMAN, f"h{i}", Verdict(True, "different person", "fake:judge:lens.identity")) for i in range(start, start + 20)]
+    out.append(VerdictRow(LENS_HUMAN, f"h_abstain{start}", Verdict(None, "cannot determine", "fake:judge:lens.identity")))
     return out
 
 
@@ -90,8 +92,8 @@ def test_write_and_load_round_trip(make_run):
 def test_evaluate_rejects_unknown_claims_and_duplicates():
     claims = load_registry()
     with pytest.raises(ValueError, match="unknown claim 'nope'"):
-        evaluate([VerdictRow("nope", "t", None, True)], claims)
-    twice = [VerdictRow(KO_TEXT, "t1", "ko_text.color", True)] * 2
+        evaluate([VerdictRow("nope", "t", Verdict(True, "", "fake:judge:ko_text.color"))], claims)
+    twice = [VerdictRow(KO_TEXT, "t1", Verdict(True, "", "fake:judge:ko_text.color"))] * 2
     with pytest.raises(ValueError, match="duplicate verdict.*'t1'"):
         evaluate(twice, claims)
 
@@ -179,7 +181,7 @@ def test_claim_pages_show_every_bundle_labelled_and_every_sweep_site(tmp_path: P
 
     png = base64.b64encode(_png((200, 30, 30))).decode()
     roles = QUESTIONS["refdrop.color"].roles
-    rows = [VerdictRow("refdrop[single.9+]-color", f"t{i}@{site}", "refdrop.color", True, f"r{i}", "fake",
+    rows = [VerdictRow("refdrop[single.9+]-color", f"t{i}@{site}", Verdict(True, f"r{i}", "fake:judge:refdrop.color"),
                        [{"role": r, "png": png} for r in roles])
             for site in ("double.1", "single.0") for i in range(50)]
     run = write_run(tmp_path / "sweep", META, rows)
@@ -381,3 +383,20 @@ def test_a_sweeps_counts_are_escaped_like_every_run_value(make_run, monkeypatch)
     page = (run.path / "claims" / claim_slug(KO_TEXT)).read_text()
     assert "<script" not in page and "<td>&lt;script&gt;1&lt;/script&gt; / 8</td>" in page
     assert '<h2>Sweep</h2><img class="sweep" alt="rate per site" src="data:image/png;base64,' in page
+
+
+def test_a_verdict_row_holds_the_judges_verdict_and_round_trips_flat():
+    """One verdict type: a row is the judge's Verdict placed on a claim's task; the file stays flat."""
+    v = Verdict(False, "blue, not red", "color:objective:ko_text.color", input_tokens=12, output_tokens=3, cached=True)
+    row = VerdictRow.of(KO_TEXT, "t1", v, [{"role": "reference", "png": "AA=="}])
+    assert row.verdict == Verdict(False, "blue, not red", "color:objective:ko_text.color", 12, 3)  # cached: per read
+    assert (row.passed, row.reason, row.question_id) == (False, "blue, not red", "ko_text.color")
+    flat = row.to_dict()
+    assert flat["question_id"] == "ko_text.color" and flat["input_tokens"] == 12
+    assert VerdictRow.from_dict(json.loads(json.dumps(flat))) == row
+    # a row written before tokens were kept, with a bare judge name, still loads
+    old = VerdictRow.from_dict({"claim_id": KO_TEXT, "task_id": "t2", "question_id": "ko_text.color", "passed": True,
+                                "reason": "", "judge": "fake-judge", "images": []})
+    assert old.question_id == "ko_text.color" and old.judge == "fake-judge:ko_text.color" and old.verdict.input_tokens == 0
+    with pytest.raises(ValueError, match=r"unknown fields \['colour'\]"):
+        VerdictRow.from_dict({**flat, "colour": 1})

@@ -11,6 +11,7 @@ cannot be pooled.
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from pathlib import Path
 
 from mechinterp.report.meta import RunMeta
@@ -26,7 +27,7 @@ def _embed_images(v: VerdictRow, src: Path) -> VerdictRow:
             if source is not None:
                 img["png"] = base64.b64encode(source.read_bytes()).decode("ascii")
         images.append(img)
-    return VerdictRow(v.claim_id, v.task_id, v.question_id, v.passed, v.reason, v.judge, images)
+    return replace(v, images=images)
 
 
 def merge_runs(run_dirs: list[str | Path], out_dir: str | Path, registry: str | Path | None = None) -> Run:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mechinterp.claims import Claim
 from mechinterp.report.meta import RunMeta
+from mechinterp.judges.verdict import Verdict
 from mechinterp.report.run import VerdictRow
 
 _PASS = {"1": True, "0": False, "": None}
@@ -37,6 +38,11 @@ class ReleasedRow:
     model: str
     input_tokens: int
     output_tokens: int
+
+    def verdict(self, question_id: str) -> Verdict:
+        """This row as the judge's :class:`~mechinterp.judges.Verdict` on ``question_id`` (judge ``authors:<model>``)."""
+        return Verdict(self.passed, self.reason, f"authors:{self.model or 'unknown'}:{question_id}",
+                       self.input_tokens, self.output_tokens)
 
 
 def read_released_rows(path: str | Path) -> list[ReleasedRow]:
@@ -73,7 +79,7 @@ def load_released(verdicts_dir: str | Path, claims: list[Claim]) -> tuple[list[V
             continue
         used.append(claim.csv)
         for row in read_released_rows(root / claim.csv):
-            verdicts.append(VerdictRow(claim.id, row.entity, claim.question, row.passed, row.reason, row.model))
+            verdicts.append(VerdictRow(claim.id, row.entity, row.verdict(claim.question)))
             judges.add(row.model)
             calls += 1
             tokens_in += row.input_tokens

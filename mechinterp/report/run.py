@@ -6,7 +6,8 @@ A run lives in ``reports/<run>/``:
   fingerprint, judge, seed, samples, budget, device, git commit, versions, timings,
   generations, judge tokens and cost.
 * ``verdicts.jsonl`` — one judged sample per line: ``claim_id, task_id, question_id,
-  passed`` (``true``/``false``/``null`` = abstained), ``reason, judge, images`` (a list of
+  passed`` (``true``/``false``/``null`` = abstained), ``reason, judge, input_tokens,
+  output_tokens, images`` (a list of
   ``{"label", "path"}`` with a PNG path relative to the run folder, or ``{"label", "png"}``
   with base64 PNG bytes). ``passed`` is the judge's raw answer; the claim's polarity is
   applied when pooling. A relation's own rows carry task ids ``<task>|a`` and ``<task>|b``
@@ -32,6 +33,7 @@ from typing import Any
 
 from mechinterp.claims import Claim, claims_by_id, load_registry
 from mechinterp.io import atomic_write
+from mechinterp.judges.verdict import Verdict
 from mechinterp.report.meta import RunMeta
 from mechinterp.stats import PairTally, Tally, plain_interval
 
@@ -40,29 +42,67 @@ RUN_FILE, VERDICTS_FILE, RESULTS_FILE = "run.json", "verdicts.jsonl", "results.j
 
 @dataclass
 class VerdictRow:
-    """One row of ``verdicts.jsonl``: a judge's :class:`~mechinterp.judges.Verdict` on one claim's task (the raw
-    pass, before the question's polarity), with the bundle's thumbnails."""
+    """One row of ``verdicts.jsonl``: a judge's :class:`~mechinterp.judges.Verdict` (the one verdict
+    type: raw pass before the question's polarity, reason, ``"<judge>:<model>:<question id>"``,
+    tokens) placed on one claim's task, with the bundle's thumbnails.
+
+    The file keeps its flat layout (:meth:`to_dict`): ``claim_id, task_id, question_id, passed,
+    reason, judge, images`` and the call's tokens.
+    """
 
     claim_id: str
     task_id: str
-    question_id: str | None
-    passed: bool | None
-    reason: str = ""
-    judge: str = ""
+    verdict: Verdict
     images: list[dict[str, str]] = field(default_factory=list)
 
+    @property
+    def passed(self) -> bool | None:
+        """The judge's raw answer (``None``: abstained)."""
+        return self.verdict.passed
+
+    @property
+    def reason(self) -> str:
+        """The judge's reason."""
+        return self.verdict.reason
+
+    @property
+    def judge(self) -> str:
+        """Who judged: ``"<judge>:<model>:<question id>"``."""
+        return self.verdict.judge
+
+    @property
+    def question_id(self) -> str:
+        """The question the verdict answers (the last part of :attr:`judge`)."""
+        return self.verdict.question_id
+
     @classmethod
-    def of(cls, claim_id: str, task_id: str, verdict, images: list[dict[str, str]] | None = None) -> "VerdictRow":
-        """The row of one judge :class:`~mechinterp.judges.Verdict` (the one verdict type) on one task."""
-        return cls(claim_id, task_id, verdict.question_id, verdict.passed, verdict.reason, verdict.judge, images or [])
+    def of(cls, claim_id: str, task_id: str, verdict: Verdict, images: list[dict[str, str]] | None = None) -> "VerdictRow":
+        """The row of one judge verdict on one task (``verdict.cached`` is a per-read flag: dropped)."""
+        return cls(claim_id, task_id, replace(verdict, cached=False), images or [])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat ``verdicts.jsonl`` record."""
+        v = self.verdict
+        return dict(claim_id=self.claim_id, task_id=self.task_id, question_id=v.question_id, passed=v.passed,
+                    reason=v.reason, judge=v.judge, input_tokens=v.input_tokens, output_tokens=v.output_tokens,
+                    images=self.images)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "VerdictRow":
-        """Build from a ``verdicts.jsonl`` row; unknown keys are an error."""
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown verdict fields {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
-        return cls(**d)
+        """Build from a ``verdicts.jsonl`` record; unknown or missing keys are an error (rows written
+        before tokens were kept have none: 0; a ``judge`` without the question id gets it appended)."""
+        required = {"claim_id", "task_id", "question_id", "passed"}
+        valid = required | {"reason", "judge", "images", "input_tokens", "output_tokens"}
+        unknown, missing = set(d) - valid, required - set(d)
+        if unknown or missing:
+            raise ValueError(f"verdict record: unknown fields {sorted(unknown)}, missing {sorted(missing)}; "
+                             f"valid: {sorted(valid)}")
+        qid, judge = str(d["question_id"] or ""), str(d.get("judge") or "")
+        if qid and judge.rsplit(":", 1)[-1] != qid:
+            judge = f"{judge}:{qid}" if judge else f"unknown:unknown:{qid}"
+        verdict = Verdict(d["passed"], d.get("reason") or "", judge, int(d.get("input_tokens") or 0),
+                          int(d.get("output_tokens") or 0))
+        return cls(d["claim_id"], d["task_id"], verdict, list(d.get("images") or []))
 
 
 @dataclass
@@ -250,7 +290,7 @@ def write_run(run_dir: str | Path, metadata: RunMeta, verdicts: list[VerdictRow]
         meta.git_commit = git_commit()
     if not meta.registry and registry:
         meta.registry = [str(r) for r in registry] if isinstance(registry, (list, tuple)) else [str(registry)]
-    atomic_write(run_dir / VERDICTS_FILE, "".join(json.dumps(asdict(v), ensure_ascii=False) + "\n" for v in verdicts))
+    atomic_write(run_dir / VERDICTS_FILE, "".join(json.dumps(v.to_dict(), ensure_ascii=False) + "\n" for v in verdicts))
     rows = {cid: {k: _finite(v) for k, v in asdict(r).items()} for cid, r in results.items()}
     atomic_write(run_dir / RESULTS_FILE, json.dumps(rows, indent=1, ensure_ascii=False))
     atomic_write(run_dir / RUN_FILE, json.dumps(meta.to_dict(), indent=1, ensure_ascii=False, default=str))

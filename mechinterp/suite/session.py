@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from mechinterp.io import atomic_write
@@ -144,7 +143,7 @@ class SuiteSession:
                            "sweep": outcome.sweep, "plan": outcome.plan, "note": outcome.note,
                            "interval": ends(outcome.interval),
                            "worst_case": ends(outcome.worst_case) if outcome.abstained else None,
-                           "rows": [asdict(r) for r in rows], "time": time.time()}, ensure_ascii=False)
+                           "rows": [r.to_dict() for r in rows], "time": time.time()}, ensure_ascii=False)
         with open(parts / f"{self.worker}.jsonl", "a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
