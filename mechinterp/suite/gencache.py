@@ -200,34 +200,47 @@ class CachingModel:
                  *caps]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
+    def lookup(self, key: str, edit, interventions: tuple, repair: bool = False) -> Generation | None:
+        """The cached generation under ``key`` (of ``edit`` with ``interventions``), or ``None``."""
+        hit = self.cache.get(key, repair=repair)
+        if hit is None:
+            return None
+        self.cache.hits += 1
+        caps = _captures_from(hit.get("captures_tensors", {}))
+        return Generation(hit["image"], hit["array"], caps, edit, self.model.layout(edit), interventions, Counter())
+
     def generate(self, edit, interventions: Iterable = (), capture: Iterable = ()) -> Generation:
         """``Model.generate`` with a cache in front (captures are cached too)."""
         interventions = tuple(interventions)
         capture = [as_capture(c) for c in capture]
         key = self.key(edit, interventions, capture)
-        hit = self.cache.get(key)
+        hit = self.lookup(key, edit, interventions)
         if hit is None:
             with self.cache.lease(key):  # one process computes it; the others wait here, then read it
-                hit = self.cache.get(key, repair=True)
+                hit = self.lookup(key, edit, interventions, repair=True)
                 if hit is None:
                     return self._compute(key, edit, interventions, capture)
-        self.cache.hits += 1
-        caps = _captures_from(hit.get("captures_tensors", {}))
-        return Generation(hit["image"], hit["array"], caps, edit, self.model.layout(edit), interventions, Counter())
+        return hit
 
     def _compute(self, key: str, edit, interventions: tuple, capture: list) -> Generation:
         """Generate and store a missing entry (the caller holds its lease)."""
-        self.cache.misses += 1
-        self.generated += 1
         start = time.perf_counter()
         gen = self.model.generate(edit, interventions, capture)
-        self.generation_seconds += time.perf_counter() - start
+        self.store(key, gen, time.perf_counter() - start, capture=bool(capture))
+        return gen
+
+    def store(self, key: str, gen: Generation, seconds: float, *, capture: bool) -> None:
+        """Store a generation computed for ``key`` (the caller holds its lease) and count it; with
+        ``capture`` the same run is also the plain generation, stored under that key too."""
+        self.cache.misses += 1
+        self.generated += 1
+        self.generation_seconds += seconds
+        edit, interventions = gen.edit, gen.interventions
         self.cache.put(key, gen, {"model": self.model.model_id, "edit": edit.key(),
                                   "interventions": [i.describe() for i in interventions]})
-        if capture:  # the same run is also the plain generation: store it under that key (unless being made)
+        if capture:
             plain_key = self.key(edit, interventions)
             with self.cache.lease(plain_key, wait=False) as held:
                 if held and self.cache.get(plain_key) is None:
                     plain = Generation(gen.image, gen.array, Captures(), edit, gen.layout, interventions, gen.fired)
                     self.cache.put(plain_key, plain, {"model": self.model.model_id, "edit": edit.key()})
-        return gen

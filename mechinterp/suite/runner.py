@@ -71,11 +71,12 @@ class _Context:
     runner: "ClaimRunner"
     family: str | None
     fixed_sites: bool
+    using: object = None  # the model the experiment generates with (a batched look's prefetch), else the runner's
 
     @property
     def model(self):
-        """The runner's model."""
-        return self.runner.model
+        """The model the experiment generates with: the runner's, or the look's batching stand-in."""
+        return self.runner.model if self.using is None else self.using
 
     def edit(self, item):
         """The task's I2I edit at the runner's size and steps."""
@@ -100,10 +101,11 @@ class ClaimRunner:
     def __init__(self, model, judge_for: Callable[[str], object], *, samples: int | None = None, seed: int = 0,
                  data_dir=None, looks: int = LOOKS, alpha: float = ALPHA, size: int | None = None,
                  steps: int | None = None, on_generation: Callable[[], None] | None = None,
-                 on_progress: Callable | None = None):
+                 on_progress: Callable | None = None, batch: int = 1):
         """``samples``: a cap on each claim's planned budget (``None``: the plan's own); ``alpha``:
         one-sided error per wrong direction; ``looks``: looks per claim; ``on_progress(claim, done,
-        budget, k, n)`` is called after each look."""
+        budget, k, n)`` is called after each look; ``batch``: generations computed together within
+        a look (``mechinterp.suite.batching``; 1: one by one)."""
         self.model = model
         self.judge_for = judge_for
         self.samples = samples
@@ -119,6 +121,7 @@ class ClaimRunner:
         self.family_sites = dict(meta.sites)
         self.on_generation = on_generation
         self.on_progress = on_progress  # (claim, samples done, budget, k, n) after each sample
+        self.batch = batch
         self._done: dict[str, ClaimOutcome] = {}
         self._judged: dict[tuple, Judged] = {}
 
@@ -190,13 +193,21 @@ class ClaimRunner:
         return task.to_edit(height=self.size, width=self.size, steps=steps or self.steps)
 
     # -- one sample ---------------------------------------------------------------------------
-    def experiment(self, claim: Claim, item, fixed_sites: bool = False) -> ex.ExperimentResult:
+    def experiment(self, claim: Claim, item, fixed_sites: bool = False, model=None) -> ex.ExperimentResult:
         """Run the claim's experiment on one task (or pair) through its row of the experiment table
-        (``mechinterp.vocabulary.EXPERIMENTS``); ``fixed_sites``: its sites are the model's own."""
+        (``mechinterp.vocabulary.EXPERIMENTS``); ``fixed_sites``: its sites are the model's own;
+        ``model``: generate with this stand-in of the runner's model (a batched look's)."""
         kind = EXPERIMENTS.get(claim.experiment.name)
         if kind is None:
             raise ClaimSkipped(f"claim {claim.id!r} names unknown experiment {claim.experiment.name!r}")
-        return kind.run(_Context(self, claim.family, fixed_sites), item, claim.experiment)
+        return kind.run(_Context(self, claim.family, fixed_sites, model), item, claim.experiment)
+
+    def experiments(self, claim: Claim, items: list, fixed_sites: bool = False) -> list[ex.ExperimentResult]:
+        """:meth:`experiment` on each item, their generations computed ``batch`` at a time."""
+        from mechinterp.suite.batching import run_batched
+
+        jobs = [lambda model, item=item: self.experiment(claim, item, fixed_sites, model) for item in items]
+        return run_batched(self.model, jobs, self.batch)
 
     def bundle(self, claim: Claim, result: ex.ExperimentResult) -> list[Image.Image]:
         """The images of the claim's question, in the question's role order."""
@@ -252,8 +263,8 @@ class ClaimRunner:
             judge = self.judge_for(claim.question)
             roles = QUESTIONS[claim.question].roles
             bundles = []
-            for item in todo:
-                bundles.append(self.bundle(claim, self.experiment(claim, item, fixed_sites)))
+            for result in self.experiments(claim, todo, fixed_sites):
+                bundles.append(self.bundle(claim, result))
                 if self.on_generation:
                     self.on_generation()
             verdicts = judge.judge_many([(claim.question, imgs) for imgs in bundles])

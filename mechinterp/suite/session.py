@@ -19,7 +19,7 @@ from mechinterp.resources import DEFAULT_ORGANISM
 from mechinterp.suite.models import resolve_model
 from mechinterp.suite.runner import ClaimOutcome, ClaimRunner, ClaimSkipped
 from mechinterp.suite import PARTS
-from mechinterp.suite.settings import Settings, judge_kind
+from mechinterp.suite.settings import Settings, batch_size, judge_kind
 
 
 class BudgetExhausted(ClaimSkipped):
@@ -77,7 +77,8 @@ class SuiteSession:
         if self._runner is None:
             self._runner = ClaimRunner(self.model, self.judge_for, samples=self.settings.samples, seed=self.settings.seed,
                                        data_dir=self.settings.data_dir, on_generation=self._check_budget,
-                                       on_progress=self.progress.update if self.progress else None)
+                                       on_progress=self.progress.update if self.progress else None,
+                                       batch=batch_size(self.settings, self.model.device.type))
         return self._runner
 
     def _cache(self):

@@ -74,6 +74,8 @@ OPTIONS = (
                             "the run before any claim (ini/env: on or off)", switch=True),
     Option("threads", "auto", "torch intra-op CPU threads per process: auto (1 when the model runs on the CPU, "
                               "torch's own choice on a GPU) or N (README: Threads)"),
+    Option("batch", "auto", "generations computed together within a look: auto (16 when the model runs on the CPU, "
+                            "1 on a GPU) or N; 1 when a generation --mi-budget is set (README: Batched looks)"),
 )
 
 
@@ -98,6 +100,7 @@ class Settings:
     judge_config: object | None = None  # a mechinterp.judges.config.JudgeConfig; None: its defaults
     threads: int | None = None  # torch intra-op threads per process; None: auto (1 on CPU)
     strict: bool = False  # skipped and inconclusive claims fail
+    batch: int | None = None  # generations per batch within a look; None: auto (see batch_size)
 
 
 def judge_kind(judge: str, question_id: str | None) -> str | None:
@@ -213,7 +216,23 @@ def resolve(config) -> Settings:
         judge_config=_judge_config(v["judge_config"]),
         strict=parse_switch("strict", v["strict"]),
         threads=None if v["threads"].strip().lower() == "auto" else _int("threads", v["threads"], 1),
+        batch=None if v["batch"].strip().lower() == "auto" else _int("batch", v["batch"], 1),
     )
+
+
+#: the automatic batch on the CPU: the tiny organisms' per-call overhead halves at 16 (bench/README)
+CPU_BATCH = 16
+
+
+def batch_size(settings: Settings, device_type: str) -> int:
+    """Generations per batch within a look: the setting, else 16 on the CPU and 1 on a GPU (a real
+    model's batch memory is unmeasured); always 1 under a generation budget, which is checked per
+    generation."""
+    if settings.budget_generations is not None:
+        return 1
+    if settings.batch is not None:
+        return settings.batch
+    return CPU_BATCH if device_type == "cpu" else 1
 
 
 def _judge_config(text: str | None):
