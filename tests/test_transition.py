@@ -142,3 +142,18 @@ def test_the_transition_site_maps_like_the_sweeps_cutoff():
     assert record["located"] == ["end", "end"] and record["decision"] == "refuted"
     with pytest.raises(ClaimSkipped, match="is not in its sweep"):
         runner.transition_at(claims[CROSSING], every[:2])
+
+
+def test_the_docs_transition_example_loads_as_the_registrys_rule(tmp_path):
+    """docs/custom-claims.md's transition block is a claim file the loader accepts, stating the registry's crossing."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "custom-claims.md").read_text()
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", text, re.S) if "transition =" in b)
+    path = tmp_path / "doc.claims.toml"
+    path.write_text("schema = 1\n" + block)
+    (claim,) = load_registry(path)
+    registry = {c.id: c for c in load_registry()}[CROSSING]
+    assert (claim.id, claim.transition, claim.experiment, claim.hypothesis) == (
+        registry.id, registry.transition, registry.experiment, registry.hypothesis)
