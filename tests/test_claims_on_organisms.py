@@ -195,8 +195,15 @@ LATE = ("late-double.1", "late-single.0")
 LATE_CLAIMS = (*MAJORITY_CLAIMS, "patching[single.9:text]-color", "refdrop[single.9+]-color")
 
 
+@pytest.fixture(scope="module")
+def late_cache(tmp_path_factory):
+    """One generation cache per late organism, shared by this module's tests (the transition sweep reuses
+    the reference drops the other claims generated)."""
+    return {organism: tmp_path_factory.mktemp(organism) for organism in LATE}
+
+
 @pytest.mark.parametrize("organism", LATE)
-def test_late_binding_organisms_are_found_binding_at_their_block(organism, registry, tmp_path):
+def test_late_binding_organisms_are_found_binding_at_their_block(organism, registry, late_cache):
     """Wired so the reference writes into the text only at block B (issue 17): the suite maps the paper's
     binding site to B, sweeps reference drops from the block after B, and every claim the wiring fixes comes
     out as ``organisms.toml`` derives it."""
@@ -204,7 +211,7 @@ def test_late_binding_organisms_are_found_binding_at_their_block(organism, regis
 
     block = get_spec(organism).binding
     assert block != "double.0"  # late: not the first block
-    runner = colour_runner(organism, tmp_path, samples=48)  # one look: 48/48 clears 0.8 with room (Wilson low 0.93)
+    runner = colour_runner(organism, late_cache[organism], samples=48)  # one look: 48/48 clears 0.8 with room (Wilson low 0.93)
     assert runner.sweep_sites(registry["refdrop[single.9+]-color"]) == list(BLOCKS[BLOCKS.index(block) + 1:])
     assert runner.sweep_sites(registry["lens[single.9..single.10]-color"])[0] == block
     expected = _expected()[organism]
@@ -212,3 +219,69 @@ def test_late_binding_organisms_are_found_binding_at_their_block(organism, regis
         assert expected[cid] != "open", cid  # the wiring fixes each of these
         outcome = runner.run(registry[cid], registry)
         assert outcome.decision.value == expected[cid], (cid, outcome.summary())
+
+
+EARLY, CROSSING = "refdrop[embed..single.8]-color", "refdrop[embed+:crosses.single.9]-color"
+
+
+@pytest.fixture(scope="module")
+def late_transitions(registry, late_cache):
+    """Each late organism's runner and its two transition claims' outcomes: 16 tasks a cutoff, one look
+    (16/16 clears 0.5 at alpha / 7 with room: Clopper-Pearson low 0.70, even with a quarter abstaining)."""
+    out = {}
+    for organism in LATE:
+        runner = colour_runner(organism, late_cache[organism], samples=16)
+        out[organism] = runner, {cid: runner.run(registry[cid], registry) for cid in (EARLY, CROSSING)}
+    return out
+
+
+@pytest.mark.parametrize("organism", LATE)
+def test_late_binding_organisms_turn_at_their_block(organism, late_transitions):
+    """Appendix B on the late organisms: every cutoff up to the binding block B loses the colour, and the
+    crossing the per-cutoff decisions locate is exactly B+1 (the first cutoff that keeps it), as
+    organisms.toml derives from the wiring."""
+    from mechinterp.organisms.spec import BLOCKS, get_spec
+
+    block = get_spec(organism).binding
+    after = BLOCKS[BLOCKS.index(block) + 1]
+    runner, outcomes = late_transitions[organism]
+    expected = _expected()[organism]
+    early, crossing = outcomes[EARLY], outcomes[CROSSING]
+    assert list(early.sweep) == ["embed", *BLOCKS[:BLOCKS.index(block) + 1]]
+    assert early.decision.value == expected[EARLY] == "holds", early.summary()
+    assert crossing.decision.value == expected[CROSSING] == "holds", crossing.summary()
+    assert list(crossing.sweep) == ["embed", *BLOCKS]
+    assert {site: s["decision"] for site, s in crossing.sweep.items()} == {
+        site: "holds" if i <= BLOCKS.index(block) + 1 else "refuted" for i, site in enumerate(crossing.sweep)}
+    assert crossing.transition["at"] == after and crossing.transition["located"] == [after, after]
+    assert crossing.result().transition == crossing.transition  # what results.json and the report get
+
+
+def test_a_transition_claimed_at_another_block_is_refuted(late_transitions):
+    """The done-when of issue 17: the suite finds late-single.0's crossing at single.1 (it binds at single.0),
+    so the crossing claim as it maps on an organism wired elsewhere is refuted by that measurement: on the
+    double.0 organisms (claimed double.1 ± 1, two blocks off), and, with no tolerance, on late-double.1
+    (claimed single.0); and late-double.1's measured crossing refutes the exact claim as late-single.0 maps it.
+    With the registry's one-block tolerance the two late organisms (bound at adjacent blocks, double.1 and
+    single.0) cannot be told apart: the window of one holds the other's crossing."""
+    from dataclasses import replace
+
+    import mechinterp
+    from mechinterp.stats import Decision
+    from mechinterp.suite.runner import ClaimRunner
+
+    def measured(organism):
+        return {site: Decision(s["decision"]) for site, s in late_transitions[organism][1][CROSSING].sweep.items()}
+
+    claim = late_transitions["late-single.0"][1][CROSSING].claim
+    exact = replace(claim, transition=replace(claim.transition, within=0))
+    at_double_0 = ClaimRunner(mechinterp.load(resolve_model("padding-routed"), device="cpu"), lambda q: None)
+    late_double, late_single = (late_transitions[o][0] for o in LATE)
+    single = measured("late-single.0")
+    record = at_double_0.transition(claim, single)
+    assert record["claimed"] == ["double.0", "single.0"] and record["located"] == ["single.1", "single.1"]
+    assert record["decision"] == "refuted"
+    assert late_double.transition(exact, single)["decision"] == "refuted"
+    assert late_double.transition(claim, single)["decision"] == "holds"  # adjacent blocks: inside ± 1
+    assert late_single.transition(exact, measured("late-double.1"))["decision"] == "refuted"
+    assert late_single.transition(exact, single)["decision"] == "holds"

@@ -81,7 +81,9 @@ def test_write_and_load_round_trip(make_run):
     assert (r[KO_TEXT].k, r[KO_TEXT].n, r[KO_TEXT].decision) == (34, 40, "holds")
     assert (r[KO_IMAGE].k, r[KO_IMAGE].n) == (4, 40)  # inverted: 36 kept -> 4 destroyed
     assert (r[LENS_HUMAN].k, r[LENS_HUMAN].n, r[LENS_HUMAN].abstained) == (0, 20, 1)
-    assert (r[REL].k, r[REL].n, r[REL].k2, r[REL].n2, r[REL].decision) == (34, 40, 4, 40, "holds")
+    # the relation's margin (a - b >= 0.50): a gap of 0.75 over 40 paired tasks has its bound at 0.49
+    assert (r[REL].k, r[REL].n, r[REL].k2, r[REL].n2, r[REL].decision) == (34, 40, 4, 40, "inconclusive")
+    assert round(r[REL].ci_low, 3) == 0.491
     assert r[KO_TEXT].paper_text == "86.2 +3.3 \u22124.2" and r[KO_TEXT].paper_rate == pytest.approx(0.862)
     assert set(r) == {KO_TEXT, KO_IMAGE, LENS_HUMAN, REL}  # claims without data are not reported
     # results.json is what the run reported; dropping it recomputes the same values
@@ -400,3 +402,61 @@ def test_a_verdict_row_holds_the_judges_verdict_and_round_trips_flat():
     assert old.question_id == "ko_text.color" and old.judge == "fake-judge:ko_text.color" and old.verdict.input_tokens == 0
     with pytest.raises(ValueError, match=r"unknown fields \['colour'\]"):
         VerdictRow.from_dict({**flat, "colour": 1})
+
+
+def test_a_transition_claims_sweep_marks_the_claimed_and_the_measured_crossing(tmp_path: Path):
+    """The claim page names the claimed crossing (with its window) and the measured one in marked elements,
+    its sweep table flags those sites' rows, and the plot draws them (it differs from the unmarked plot)."""
+    from html.parser import HTMLParser
+
+    from mechinterp.report.plots import sweep_plot
+
+    cid = "refdrop[embed+:crosses.single.9]-color"
+    sites = ["embed", "double.0", "double.1", "single.0", "single.1", "single.2", "single.3"]
+    sweep = {s: {"k": 16 if i < 2 else 0, "n": 16, "low": 0.8 if i < 2 else 0.0, "high": 1.0 if i < 2 else 0.2,
+                 "decision": "holds" if i < 2 else "refuted", "budget": 16, "power": 0.5} for i, s in enumerate(sites)}
+    transition = {"at": "double.1", "claimed": ["double.0", "single.0"], "located": ["double.1", "double.1"],
+                  "within": 1, "holds": "before", "decision": "holds"}
+    rows = [VerdictRow(cid, f"t{i}@{s}", Verdict(i >= 2, "r", "fake:judge:refdrop.color")) for i, s in enumerate(sites)]
+    run = write_run(tmp_path / "crossing", META, rows,
+                    decisions={cid: {"decision": "holds", "sweep": sweep, "transition": transition}})
+    assert json.loads((run.path / "results.json").read_text())[cid]["transition"] == transition
+    write_html(run)
+    page = (run.path / "claims" / claim_slug(cid)).read_text()
+
+    class Marks(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.spans, self.rows, self._row, self._cells = {}, {}, None, []
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "span" and a.get("class", "").startswith("transition-"):
+                self.spans[a["class"]] = a
+            if tag == "tr":
+                self._row, self._cells = a.get("class", ""), []
+
+        def handle_data(self, data):
+            if self._row is not None:
+                self._cells.append(data)
+
+        def handle_endtag(self, tag):
+            if tag == "tr" and self._row is not None:
+                if self._cells and self._cells[0] in sites:
+                    self.rows[self._cells[0]] = set(self._row.split())
+                self._row = None
+
+    marks = Marks()
+    marks.feed(page)
+    assert marks.spans["transition-claimed"]["data-at"] == "double.1"
+    assert marks.spans["transition-claimed"]["data-window"] == "double.0..single.0"
+    assert marks.spans["transition-measured"]["data-located"] == "double.1..double.1"
+    assert marks.rows == {"embed": set(), "double.0": {"window"}, "double.1": {"claimed", "window", "measured"},
+                          "single.0": {"window"}, "single.1": set(), "single.2": set(), "single.3": set()}
+    plain, marked = sweep_plot(sweep, cid, 0.5), sweep_plot(sweep, cid, 0.5, transition)
+    assert marked != plain and marked.startswith("data:image/png;base64,")
+    # a sweep with no transition keeps its plain page: no crossing element, no extra column
+    other = write_run(tmp_path / "plain", META, [replace(r, claim_id="refdrop[single.9+]-color") for r in rows],
+                      decisions={"refdrop[single.9+]-color": {"decision": "holds", "sweep": sweep}})
+    write_html(other)
+    assert "transition-" not in (other.path / "claims" / claim_slug("refdrop[single.9+]-color")).read_text()

@@ -28,6 +28,7 @@ _SITE = re.compile(r"^(embed|double\.\d+|single\.\d+)$")
 _SITE_KEYS = ("site", "cutoff")
 _SWEEP_END = "sweep_to"
 _GROUP_KEYS = ("tokens", "source", "dest")
+_TRANSITION_KEYS = ("at", "within", "holds")
 
 
 def default_registry_path() -> Path:
@@ -83,6 +84,21 @@ class Experiment:
 
 
 @dataclass(frozen=True)
+class Transition:
+    """Where a sweep claim's per-site hypothesis changes: ``at`` is the first site past the crossing
+    (in the claim's numbering, mapped like the sweep's own site), ``within`` its tolerance in blocks,
+    ``holds`` the side (``before`` / ``after``) on which the per-site hypothesis holds
+    (:mod:`mechinterp.stats.transition` states the rule that decides it)."""
+
+    at: str
+    within: int
+    holds: str
+
+    def __str__(self) -> str:
+        return f"crossing at {self.at} \u00b1{self.within} (hypothesis holds {self.holds} it)"
+
+
+@dataclass(frozen=True)
 class Claim:
     """One claim of the paper: what is measured, what the paper printed, what is tested."""
 
@@ -101,6 +117,7 @@ class Claim:
     a: str | None = None
     b: str | None = None
     power_at: float | None = None  # the true rate (relations: a - b) its budget is planned for
+    transition: Transition | None = None  # a sweep claim about where its rate crosses the threshold
 
     @property
     def is_relation(self) -> bool:
@@ -189,6 +206,45 @@ def _question(qid: str, exp: Experiment, family: str, cid: str, polarity: Any = 
     return qid
 
 
+def site_order(site: str) -> tuple[int, int]:
+    """A site's place in forward order on FLUX.2-style numbering: ``embed``, the double blocks, the single blocks."""
+    if site == "embed":
+        return (0, 0)
+    kind, _, index = site.partition(".")
+    return (1 if kind == "double" else 2, int(index))
+
+
+def _transition(raw: Any, exp: Experiment, cid: str) -> Transition:
+    """The optional ``transition`` table of a sweep claim, validated (module docstring of
+    :mod:`mechinterp.stats.transition` for what it means)."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"claim {cid!r}: transition must be a table {{ at = <site>, within = <blocks>, "
+                         f"holds = \"before\" | \"after\" }}, got {raw!r}")
+    unknown = sorted(set(raw) - set(_TRANSITION_KEYS))
+    missing = [k for k in _TRANSITION_KEYS if k not in raw]
+    if unknown or missing:
+        raise ValueError(f"claim {cid!r}: transition keys are {', '.join(_TRANSITION_KEYS)}; "
+                         f"unknown {unknown or 'none'}, missing {missing or 'none'}")
+    sweep = exp.get("sweep")
+    if not sweep:
+        raise ValueError(f"claim {cid!r}: a transition needs a sweep (experiment.sweep), to locate a crossing along it")
+    at, within, holds = raw["at"], raw["within"], raw["holds"]
+    if not isinstance(at, str) or not _SITE.match(at):
+        raise ValueError(f"claim {cid!r}: transition at {at!r} is not a site (embed, double.N, single.N)")
+    first, last = exp.get(sweep), exp.get(_SWEEP_END)
+    if site_order(at) <= site_order(str(first)) or (last and site_order(at) > site_order(str(last))):
+        raise ValueError(f"claim {cid!r}: transition at {at!r} must lie after the sweep's first site {first!r}"
+                         + (f" and not past its last {last!r}" if last else ""))
+    if isinstance(within, bool) or not isinstance(within, int) or within < 0:
+        raise ValueError(f"claim {cid!r}: transition within {within!r} must be a whole number of blocks >= 0")
+    from mechinterp.stats.transition import SIDES
+
+    if holds not in SIDES:
+        raise ValueError(f"claim {cid!r}: transition holds {holds!r} is not one of {', '.join(SIDES)} "
+                         f"(the side of the crossing on which the per-site hypothesis holds)")
+    return Transition(at, within, holds)
+
+
 def _cell_claim(raw: dict, cid: str) -> dict:
     family = _choice(raw.get("family"), FAMILIES, "family", cid)
     tasks = tuple(_choice(t, TASK_FAMILIES, "task family", cid) for t in raw.get("tasks", ()))
@@ -204,8 +260,9 @@ def _cell_claim(raw: dict, cid: str) -> dict:
         if needed not in marks:
             raise ValueError(f"claim {cid!r}: markers {list(marks)} must include {needed!r}")
     paper = PaperValue(**raw["paper"]) if "paper" in raw else None
+    transition = _transition(raw["transition"], exp, cid) if "transition" in raw else None
     return dict(family=family, tasks=tasks, experiment=exp, question=question, markers=marks, paper=paper,
-                cells=tuple(raw.get("cells", ())), csv=raw.get("csv"))
+                cells=tuple(raw.get("cells", ())), csv=raw.get("csv"), transition=transition)
 
 
 def _power_at(raw: dict, cid: str, hyp: Hypothesis) -> float | None:
@@ -233,6 +290,8 @@ def _parse(data: dict) -> tuple[list[Claim], list[Table]]:
                       power_at=_power_at(raw, cid, hyp))
         if "a" in raw or "b" in raw:
             a, b = (by_id.get(raw.get(x)) for x in ("a", "b"))
+            if "transition" in raw:
+                raise ValueError(f"relation {cid!r}: a transition belongs to a sweep claim, not a relation")
             if a is None or b is None or a.is_relation or b.is_relation:
                 raise ValueError(f"relation {cid!r}: a={raw.get('a')!r}, b={raw.get('b')!r} must name earlier cell claims")
             if not hyp.is_comparison:
@@ -309,6 +368,6 @@ def claims_by_id(claims: list[Claim]) -> dict[str, Claim]:
 
 
 __all__ = [
-    "Claim", "EXPERIMENTS", "Experiment", "FAMILIES", "PaperValue", "Table",
-    "claims_by_id", "default_registry_path", "load_registry", "load_tables", "registry_path",
+    "Claim", "EXPERIMENTS", "Experiment", "FAMILIES", "PaperValue", "Table", "Transition",
+    "claims_by_id", "default_registry_path", "load_registry", "load_tables", "registry_path", "site_order",
 ]

@@ -209,14 +209,38 @@ def _claim_page(claim: Claim, res: ClaimResult, verdicts: list[VerdictRow], run_
     if res.sweep:
         from mechinterp.report.plots import sweep_plot
 
-        uri = sweep_plot(res.sweep, f"{claim.id}: rate per site", getattr(claim.hypothesis, "value", None))
-        sweep = dict(uri=uri, rows=[dict(site=site, k=s["k"], n=s["n"], span=f"[{s['low']:.3f}, {s['high']:.3f}]",
-                                         power=_power_of_site(s), decision=s["decision"]) for site, s in res.sweep.items()])
+        uri = sweep_plot(res.sweep, f"{claim.id}: rate per site", getattr(claim.hypothesis, "value", None),
+                         res.transition)
+        marks = crossing_marks(list(res.sweep), res.transition)
+        sweep = dict(uri=uri, transition=res.transition,
+                     rows=[dict(site=site, k=s["k"], n=s["n"], span=f"[{s['low']:.3f}, {s['high']:.3f}]",
+                                power=_power_of_site(s), decision=s["decision"], marks=marks.get(site, []))
+                           for site, s in res.sweep.items()])
     groups = [dict(title=g["title"], bundles=[_bundle(v, claim, run_dir) for v in g["rows"]])
               for g in bundle_groups(verdicts, max_bundles)]
     return render("claim.html", claim.id, claim_id=claim.id, decision=res.decision,
                   facts=[(k, v) for k, v in facts if v not in (None, "")], sweep=sweep, total=len(verdicts),
                   groups=groups)
+
+
+def crossing_marks(sites: list[str], transition: dict | None) -> dict[str, list[str]]:
+    """Per sweep site, the crossing marks its table row carries: ``claimed`` (the claimed crossing lies
+    just before it), ``window`` (a crossing there is inside the claim's tolerance), ``measured`` (the
+    per-site decisions allow the crossing just before it)."""
+    if not transition:
+        return {}
+    order = [*sites, "end"]
+
+    def span(pair):
+        return order[order.index(pair[0]):order.index(pair[1]) + 1]
+
+    marks: dict[str, list[str]] = {}
+    for site in span(transition["claimed"]):
+        marks.setdefault(site, []).append("window")
+    marks.setdefault(transition["at"], []).insert(0, "claimed")
+    for site in span(transition["located"]):
+        marks.setdefault(site, []).append("measured")
+    return marks
 
 
 def _power_of_site(site: dict) -> str:

@@ -7,8 +7,19 @@ import io
 import textwrap
 
 
-def sweep_plot(sweep: dict[str, dict], title: str = "", threshold: float | None = None) -> str:
-    """A ``data:image/png`` URI: rate (dots, line) and 95 % interval (band) at each site of a sweep, in order."""
+def crossing_x(sites: list[str], site: str) -> float:
+    """Where a crossing *before* ``site`` (``"end"``: past the last site) lies on the plot's x axis:
+    halfway between it and the site before."""
+    return (len(sites) if site == "end" else sites.index(site)) - 0.5
+
+
+def sweep_plot(sweep: dict[str, dict], title: str = "", threshold: float | None = None,
+               transition: dict | None = None) -> str:
+    """A ``data:image/png`` URI: rate (dots, line) and 95 % interval (band) at each site of a sweep, in order.
+
+    ``transition`` (a transition claim's record: ``at``, ``claimed`` window, ``located`` span, as site
+    names) marks the claimed crossing (dashed line, its ± window shaded) and the measured one (the span
+    the per-site decisions locate, solid)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -26,6 +37,13 @@ def sweep_plot(sweep: dict[str, dict], title: str = "", threshold: float | None 
     ax.plot(x, rates, "o-", color="#0969da", label="rate")
     if threshold is not None:
         ax.axhline(threshold, color="#cf222e", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    if transition is not None:
+        lo, hi = (crossing_x(sites, s) for s in transition["claimed"])
+        ax.axvspan(lo - 0.04, hi + 0.04, color="#1a7f37", alpha=0.12, label="claimed window")
+        ax.axvline(crossing_x(sites, transition["at"]), color="#1a7f37", linestyle="--", linewidth=1.2,
+                   label=f"claimed crossing (before {transition['at']})")
+        lo, hi = (crossing_x(sites, s) for s in transition["located"])
+        ax.axvspan(lo - 0.06, hi + 0.06, color="#8250df", alpha=0.35, label="measured crossing")
     ax.set_xticks(x, sites, rotation=60, ha="right", fontsize=8)
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("rate")

@@ -126,6 +126,7 @@ class ClaimResult:
     a: str | None = None
     b: str | None = None
     sweep: dict[str, dict] | None = None  # sweep claims: per site k, n, low, high, decision
+    transition: dict | None = None  # transition claims: claimed site and window, located span, per site names
     pairs: dict[str, int] | None = None  # relations: n11, n10, n01, n00, abstained of the paired tasks
     decision_low: float | None = None  # the interval the sequential decision was made on
     decision_high: float | None = None
@@ -277,7 +278,8 @@ def write_run(run_dir: str | Path, metadata: RunMeta, verdicts: list[VerdictRow]
         if cid not in results and cid in index:  # decided without verdicts: a claim its cap made undecidable
             results[cid] = ClaimResult(cid, str(index[cid].hypothesis), d["decision"], 0, 0, None, 0.0, 1.0)
         if cid in results:
-            results[cid] = replace(results[cid], **sequential_fields(d), sweep=d.get("sweep") or results[cid].sweep)
+            results[cid] = replace(results[cid], **sequential_fields(d), sweep=d.get("sweep") or results[cid].sweep,
+                                   transition=d.get("transition") or results[cid].transition)
     for cid, o in (outcomes or {}).items():
         if cid in results:
             continue

@@ -59,6 +59,7 @@ class ClaimOutcome:
     pairs: PairTally | None = None
     sweep: dict[str, dict] | None = None  # per site of a sweep claim: k, n, low, high, decision, ...
     note: str = ""
+    transition: dict | None = None  # a transition claim: claimed site and window, located span (site names)
 
     @property
     def low(self) -> float:
@@ -100,6 +101,10 @@ class ClaimOutcome:
         if self.sweep:
             parts.append("per site: " + ", ".join(
                 f"{site} {s['k']}/{s['n']} {s['decision']} [{pct(s['low'])}, {pct(s['high'])}]" for site, s in self.sweep.items()))
+        if self.transition:
+            t = self.transition
+            parts.append(f"crossing claimed at {t['at']} (window {'..'.join(t['claimed'])}), "
+                         f"located {'..'.join(t['located'])}")
         parts.append(f"95 % {'paired' if paired else 'Wilson'} {interval_text(self.plain, paired)}")
         if self.plan:
             point = f"{100 * self.plan['point']:+.1f} points" if paired else pct(self.plan["point"])
@@ -115,7 +120,7 @@ class ClaimOutcome:
         res = ClaimResult(self.claim.id, str(self.claim.hypothesis), self.decision.value, self.k, self.n, self.rate,
                           self.plain.low, self.plain.high, self.abstained, None if p is None else p.value / 100,
                           None if p is None else p.text, k2=self.k2, n2=self.n2, a=self.claim.a, b=self.claim.b,
-                          sweep=self.sweep, looks=list(self.looks), note=self.note)
+                          sweep=self.sweep, looks=list(self.looks), note=self.note, transition=self.transition)
         if self.rate is not None:
             res.run_text = self.plain.as_difference_text() if paired else self.plain.as_percent_text()
         if paired:

@@ -50,6 +50,17 @@ class Judged:
     outcome: bool | None
 
 
+def transition_record(sites: list[str], at: int, claimed, located, transition, decision: Decision) -> dict:
+    """A transition's claimed site and window and the located span as site names (``"end"``: past the
+    last site), with the decision, for ``results.json`` and the report's sweep plot."""
+    def name(i: int) -> str:
+        return sites[i] if i < len(sites) else "end"
+
+    return {"at": name(at), "claimed": [name(claimed.lo), name(claimed.hi)],
+            "located": [name(located.lo), name(located.hi)], "within": transition.within,
+            "holds": transition.holds, "decision": decision.value}
+
+
 def item_id(item) -> str:
     """A task's or pair's id (what verdict rows and pairing use)."""
     return getattr(item, "pair_id", None) or item.task_id
@@ -349,6 +360,10 @@ class ClaimRunner:
         decisions = {o.decision for o in per_site.values()}
         decision = (Decision.REFUTED if Decision.REFUTED in decisions else
                     Decision.HOLDS if decisions == {Decision.HOLDS} else Decision.INCONCLUSIVE)
+        transition = None
+        if claim.transition is not None:
+            transition = self.transition(claim, {site: o.decision for site, o in per_site.items()})
+            decision = Decision(transition["decision"])
         counts = Tally(sum(o.k for o in per_site.values()), sum(o.n for o in per_site.values()),
                        sum(o.abstained for o in per_site.values()))
         sweep = {}
@@ -366,7 +381,33 @@ class ClaimRunner:
         notes = sorted({o.note for o in per_site.values() if o.note})
         rows = [r for o in per_site.values() for r in o.rows]
         return ClaimOutcome(claim, decision, counts.k, counts.n, counts.abstained, plain_interval(counts), plan=plan,
-                            rows=rows, sweep=sweep, note="; ".join(notes))
+                            rows=rows, sweep=sweep, note="; ".join(notes), transition=transition)
+
+    def transition_at(self, claim: Claim, sites: list[str]) -> int:
+        """The index in ``sites`` (the sweep's, on this model) of the claim's transition site, mapped like
+        the sweep's own parameter (a cutoff as a cutoff: the paper's binding cutoff is the block after an
+        organism's binding block); ``len(sites)`` for the position past the last site."""
+        e, t = claim.experiment, claim.transition
+        mapped = self.site(t.at, claim.family, cutoff=e.get("sweep") == "cutoff")
+        if mapped in sites:
+            return sites.index(mapped)
+        every = ["embed", *(s.name for s in self.model.table.blocks)]
+        if every.index(mapped) == every.index(sites[-1]) + 1:
+            return len(sites)
+        raise ClaimSkipped(f"claim {claim.id!r}: its transition site {t.at} ({mapped} on {self.model.model_id!r}) "
+                           f"is not in its sweep {sites[0]}..{sites[-1]}")
+
+    def transition(self, claim: Claim, decisions: dict[str, Decision]) -> dict:
+        """Decide a transition claim from its sweep's per-site decisions (in sweep order), by the rule of
+        :mod:`mechinterp.stats.transition`: the claimed window (``at`` mapped to this model ± ``within``),
+        the crossing the decisions locate, and the decision, as plain data for the report."""
+        from mechinterp.stats.transition import decide_transition, locate, window
+
+        sites, t = list(decisions), claim.transition
+        at = self.transition_at(claim, sites)
+        claimed = window(at, t.within, len(sites))
+        located = locate(list(decisions.values()), t.holds)
+        return transition_record(sites, at, claimed, located, t, decide_transition(located, claimed))
 
     def _run_relation(self, claim: Claim, registry: dict[str, Claim]) -> ClaimOutcome:
         """Decide ``a - b`` on the tasks both cells draw, paired by task, with its own sequential test."""

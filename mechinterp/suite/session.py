@@ -141,7 +141,8 @@ class SuiteSession:
             return None if ci is None else {"low": ci.low, "high": ci.high, "confidence": ci.confidence}
 
         line = json.dumps({"claim": outcome.claim.id, "decision": outcome.decision.value, "looks": outcome.looks,
-                           "sweep": outcome.sweep, "plan": outcome.plan, "note": outcome.note,
+                           "sweep": outcome.sweep, "transition": outcome.transition, "plan": outcome.plan,
+                           "note": outcome.note,
                            "interval": ends(outcome.interval),
                            "worst_case": ends(outcome.worst_case) if outcome.abstained else None,
                            "rows": [r.to_dict() for r in rows], "time": time.time()}, ensure_ascii=False)
@@ -232,8 +233,8 @@ def merge_parts(run_dir: Path) -> tuple[list, dict[str, dict]]:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut by a killed worker
-            decisions[rec["claim"]] = {k: rec.get(k) for k in ("decision", "looks", "sweep", "plan", "note", "interval",
-                                                               "worst_case")}
+            decisions[rec["claim"]] = {k: rec.get(k) for k in ("decision", "looks", "sweep", "transition", "plan", "note",
+                                                               "interval", "worst_case")}
             for r in rec["rows"]:
                 rows.setdefault((r["claim_id"], r["task_id"]), VerdictRow.from_dict(r))
     return list(rows.values()), decisions
