@@ -272,18 +272,36 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 
 def pytest_collection_finish(session) -> None:
-    """Once ``-m``/``-k``/``--mi-shard`` have chosen the claims: check their prerequisites (not in xdist workers)."""
-    claims = [item for item in session.items if is_claim_item(item)]
+    """Once ``-m``/``-k``/``--mi-shard`` have chosen the claims: check their prerequisites (without
+    xdist; under xdist the controller does, from the workers' collection)."""
+    claims = [c for item in session.items if is_claim_item(item) and (c := _item_claim(item)) is not None]
     if claims and not _worker_id(session.config):
         _check_prerequisites(session.config, claims)
 
 
-def _check_prerequisites(config, claims) -> None:
+_PREREQS_CHECKED_KEY = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids) -> None:
+    """Under xdist the controller collects nothing: check the prerequisites of the claims the first
+    worker collected (every worker collects the same items), once."""
+    config = node.config
+    if config.stash.get(_PREREQS_CHECKED_KEY, False) or _SETTINGS_KEY not in config.stash:
+        return
+    config.stash[_PREREQS_CHECKED_KEY] = True
+    from mechinterp.suite.ids import claims_of_node_ids
+
+    claims = claims_of_node_ids(ids, _registry(config))
+    if claims:
+        _check_prerequisites(config, claims)
+
+
+def _check_prerequisites(config, selected) -> None:
     """Every missing prerequisite of the collected claims in one message before any runs: printed, or under
     ``--mi-strict`` the end of the run (a CI job must not pass having decided nothing)."""
     from mechinterp.suite.prereqs import describe, missing_prerequisites
 
-    selected = [c for item in claims if (c := _item_claim(item)) is not None]
     missing = missing_prerequisites(selected, _registry(config), config.stash[_SETTINGS_KEY])
     if not missing:
         return

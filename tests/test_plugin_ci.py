@@ -74,6 +74,35 @@ def test_missing_prerequisites_in_one_message(pytester, monkeypatch, tmp_path):
     loose.stdout.fnmatch_lines(["*missing prerequisites (the claims that need them are skipped)*", "*5 skipped*"])
 
 
+def test_missing_prerequisites_are_named_under_xdist_too(pytester, monkeypatch, tmp_path):
+    """Under ``-n`` the controller collects nothing: it reads the workers' collection, prints the one
+    message, and under ``--mi-strict`` stops the run before any claim."""
+    _no_key(monkeypatch)
+    _copy_claims(pytester)
+    args = ["-n", "2", "-m", "lens and (human or style)", "-k", "double.7", "--mi-cache-dir", str(tmp_path / "c")]
+    loose = pytester.runpytest_subprocess(*args, "--mi-report", str(tmp_path / "loose"))
+    assert loose.ret == pytest.ExitCode.OK
+    text = loose.stdout.str()
+    assert text.count("missing prerequisites (the claims that need them are skipped)") == 1, text
+    assert "data dir: the task families human, style need one" in text
+    strict = pytester.runpytest_subprocess(*args, "--mi-strict", "--mi-report", str(tmp_path / "strict"))
+    text = strict.stdout.str() + strict.stderr.str()
+    assert strict.ret == pytest.ExitCode.USAGE_ERROR, text
+    assert "missing prerequisites" in text and " passed" not in text and " skipped" not in text
+
+
+def test_node_ids_map_back_to_their_claims():
+    from mechinterp.claims import claims_by_id, load_registry
+    from mechinterp.suite.ids import claims_of_node_ids, test_id
+
+    registry = claims_by_id(load_registry())
+    ids = [f"claims/test_knockout.py::test_knockout[{test_id('knockout[ref->text]-color')}]@color-knockout",
+           f"claims/test_relations.py::test_relation[{test_id('rel[ko.text>ko.image]-color')}]",
+           "mine.claims.toml::lens[double.7]-style", "tests/test_other.py::test_x", "claims/test_lens.py::test_lens[nope]"]
+    assert [c.id for c in claims_of_node_ids(ids, registry)] == [
+        "knockout[ref->text]-color", "rel[ko.text>ko.image]-color", "lens[double.7]-style"]
+
+
 def test_strict_turns_skips_and_inconclusives_into_failures(pytester, monkeypatch, tmp_path):
     _no_key(monkeypatch)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "not-used")  # the key is there: the skip comes from the empty data dir

@@ -49,3 +49,22 @@ def test_ids(claim_ids) -> dict[str, str]:
 
 
 test_ids.__test__ = False
+
+
+_PARAM = re.compile(r"\[(?P<param>.+)\](?:@[^\[\]]*)?$")
+
+
+def claims_of_node_ids(node_ids, registry: dict) -> list:
+    """The registry's claims that collected node ids run (``test_knockout[<test id>]``, possibly tagged
+    ``@group``; a user claims file's item named by its test id), each once, in node order. The xdist
+    controller has only the node ids its workers collected."""
+    by_test_id = {tid: registry[cid] for cid, tid in test_ids(registry).items()}
+    out: dict[str, object] = {}
+    for nid in node_ids:
+        last = nid.rsplit("::", 1)[-1]
+        m = _PARAM.search(last)
+        for name in ((m.group("param"),) if m else ()) + (last.split("@", 1)[0],):
+            if name in by_test_id:
+                out.setdefault(by_test_id[name].id, by_test_id[name])
+                break
+    return list(out.values())

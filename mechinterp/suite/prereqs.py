@@ -25,13 +25,11 @@ def _cells(claims, registry: dict) -> list:
 
 def _needs_data(cell) -> str | None:
     """The task family a cell reads from the data dir, or ``None`` when its tasks ship with the project."""
+    from mechinterp.claims.draws import drawn_family
     from mechinterp.tasks import FAMILIES, PAIR_FAMILIES
-    from mechinterp.vocabulary import EXPERIMENTS
 
-    family = cell.tasks[0] if cell.tasks else cell.family
-    kind = EXPERIMENTS.get(cell.experiment.name) if cell.experiment is not None else None
-    table = PAIR_FAMILIES if kind is not None and kind.pairs else FAMILIES  # the table says which kinds run on pairs
-    info = table.get(family)
+    family, pairs = drawn_family(cell)  # what the runner draws from (the table says which kinds run on pairs)
+    info = (PAIR_FAMILIES if pairs else FAMILIES).get(family)
     return family if info is not None and info.needs != "in-project" else None
 
 
