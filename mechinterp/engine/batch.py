@@ -86,6 +86,22 @@ def reference_latents(pipe, image) -> torch.Tensor:
     return latents
 
 
+#: reference latents kept per model (a look draws few distinct references: 8 solid colours)
+_REF_MEMO_SIZE = 64
+
+
+def _memo_reference_latents(model, edit: Edit) -> torch.Tensor:
+    """:func:`reference_latents` of the edit's reference, memoised on the model by the reference's
+    content digest (the VAE encode is deterministic, so a memoised tensor equals a recomputed one)."""
+    memo = model.reference_memo
+    key = (edit.reference_digest, str(model.device), str(model.pipe.vae.dtype))
+    if key not in memo:
+        if len(memo) >= _REF_MEMO_SIZE:
+            memo.pop(next(iter(memo)))
+        memo[key] = reference_latents(model.pipe, edit.reference)
+    return memo[key]
+
+
 def _swap_references(transformer, n_image: int, refs: torch.Tensor):
     """A transformer pre-hook replacing the (shared) reference rows with per-sample ones."""
 
@@ -114,7 +130,7 @@ def generate_many(model, edits: Sequence[Edit], interventions: Iterable[Interven
     swap = None
     digests = {e.reference_digest for e in edits}
     if first.reference is not None and len(digests) > 1:
-        refs = torch.cat([reference_latents(model.pipe, e.reference) for e in edits])
+        refs = torch.cat([_memo_reference_latents(model, e) for e in edits])
         swap = _swap_references(model.transformer, layouts[0].n_image, refs)
     try:
         with model.intervene(first, *interventions, *captures, layout=layouts[0]) as ctx:

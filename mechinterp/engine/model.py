@@ -32,6 +32,8 @@ from mechinterp.engine.sites import SiteTable
 #: one transformer pass per step, the pass every intervention is defined on. That is not such a
 #: checkpoint's recommended sampling (CFG, more steps), and is said so in ``Model.sampling``.
 GUIDANCE_SCALE = 1.0
+#: token layouts a model keeps (a suite run sees a few hundred prompts)
+_LAYOUT_MEMO_SIZE = 4096
 #: where the initial noise is drawn: ``"device"`` (the model's device, as the authors' runs:
 #: ``torch.Generator(<model device>)``, so CUDA noise on a GPU) or ``"cpu"`` (device-independent)
 GENERATORS = ("device", "cpu")
@@ -57,6 +59,10 @@ class Model:
         """Wrap ``pipe``; ``meta`` (a :class:`ModelMeta`, default: the one ``pipe`` carries) gives the text
         length, text-encoder layers, wiring and id unless the keyword arguments name them."""
         self._knockout_mode, self._ref_drop_mode = check_modes(knockout_mode, ref_drop_mode)
+        #: reference latents of batched generations by (reference digest, device, dtype) (``engine.batch``)
+        self.reference_memo: dict = {}
+        #: token layouts by (prompt, instruction, size, reference size): tokenising is a generation's hot spot
+        self.layout_memo: dict = {}
         if generator not in GENERATORS:
             raise ValueError(f"generator {generator!r}: expected one of {', '.join(GENERATORS)} "
                              "(the model's device, as the authors' runs, or the CPU for device-independent noise)")
@@ -132,10 +138,18 @@ class Model:
         return f"noise={self.noise_device.type};guidance={GUIDANCE_SCALE:g}"
 
     def layout(self, edit: Edit) -> TokenLayout:
-        """Token groups of ``edit`` in the joint sequence ``[text | image | ref]``."""
+        """Token groups of ``edit`` in the joint sequence ``[text | image | ref]`` (memoised by what
+        decides them: prompt, instruction, size and reference size; a layout is never modified)."""
         ref_size = None if edit.reference is None else edit.reference.size
-        return build_layout(self.pipe.tokenizer, edit.text, edit.instruction, self.text_len,
-                            edit.height, edit.width, ref_size, self.multiple_of)
+        key = (edit.text, edit.instruction, edit.height, edit.width, ref_size)
+        layout = self.layout_memo.get(key)
+        if layout is None:
+            if len(self.layout_memo) >= _LAYOUT_MEMO_SIZE:
+                self.layout_memo.pop(next(iter(self.layout_memo)))
+            layout = self.layout_memo[key] = build_layout(self.pipe.tokenizer, edit.text, edit.instruction,
+                                                          self.text_len, edit.height, edit.width, ref_size,
+                                                          self.multiple_of)
+        return layout
 
     def intervene(self, edit: Edit, *interventions: Intervention, layout: TokenLayout | None = None) -> Intervene:
         """A context applying ``interventions`` (plus the model's wiring) for generations of ``edit``.
