@@ -49,8 +49,15 @@ class OrganismSpec:
     wiring: tuple[Knockout, ...]
     purpose: str
     seed: int = 0
-    #: the one block where the reference may write into the text (``sites.color`` of its mechinterp.json)
+    #: the one block where the reference may write into the text (``sites.<family>`` of its mechinterp.json)
     binding: str = BINDING_SITE
+    #: what it learns: ``color`` (``organisms.data``) or ``glyph`` (``organisms.glyph_data``: identity)
+    task: str = "color"
+
+    @property
+    def family(self) -> str:
+        """The claim family its task stands for: ``color``, or ``human`` for the glyph identity task."""
+        return "human" if self.task == "glyph" else "color"
 
 
 ORGANISMS: dict[str, OrganismSpec] = {
@@ -79,6 +86,20 @@ ORGANISMS: dict[str, OrganismSpec] = {
             f"the colour is in the text from {block} on and a reference drop from the next block on changes nothing",
             binding=block,
         ) for block in ("double.1", "single.0")),
+        OrganismSpec(
+            "identity-image",
+            (Knockout("ref", "text"), Knockout("image", "text")),
+            "identity can travel only reference->image: the text never attends to the reference, nor to the "
+            "image that does, so it is a function of the prompt alone; every human-identity claim should hold",
+            task="glyph",
+        ),
+        OrganismSpec(
+            "identity-text",
+            (Knockout("ref", "image"), Knockout("ref", "text", AFTER_BINDING)),
+            "identity can travel only through the text, which reads the reference at double.0 alone: the "
+            "human claims the wiring fixes should be refuted",
+            task="glyph",
+        ),
     )
 }
 

@@ -116,6 +116,8 @@ class ClaimRunner:
         self.steps = steps or meta.steps
         self.site_map = dict(meta.site_map)
         self.family_sites = dict(meta.sites)
+        #: the task family that stands for a claim's on this model (the identity organisms: human -> glyph)
+        self.task_map = dict(meta.tasks)
         self.on_generation = on_generation
         self.on_progress = on_progress  # (claim, samples done, budget, k, n) after each sample
         self._done: dict[str, ClaimOutcome] = {}
@@ -173,10 +175,12 @@ class ClaimRunner:
             self.sweep_sites(claim)
 
     def items(self, claim: Claim) -> list:
-        """All the claim's tasks (or pairs, for patching) in its sampling order; a plan takes a prefix."""
+        """All the claim's tasks (or pairs, for patching) in its sampling order; a plan takes a prefix.
+        A model's ``tasks`` (mechinterp.json) may name the family that stands for the claim's on it."""
         from mechinterp.tasks import load_family, load_pairs, sample
 
         family = claim.tasks[0] if claim.tasks else claim.family
+        family = self.task_map.get(family, family)
         try:
             if EXPERIMENTS[claim.experiment.name].pairs:
                 items = load_pairs(family, self.data_dir)
