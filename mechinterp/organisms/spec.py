@@ -9,6 +9,12 @@ place its colour can sit, and patching or lensing that site sees everything the 
   can only be written into the padding tokens (the suite's default model);
 - ``direct``: ref→text cut everywhere, so the colour can only come straight from the reference;
 - ``free``: no wiring;
+- ``identity-image``, ``identity-text`` (the glyph identity task, ``mechinterp.tasks.glyph``; the
+  glyph family stands for ``human`` on them): ``identity-image`` cuts ref→text and image→text
+  everywhere, so the text is a function of the prompt alone and identity can travel only
+  reference→image; ``identity-text`` cuts ref→image everywhere, ref→text after ``double.0`` and
+  image→text at ``double.0``, so the glyph reaches the image only through what the text read from
+  the reference at ``double.0``;
 - ``late-double.1``, ``late-single.0``: as ``text-routed`` but binding at a later block ``B``
   (ref→text cut at every block but ``B``): where the colour enters the text is known, so where the
   suite finds it is checked (issue 17). A binding at ``single.1`` leaves two blocks for text→image
@@ -95,9 +101,10 @@ ORGANISMS: dict[str, OrganismSpec] = {
         ),
         OrganismSpec(
             "identity-text",
-            (Knockout("ref", "image"), Knockout("ref", "text", AFTER_BINDING)),
-            "identity can travel only through the text, which reads the reference at double.0 alone: the "
-            "human claims the wiring fixes should be refuted",
+            (Knockout("ref", "image"), Knockout("ref", "text", AFTER_BINDING), Knockout("image", "text", (BINDING_SITE,))),
+            "identity can travel only through the text, which reads the reference at double.0 alone (and not the "
+            "noisy image there, so what it holds is a function of prompt and reference): the human claims the "
+            "wiring fixes should be refuted",
             task="glyph",
         ),
     )

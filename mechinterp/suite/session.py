@@ -23,14 +23,6 @@ from mechinterp.suite import PARTS
 from mechinterp.suite.settings import Settings, judge_kind
 
 
-def claim_family(claim, registry: dict | None) -> str | None:
-    """A claim's family; a relation's is its first cell's (both cells of a registry relation share it)."""
-    if claim.is_relation:
-        cell = (registry or {}).get(claim.a)
-        return None if cell is None else cell.family
-    return claim.family
-
-
 class BudgetExhausted(ClaimSkipped):
     """The run's generation or dollar budget is used up."""
 
@@ -64,7 +56,7 @@ class SuiteSession:
         return self.settings.model or default_model(family)
 
     @property
-    def _model(self):  # noqa: D401
+    def _model(self):
         """The default model if it is loaded (what the run's metadata describes), else ``None``."""
         return self._models.get(self.model_spec())
 
@@ -162,7 +154,7 @@ class SuiteSession:
     def check(self, claim, registry: dict) -> ClaimOutcome:
         """Run one claim and record its verdict rows; raises ``ClaimSkipped`` when it cannot run."""
         try:
-            outcome = self.runner_for(claim_family(claim, registry)).run(claim, registry)
+            outcome = self.runner_for(claim.family).run(claim, registry)
         finally:
             if self.progress:
                 self.progress.finish()
