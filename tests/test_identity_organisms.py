@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 
+import mechinterp.claims  # noqa: F401  (numpy/scipy loaded here, as in tests/test_plugin.py, before pytester's in-process runs)
 from mechinterp.claims import load_registry
 from mechinterp.resources import DEFAULT_ORGANISM, default_model
 from mechinterp.suite.models import organisms_dir, resolve_model
 from mechinterp.suite.settings import judge_kind
+
+pytest_plugins = ["pytester"]
 
 CLAIMS = Path(__file__).resolve().parents[1] / "claims"
 IDENTITY = ("identity-image", "identity-text")
