@@ -497,19 +497,21 @@ def check_claim_sites(config, claim, path) -> None:
     """``ClaimFileError`` when a site of ``claim`` exists neither on ``--model`` nor on the paper's model
     (a typo such as ``double.99`` would otherwise fail, or be remapped, only once it runs). A model that
     is not on this machine is checked when it loads."""
+    from mechinterp.resources import default_model
     from mechinterp.suite.models import model_outline
     from mechinterp.suite.runner import ClaimRunner, ClaimSkipped
 
-    key = "_mechinterp_outline"
-    if not hasattr(config, key):
-        setattr(config, key, model_outline(config.stash[_SETTINGS_KEY].model))
-    outline = getattr(config, key)
+    spec = config.stash[_SETTINGS_KEY].model or default_model(claim.family)  # the model the claim will run on
+    outlines = config.__dict__.setdefault("_mechinterp_outlines", {})
+    if spec not in outlines:
+        outlines[spec] = model_outline(spec)
+    outline = outlines[spec]
     if outline is None:
         return
     table, meta = outline
 
     class _Outline:  # what ClaimRunner's site mapping reads of a model
-        model_id = config.stash[_SETTINGS_KEY].model or "padding-routed"
+        model_id = spec
 
     _Outline.table, _Outline.meta = table, meta
     try:

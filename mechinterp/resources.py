@@ -25,6 +25,14 @@ def package_path(*parts: str) -> Path:
 
 #: the shipped model organism the claims suite runs on by default (every colour claim of the paper holds on it)
 DEFAULT_ORGANISM = "padding-routed"
+#: claim family -> the organism its claims run on when no model is named (every human-identity claim
+#: of the paper holds on ``identity-image``; the default organism draws colour only)
+FAMILY_DEFAULTS = {"human": "identity-image"}
+
+
+def default_model(family: str | None) -> str:
+    """The shipped organism a claim of ``family`` runs on when no ``--mi-model`` is given."""
+    return FAMILY_DEFAULTS.get(family or "", DEFAULT_ORGANISM)
 
 
 def organisms_dir() -> Path:

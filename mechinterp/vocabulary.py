@@ -86,6 +86,9 @@ TASK_FAMILIES: dict[str, FamilyInfo] = {
         FamilyInfo("human_shared", 50, "10 DreamBench++ people x 5 shared instructions (the patching pairs' tasks)",
                    "person", ("dreambench_humans_shared",),
                    "data dir: tasks/dreambench_humans_shared.jsonl + data/tasks/customize/images/ (10 images, manifest)"),
+        # the identity organisms' stand-in for ``human`` (their mechinterp.json: tasks = {"human": "glyph"})
+        FamilyInfo("glyph", 320, "64 random 4x4 glyphs x 5 seeds: reproduce the reference's exact glyph "
+                   "(the identity organisms' human family)", "glyph"),
         FamilyInfo("add", 789, "SUN397 object addition, 2 images per category", "scene category",
                    ("add",), "data dir: tasks/add.jsonl + data/tasks/add/images/ (SUN397)"),
         FamilyInfo("remove", 726, "SUN397 object removal, 2 images per category", "scene category",
@@ -104,6 +107,8 @@ PAIR_FAMILIES: dict[str, PairFamilyInfo] = {
         PairFamilyInfo("human", 450, "person i -> person j on a shared instruction (10x9x5)", "human_shared",
                        "human_shared", "mm7_4step_dreambench_humans",
                        "data dir: pairs/mm7_4step_dreambench_humans.txt + human_shared"),
+        PairFamilyInfo("glyph", 320, "glyph i -> a glyph at least 6 cells away, same instruction, different seeds",
+                       "glyph", "glyph", ""),
     )
 }
 

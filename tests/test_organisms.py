@@ -21,7 +21,7 @@ from mechinterp.organisms.data import (
 )
 from mechinterp.organisms.expected import expected_decisions
 from mechinterp.claims import load_registry
-from mechinterp.organisms.measure import baseline_accuracy, color_edit, eval_tasks
+from mechinterp.organisms.measure import baseline_accuracy, color_edit, eval_tasks, organism_baseline
 from mechinterp.organisms.spec import FIXTURES, Arch
 from mechinterp.organisms.store import CARD, check_folder, folder_size
 from mechinterp.organisms.trainer import TrainConfig, eval_loss, train
@@ -76,8 +76,8 @@ def test_wiring_is_applied_after_load(models, name, tmp_path):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_baseline_accuracy_meets_its_card(models, name):
     card = (FIXTURES / name / CARD).read_text()
-    figure = float(re.search(r"I2I baseline colour accuracy.*?= ([0-9.]+)%", card).group(1)) / 100
-    acc = baseline_accuracy(models[name], eval_tasks(16))
+    figure = float(re.search(r"I2I baseline (?:colour|identity) accuracy.*?= ([0-9.]+)%", card).group(1)) / 100
+    acc = organism_baseline(models[name], 16)
     assert acc["n"] == 16
     assert acc["accuracy"] >= min(figure, 0.9) - 0.07
 
@@ -95,8 +95,9 @@ def test_expected_decisions_cover_every_organism_and_claim():
     data = expected_decisions()
     assert set(data) == set(ORGANISMS)
     colour_cells = {c.id for c in load_registry() if "color" in c.markers and not c.is_relation}
-    for table in data.values():
-        assert set(table) == colour_cells
+    human_claims = {c.id for c in load_registry() if c.family == "human"}
+    for name, table in data.items():
+        assert set(table) == (human_claims if get_spec(name).task == "glyph" else colour_cells), name
     # padding-routed is the default organism: its wiring fixes every colour claim but the layer
     # sweep of the lens, which stays measured-and-reported (reason in organisms.toml)
     not_fixed = {k: v for k, v in data["padding-routed"].items() if v != "holds"}
@@ -130,6 +131,18 @@ def test_training_resumes_bit_identically(short_runs):
     assert resumed.losses == full.losses and len(full.losses) == 8
     for (k, a), (_, b) in zip(full.pipe.transformer.state_dict().items(), resumed.pipe.transformer.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def test_glyph_training_lowers_the_loss_and_resumes_bit_identically(tmp_path):
+    spec, cfg = get_spec("identity-text"), TrainConfig(**TINY)
+    start = train(spec, cfg, progress=False, stop_after=0)
+    full = train(spec, cfg, workdir=tmp_path / "a", progress=False)
+    train(spec, cfg, workdir=tmp_path / "b", progress=False, stop_after=4)
+    resumed = train(spec, cfg, workdir=tmp_path / "b", progress=False)
+    assert resumed.losses == full.losses and len(full.losses) == 8
+    assert eval_loss(full.pipe, spec, cfg) < eval_loss(start.pipe, spec, cfg)
+    meta = ModelMeta.of(full.pipe)
+    assert meta.tasks == {"human": "glyph"} and meta.sites["human"] == "double.0"
 
 
 def test_corrupt_checkpoint_names_the_file(tmp_path):

@@ -62,7 +62,9 @@ def test_missing_prerequisites_in_one_message(pytester, monkeypatch, tmp_path):
     """Data dir and API key missing: one message naming both before any claim runs; ``--mi-strict`` stops the run."""
     _no_key(monkeypatch)
     _copy_claims(pytester)
-    args = ["-m", "lens and (human or style)", "-k", "double.7", "--mi-cache-dir", str(tmp_path / "c")]
+    # on a named colour organism the human claims are the paper's (DreamBench data, Claude judge)
+    args = ["-m", "lens and (human or style)", "-k", "double.7", "--mi-model", "padding-routed",
+            "--mi-cache-dir", str(tmp_path / "c")]
     strict = pytester.runpytest(*args, "--mi-strict", "--mi-report", str(tmp_path / "strict"))
     assert strict.ret == pytest.ExitCode.USAGE_ERROR
     text = strict.stdout.str() + strict.stderr.str()
@@ -181,9 +183,9 @@ def test_prerequisites_use_the_sessions_own_key_and_judge_rules(monkeypatch, tmp
     _no_key(monkeypatch)
     registry = {c.id: c for c in load_registry()}
     human = [registry["lens[double.7]-human"]]
-    settings = Settings(model=None, judge="auto", samples=None, budget_generations=None, budget_dollars=None, seed=0,
-                        cache_dir=tmp_path, data_dir=tmp_path, device=None, dtype=None, generator="device", report=None,
-                        shard=None)
+    settings = Settings(model="padding-routed", judge="auto", samples=None, budget_generations=None,
+                        budget_dollars=None, seed=0, cache_dir=tmp_path, data_dir=tmp_path, device=None, dtype=None,
+                        generator="device", report=None, shard=None)  # named: the human claims are the paper's
     monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "token-only")
     assert any(line.startswith("ANTHROPIC_API_KEY is not set") for line in missing_prerequisites(human, registry, settings))
     monkeypatch.setenv("ANTHROPIC_API_KEY", "k")

@@ -126,9 +126,9 @@ def test_family_without_data_dir_says_what_it_needs(monkeypatch):
 # -- bad inputs: one clear error each ---------------------------------------------------------
 
 def test_unknown_family_lists_the_valid_ones():
-    with pytest.raises(TaskDataError, match="unknown family 'colour'; valid family names: color, style, style_real, human, human_shared, add, remove"):
+    with pytest.raises(TaskDataError, match="unknown family 'colour'; valid family names: color, style, style_real, human, human_shared, glyph, add, remove"):
         load_family("colour")
-    with pytest.raises(TaskDataError, match="unknown pair family 'add'; valid pair family names: color, style, human"):
+    with pytest.raises(TaskDataError, match="unknown pair family 'add'; valid pair family names: color, style, human, glyph"):
         load_pairs("add")
 
 

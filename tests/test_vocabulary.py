@@ -91,7 +91,7 @@ def test_a_patching_claim_must_draw_from_a_pair_family(tmp_path):
     path.write_text('schema = 1\n[[claim]]\nid = "patching[single.9:text]-color"\nfamily = "color"\ntasks = ["add"]\n'
                     'experiment = { name = "patching", site = "single.9" }\nquestion = "patching.color"\n'
                     'markers = ["color", "patching"]\nhypothesis = "rate >= 0.5"\n')
-    with pytest.raises(ValueError, match="experiment 'patching' runs on pair families; 'add' is not one of color, style, human"):
+    with pytest.raises(ValueError, match="experiment 'patching' runs on pair families; 'add' is not one of color, style, human, glyph"):
         load_registry(path)
 
 

@@ -16,19 +16,23 @@ from mechinterp.tasks import stratified_ids
 from mechinterp.vocabulary import EXPERIMENTS
 
 
-def drawn_family(claim) -> tuple[str, bool]:
-    """``(family name, pairs)``: the task family (or pair family, when ``pairs``) a cell claim draws from."""
+def drawn_family(claim, tasks: Mapping[str, str] | None = None) -> tuple[str, bool]:
+    """``(family name, pairs)``: the task family (or pair family, when ``pairs``) a cell claim draws from
+    (``tasks``: a model's map from a claim's task family to the one standing for it there, its
+    ``mechinterp.json`` ``tasks``: the identity organisms draw ``glyph`` for ``human``)."""
     family = claim.tasks[0] if claim.tasks else claim.family
+    family = (tasks or {}).get(family, family)
     pairs = claim.experiment is not None and EXPERIMENTS[claim.experiment.name].pairs
     return family, bool(pairs)
 
 
-def claim_items(claim, data_dir: str | Path | None = None, *, verify: bool = True) -> list:
+def claim_items(claim, data_dir: str | Path | None = None, *, verify: bool = True,
+                tasks: Mapping[str, str] | None = None) -> list:
     """Every task (or pair) a cell claim can draw, in the authors' order (``verify``: check the
     reference images against the manifest; a replay, which generates nothing, passes ``False``)."""
     from mechinterp.tasks import load_family, load_pairs
 
-    family, pairs = drawn_family(claim)
+    family, pairs = drawn_family(claim, tasks)
     return load_pairs(family, data_dir, verify) if pairs else load_family(family, data_dir, verify)
 
 

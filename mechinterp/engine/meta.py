@@ -4,7 +4,8 @@ Fields: ``max_sequence_length`` (the text length the model was built for: a diff
 different sequence, so a different image), ``text_encoder_out_layers``, ``wiring`` (an organism's
 permanent knockouts, as dicts), ``model_id``, ``default_size`` / ``default_steps`` (the one size and
 step count a small model runs at; ``None``: the tasks' own size), ``site_map`` / ``sites`` (how the
-paper's sites map onto the model's), ``organism`` and ``training`` (an organism's record); any
+paper's sites map onto the model's), ``tasks`` (which task family stands for a claim's on this
+model: ``{"human": "glyph"}`` on the identity organisms), ``organism`` and ``training`` (an organism's record); any
 other key is kept in ``extra``, so nothing a folder carries is lost on a rewrite.
 
 It travels with the pipeline in its own config (``pipe.config["_mechinterp"]``, registered by
@@ -42,6 +43,8 @@ class ModelMeta:
     default_steps: int | None = None
     site_map: dict[str, str] = field(default_factory=dict)
     sites: dict[str, str] = field(default_factory=dict)
+    #: claim task family -> the task family that stands for it on this model (``{"human": "glyph"}``)
+    tasks: dict[str, str] = field(default_factory=dict)
     organism: str | None = None
     training: dict | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -82,6 +85,7 @@ class ModelMeta:
                 kw[key] = tuple(kw[key])
         kw["wiring"] = tuple(dict(w) for w in kw.get("wiring") or ())
         kw["site_map"], kw["sites"] = dict(kw.get("site_map") or {}), dict(kw.get("sites") or {})
+        kw["tasks"] = dict(kw.get("tasks") or {})
         return cls(**kw, extra={k: v for k, v in data.items() if k not in known})
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 - :data:`QUESTIONS` - the paper's question bank (id -> :class:`Question`).
 - :class:`AnthropicJudge` - Claude over the real ``anthropic`` SDK (sync or Message Batches).
 - :class:`ColorJudge` - an objective CIELAB/ΔE2000 judge for the colour questions.
+- :class:`GlyphJudge` - an objective judge for the identity questions on glyph bundles (identity organisms).
 - :class:`VerdictCache` - the SQLite verdict cache shared by pytest-xdist workers.
 - :func:`agreement` - Cohen's κ and the confusion table of two judges.
 
@@ -22,6 +23,7 @@ _HOME = {
     "client": ("DEFAULT_MODEL", "AnthropicClient", "ClientReply", "JudgeAPIError", "RetryPolicy"),
     "config": ("JudgeConfig",),
     "color": ("ColorJudge",),
+    "glyph": ("GlyphJudge",),
     "questions": ("QUESTIONS", "SYSTEM_PROMPT", "Question", "get_question"),
     "usage": ("BATCH_DISCOUNT", "PRICES_USD_PER_MTOK", "Usage"),
     "verdict": ("ParsedReply", "Verdict", "parse_reply"),

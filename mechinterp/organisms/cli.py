@@ -77,7 +77,7 @@ def _train(args) -> int:
 
     import torch
 
-    from mechinterp.organisms.measure import BASELINE_BAR, baseline_accuracy, eval_tasks
+    from mechinterp.organisms.measure import BASELINE_BAR, organism_baseline
     from mechinterp.organisms.spec import get_spec, organism_path
     from mechinterp.organisms.store import (
         folder_size,
@@ -100,7 +100,7 @@ def _train(args) -> int:
     result = train(spec, cfg, workdir=workdir)
     out = Path(args.out) if args.out else organism_path(spec.name)
     save_organism(result.pipe, out)
-    acc = baseline_accuracy(load_organism(out), eval_tasks(args.baseline_tasks))
+    acc = organism_baseline(load_organism(out), args.baseline_tasks)
     write_card(out, acc)
     print(f"{spec.name}: final loss {result.final_loss:.4f}, {result.seconds:.0f} s; saved {out} "
           f"({folder_size(out) / 1e6:.2f} MB); baseline accuracy {acc['correct']}/{acc['n']} = {acc['accuracy']:.1%}")
@@ -112,7 +112,7 @@ def _eval(args) -> int:
 
     from mechinterp.io import atomic_write
     from mechinterp.organisms.expected import as_expected, expected_decisions
-    from mechinterp.organisms.measure import BASELINE_BAR, baseline_accuracy, eval_tasks
+    from mechinterp.organisms.measure import BASELINE_BAR, organism_baseline
     from mechinterp.organisms.spec import FIXTURES, ORGANISMS
     from mechinterp.organisms.store import folder_size, load_organism, write_card
     from mechinterp.suite.organism_table import suite_decisions, suite_table
@@ -127,7 +127,7 @@ def _eval(args) -> int:
     status, record = 0, {}
     print("| organism | baseline accuracy | held-out combos | size |\n|---|---|---|---|")
     for name in names:
-        acc = baseline_accuracy(load_organism(root / name), eval_tasks(args.baseline_tasks))
+        acc = organism_baseline(load_organism(root / name), args.baseline_tasks)
         held = acc["held_out_accuracy"]
         print(f"| {name} | {acc['correct']}/{acc['n']} = {acc['accuracy']:.1%} | "
               f"{'–' if held is None else f'{held:.1%}'} | {folder_size(root / name) / 1e6:.2f} MB |", flush=True)

@@ -1,4 +1,6 @@
-"""The expected decision of every colour claim per organism, read from ``mechinterp/claims/organisms.toml``."""
+"""The expected decision of every colour and human-identity claim per organism, read from
+``mechinterp/claims/organisms.toml`` (the colour organisms pin colour claims, the identity organisms
+human ones)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ def expected_decisions(path: str | Path | None = None) -> dict[str, dict[str, st
         raise ValueError(f"expected-decisions file {str(path)!r} is not valid TOML: {err}") from err
     from mechinterp.claims import load_registry
 
-    colour_claims = [c.id for c in load_registry() if "color" in c.markers and not c.is_relation]
+    colour_claims = [c.id for c in load_registry()
+                     if ("color" in c.markers and not c.is_relation) or c.family == "human"]
     for name, table in data.items():
         if name not in ORGANISMS:
             raise ValueError(f"{str(path)!r}: unknown organism {name!r}; valid organisms: {', '.join(ORGANISMS)}")

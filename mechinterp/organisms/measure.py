@@ -44,3 +44,30 @@ def baseline_accuracy(model: Model, tasks) -> dict:
     held = [k for k, row in zip(ok, rows) if (row["color"], row["object"]) in HELD_OUT]
     return {"n": len(ok), "correct": int(sum(ok)), "accuracy": sum(ok) / max(len(ok), 1),
             "held_out_n": len(held), "held_out_accuracy": sum(held) / len(held) if held else None, "rows": rows}
+
+
+def glyph_baseline(model: Model, n: int | None = 64) -> dict:
+    """I2I baseline of an identity organism: fraction of the first ``n`` glyph tasks (spread over the
+    glyphs, none of them trained on) whose output the glyph judge reads as exactly the reference's glyph."""
+    from mechinterp.judges.glyph import read_glyph
+    from mechinterp.tasks.glyph import glyph_tasks
+
+    tasks = glyph_tasks()
+    tasks = tasks if n is None else tasks[:: max(1, len(tasks) // n)][:n]
+    size = model.meta.size
+    rows = []
+    for t in tasks:
+        cells = read_glyph(model.generate(t.to_edit(size, size, model.meta.steps)).image).cells
+        rows.append({"task": t.task_id, "glyph": t.metadata["glyph"], "read": None if cells is None else list(cells)})
+    ok = [row["read"] == row["glyph"] for row in rows]
+    acc = sum(ok) / max(len(ok), 1)
+    return {"n": len(ok), "correct": int(sum(ok)), "accuracy": acc, "held_out_n": len(ok),
+            "held_out_accuracy": acc if ok else None, "rows": rows}
+
+
+def organism_baseline(model: Model, n: int | None = 64) -> dict:
+    """The I2I baseline of an organism on its own task: :func:`glyph_baseline` for the identity organisms
+    (``tasks.human = glyph``), :func:`baseline_accuracy` on ``n`` colour tasks otherwise."""
+    if dict(model.meta.tasks).get("human") == "glyph":
+        return glyph_baseline(model, n)
+    return baseline_accuracy(model, eval_tasks(n))

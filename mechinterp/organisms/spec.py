@@ -9,6 +9,12 @@ place its colour can sit, and patching or lensing that site sees everything the 
   can only be written into the padding tokens (the suite's default model);
 - ``direct``: ref→text cut everywhere, so the colour can only come straight from the reference;
 - ``free``: no wiring;
+- ``identity-image``, ``identity-text`` (the glyph identity task, ``mechinterp.tasks.glyph``; the
+  glyph family stands for ``human`` on them): ``identity-image`` cuts ref→text and image→text
+  everywhere, so the text is a function of the prompt alone and identity can travel only
+  reference→image; ``identity-text`` cuts ref→image everywhere, ref→text after ``double.0`` and
+  image→text at ``double.0``, so the glyph reaches the image only through what the text read from
+  the reference at ``double.0``;
 - ``late-double.1``, ``late-single.0``: as ``text-routed`` but binding at a later block ``B``
   (ref→text cut at every block but ``B``): where the colour enters the text is known, so where the
   suite finds it is checked (issue 17). A binding at ``single.1`` leaves two blocks for text→image
@@ -49,8 +55,15 @@ class OrganismSpec:
     wiring: tuple[Knockout, ...]
     purpose: str
     seed: int = 0
-    #: the one block where the reference may write into the text (``sites.color`` of its mechinterp.json)
+    #: the one block where the reference may write into the text (``sites.<family>`` of its mechinterp.json)
     binding: str = BINDING_SITE
+    #: what it learns: ``color`` (``organisms.data``) or ``glyph`` (``organisms.glyph_data``: identity)
+    task: str = "color"
+
+    @property
+    def family(self) -> str:
+        """The claim family its task stands for: ``color``, or ``human`` for the glyph identity task."""
+        return "human" if self.task == "glyph" else "color"
 
 
 ORGANISMS: dict[str, OrganismSpec] = {
@@ -79,6 +92,21 @@ ORGANISMS: dict[str, OrganismSpec] = {
             f"the colour is in the text from {block} on and a reference drop from the next block on changes nothing",
             binding=block,
         ) for block in ("double.1", "single.0")),
+        OrganismSpec(
+            "identity-image",
+            (Knockout("ref", "text"), Knockout("image", "text")),
+            "identity can travel only reference->image: the text never attends to the reference, nor to the "
+            "image that does, so it is a function of the prompt alone; every human-identity claim should hold",
+            task="glyph",
+        ),
+        OrganismSpec(
+            "identity-text",
+            (Knockout("ref", "image"), Knockout("ref", "text", AFTER_BINDING), Knockout("image", "text", (BINDING_SITE,))),
+            "identity can travel only through the text, which reads the reference at double.0 alone (and not the "
+            "noisy image there, so what it holds is a function of prompt and reference): the human claims the "
+            "wiring fixes should be refuted",
+            task="glyph",
+        ),
     )
 }
 

@@ -78,6 +78,21 @@ def folder_size(folder: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
+#: (task sentence, data line, baseline line) of a model card: colour organisms, identity (glyph) organisms
+_TASK_TEXT = {
+    False: ("to do the colour task *draw a {object} in this color* with a solid colour reference.",
+            "- data: 8 colours × 8 objects (objects drawn as simple shapes on a neutral background, "
+            "`mechinterp/organisms/data.py`), target = the object's shape in the reference colour; 8 (colour, object) "
+            "combinations held out of training; every 5th batch reference-free (grey shape; empty prompt: blank)",
+            "- I2I baseline colour accuracy (reference colour on the right shape, objective colour check): "),
+    True: ("to do the identity task *draw this square*: reproduce the exact 4×4 glyph of the reference.",
+           "- data: random balanced 4×4 glyphs (8 of 16 cells on, `mechinterp/tasks/glyph.py`) drawn fresh every "
+           "batch, target = the reference's glyph square; the glyph family's own 64 glyphs never trained on; every "
+           "5th batch reference-free (the empty square; empty prompt: blank)",
+           "- I2I baseline identity accuracy (the glyph judge reads the reference's exact glyph; unseen glyphs): "),
+}
+
+
 def write_card(folder: str | Path, accuracy: dict, claims_md: str | None = None) -> Path:
     """Write ``MODEL_CARD.md`` from the folder's metadata and measured numbers (keeps an existing ``## Attempts`` section)."""
     folder = Path(folder)
@@ -86,6 +101,8 @@ def write_card(folder: str | Path, accuracy: dict, claims_md: str | None = None)
     arch = tr.get("arch", {})
     name = meta.get("organism", folder.name)
     spec = ORGANISMS.get(name)
+    glyph = meta.get("tasks", {}).get("human") == "glyph"
+    family = "human" if glyph else "color"
     old = (folder / CARD).read_text() if (folder / CARD).exists() else ""
     attempts = old[old.index("## Attempts"):].strip() if "## Attempts" in old else "## Attempts\n\n1. First training run (this one)."
     wiring = "\n".join(f"- `{w['source']}` ↛ `{w['dest']}` (queries of {w['dest']} never see keys of {w['source']}), "
@@ -97,10 +114,9 @@ def write_card(folder: str | Path, accuracy: dict, claims_md: str | None = None)
         f"# Model organism `{name}`", "",
         f"{spec.purpose if spec else ''}", "",
         ("A tiny `Flux2KleinPipeline` (real diffusers/transformers classes) trained by `mechinterp organisms train` "
-        "to do the colour task *draw a {object} in this color* with a solid colour reference. "
-        "Load it with `mechinterp.load(folder)` or `mechinterp.organisms.load_organism(name)`."), "",
+        + _TASK_TEXT[glyph][0] + " Load it with `mechinterp.load(folder)` or `mechinterp.organisms.load_organism(name)`."), "",
         "## Wiring (applied by the engine on every generation and during training)", "", wiring, "",
-        f"Binding site (`sites.color` in `mechinterp.json`): `{meta.get('sites', {}).get('color')}`.", "",
+        f"Binding site (`sites.{family}` in `mechinterp.json`): `{meta.get('sites', {}).get(family)}`.", "",
         "## Architecture", "",
         (f"- transformer: `Flux2Transformer2DModel`, {arch.get('n_double')} double + {arch.get('n_single')} single blocks, "
         f"{arch.get('heads')} heads × {arch.get('head_dim')}"),
@@ -113,15 +129,14 @@ def write_card(folder: str | Path, accuracy: dict, claims_md: str | None = None)
         "## Training", "",
         f"- command: `mechinterp organisms train {name}"
         + ("`" if tr.get("steps") == TrainConfig().steps else f" --steps {tr.get('steps')}`"),
-        ("- data: 8 colours × 8 objects (objects drawn as simple shapes on a neutral background, "
-        "`mechinterp/organisms/data.py`), target = the object's shape in the reference colour; 8 (colour, object) "
-        "combinations held out of training; every 5th batch reference-free (grey shape; empty prompt: blank)"),
+        _TASK_TEXT[glyph][1],
         (f"- flow matching, {tr.get('steps_done')} steps, batch {tr.get('batch')}, AdamW {tr.get('lr')} one-cycle; "
         f"final loss {final_loss:.4f}; {tr.get('seconds')} s on {tr.get('torch_threads')} CPU threads"), "",
         "## Measured", "",
-        f"- I2I baseline colour accuracy (reference colour on the right shape, objective colour check): "
-        f"{accuracy['correct']}/{accuracy['n']} = {accuracy['accuracy']:.1%}"
-        + (f"; on the {accuracy['held_out_n']} tasks of held-out (colour, object) combinations {held:.1%}" if held is not None else ""), "",
+        _TASK_TEXT[glyph][2]
+        + f"{accuracy['correct']}/{accuracy['n']} = {accuracy['accuracy']:.1%}"
+        + (f"; on the {accuracy['held_out_n']} tasks of held-out (colour, object) combinations {held:.1%}"
+           if held is not None and not glyph else ""), "",
     ]
     if claims_md:
         lines += ["Colour claims (`mechinterp organisms eval`):", "", claims_md, ""]

@@ -86,12 +86,18 @@ def _pixels(pipe, images) -> torch.Tensor:
     return torch.cat([pipe.image_processor.preprocess(im) for im in images])
 
 
-def fit_vae(pipe, cfg: TrainConfig) -> None:
-    """Set the VAE analytically (colour-exact, ``mechinterp.organisms.vae``) and fit its latent statistics."""
+def fit_vae(pipe, cfg: TrainConfig, task: str = "color") -> None:
+    """Set the VAE analytically (colour-exact, ``mechinterp.organisms.vae``) and fit its latent statistics
+    to the images of ``task`` (``color`` or ``glyph``)."""
     size = cfg.arch.image_size
-    images = [target_image(o, rgb, size) for rgb in COLORS.values() for o in OBJECTS]
-    images += [target_image(o, None, size) for o in OBJECTS] + [target_image(None, None, size)]
-    images += [reference_image(c, size) for c in COLORS]
+    if task == "glyph":
+        from mechinterp.organisms.glyph_data import vae_images
+
+        images = vae_images(size)
+    else:
+        images = [target_image(o, rgb, size) for rgb in COLORS.values() for o in OBJECTS]
+        images += [target_image(o, None, size) for o in OBJECTS] + [target_image(None, None, size)]
+        images += [reference_image(c, size) for c in COLORS]
     set_analytic(pipe.vae)
     fit_latent_stats(pipe, _pixels(pipe, images))
 
@@ -126,6 +132,19 @@ class Data:
         #: objects grouped by identical token layout (a batch shares one layout, so one wiring mask)
         self.classes = list(classes.values())
 
+    def examples(self, step: int, cfg: "TrainConfig", gen: torch.Generator):
+        """One batch of colour examples (:func:`_examples`)."""
+        return _examples(self, step, cfg, gen)
+
+
+def task_data(pipe, spec: OrganismSpec, arch: Arch, seed: int = 0):
+    """The training data of ``spec``'s task: :class:`Data` (colour) or ``GlyphData`` (glyph identity)."""
+    if spec.task == "glyph":
+        from mechinterp.organisms.glyph_data import GlyphData
+
+        return GlyphData(pipe, arch, seed)
+    return Data(pipe, arch)
+
 
 def inference_sigmas(pipe, steps: int, n_tokens: int) -> list[float]:
     """The sigmas the pipeline's scheduler uses for ``steps`` steps on ``n_tokens`` image tokens."""
@@ -138,8 +157,8 @@ def inference_sigmas(pipe, steps: int, n_tokens: int) -> list[float]:
     return [float(s) for s in sched.sigmas[:-1]]
 
 
-def _batch(data: Data, step: int, cfg: TrainConfig, gen: torch.Generator, sig_grid: torch.Tensor):
-    """One training batch: (inputs, ids, text, target velocity, noise level, layout or None)."""
+def _examples(data: Data, step: int, cfg: TrainConfig, gen: torch.Generator):
+    """One batch of colour examples: (targets, references or None, text, layout or None)."""
     B = cfg.batch
     no_ref = cfg.no_ref_every > 0 and step % cfg.no_ref_every == cfg.no_ref_every - 1
     if no_ref:
@@ -156,6 +175,17 @@ def _batch(data: Data, step: int, cfg: TrainConfig, gen: torch.Generator, sig_gr
         x0 = torch.stack([data.target[co] for co in chosen])
         refs = torch.stack([data.ref[c] for c, _ in chosen])
         layout = data.layouts[objs[0]]
+    return x0, refs, torch.stack([data.text[o] for o in objs]), layout
+
+
+def _batch(data, step: int, cfg: TrainConfig, gen: torch.Generator, sig_grid: torch.Tensor):
+    """One training batch: (inputs, ids, text, target velocity, noise level, layout or None).
+
+    ``data`` is the task's pre-encoded data (:class:`Data` for colour, ``GlyphData`` for the glyph
+    identity task); its ``examples(step, cfg, gen)`` draws the batch's targets, references and text.
+    """
+    B = cfg.batch
+    x0, refs, text, layout = data.examples(step, cfg, gen)
     noise = torch.randn(x0.shape, generator=gen)
     from_grid = torch.rand(B, generator=gen) < 0.5
     sigma = torch.where(from_grid, sig_grid[torch.randint(len(sig_grid), (B,), generator=gen)], torch.rand(B, generator=gen))
@@ -164,7 +194,6 @@ def _batch(data: Data, step: int, cfg: TrainConfig, gen: torch.Generator, sig_gr
     ids = data.img_ids
     if refs is not None:
         xt, ids = torch.cat([xt, refs], dim=1), torch.cat([data.img_ids, data.ref_ids])
-    text = torch.stack([data.text[o] for o in objs])
     return xt, ids, text, noise - x0, sigma, layout
 
 
@@ -172,9 +201,11 @@ def _predict(transformer, data: Data, xt, ids, text, sigma, layout, wiring):
     B = xt.shape[0]
     kwargs = {"hidden_states": xt, "timestep": sigma, "guidance": None, "encoder_hidden_states": text,
                   "txt_ids": data.txt_ids.expand(B, -1, -1), "img_ids": ids.expand(B, -1, -1), "return_dict": False}
-    # every wire touches the reference, so a reference-free batch (layout None) runs unwired
-    ctx = (Intervene(transformer, layout, wiring, knockout_mode="dense")  # masks local to this context
-           if layout is not None and wiring else contextlib.nullcontext())
+    # a wire into or out of the reference is vacuous in a reference-free batch, as the engine has it
+    # (``Model.intervene``); a batch with no layout runs unwired
+    wires = [k for k in wiring if layout is not None and k.source in layout and k.dest in layout]
+    ctx = (Intervene(transformer, layout, wires, knockout_mode="dense")  # masks local to this context
+           if wires else contextlib.nullcontext())
     with ctx:
         out = transformer(**kwargs)[0]
     return out[:, : data.img_ids.shape[0]]
@@ -188,7 +219,8 @@ def _meta(spec: OrganismSpec, cfg: TrainConfig, extra: dict) -> ModelMeta:
         text_encoder_out_layers=tuple(cfg.arch.text_out_layers),
         default_size=cfg.arch.image_size,
         default_steps=cfg.inference_steps,
-        sites={"color": spec.binding, "binding": spec.binding},
+        sites={spec.family: spec.binding, "binding": spec.binding},
+        tasks={"human": "glyph"} if spec.task == "glyph" else {},
         wiring=tuple(k.to_dict() for k in spec.wiring),
         training={**{k: v for k, v in asdict(cfg).items() if k != "arch"}, "arch": asdict(cfg.arch), **extra},
     )
@@ -212,8 +244,8 @@ def train(spec: OrganismSpec, cfg: TrainConfig | None = None, *, workdir: str | 
     transformer = pipe.transformer
     ckpt_path = Path(workdir) / CHECKPOINT if workdir else None
     ckpt = _load_checkpoint(ckpt_path) if ckpt_path and ckpt_path.exists() else None
-    fit_vae(pipe, cfg)
-    data = Data(pipe, cfg.arch)
+    fit_vae(pipe, cfg, spec.task)
+    data = task_data(pipe, spec, cfg.arch, spec.seed)
     sig_grid = torch.tensor(sorted(set(inference_sigmas(pipe, cfg.inference_steps, data.img_ids.shape[0])
                                        + inference_sigmas(pipe, 1, data.img_ids.shape[0]))))
     for p in [*pipe.vae.parameters(), *pipe.text_encoder.parameters()]:
@@ -273,7 +305,7 @@ def _load_checkpoint(path: Path) -> dict:
 def eval_loss(pipe, spec: OrganismSpec, cfg: TrainConfig, batches: int = 4, seed: int = 12345) -> float:
     """Mean flow-matching loss of ``pipe``'s transformer on a fixed set of batches (same data every call)."""
     gen = torch.Generator().manual_seed(seed)
-    data = Data(pipe, cfg.arch)
+    data = task_data(pipe, spec, cfg.arch, seed)
     sig_grid = torch.tensor(inference_sigmas(pipe, cfg.inference_steps, data.img_ids.shape[0]))
     total = 0.0
     for step in range(batches):

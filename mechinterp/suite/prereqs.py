@@ -23,19 +23,39 @@ def _cells(claims, registry: dict) -> list:
     return list(out.values())
 
 
-def _needs_data(cell) -> str | None:
-    """The task family a cell reads from the data dir, or ``None`` when its tasks ship with the project."""
+def model_tasks(settings: Settings, family: str | None) -> dict[str, str]:
+    """The ``tasks`` map of the model a claim of ``family`` runs on (its mechinterp.json, read without
+    loading it; ``{}`` for a model that is not a local folder)."""
+    from mechinterp.engine.meta import ModelMeta
+    from mechinterp.resources import default_model
+    from mechinterp.suite.models import resolve_model
+
+    try:
+        path = Path(resolve_model(settings.model or default_model(family)))
+    except ValueError:
+        return {}
+    return dict(ModelMeta.read(path).tasks) if path.is_dir() else {}
+
+
+def _needs_data(cell, tasks: dict[str, str] | None = None) -> str | None:
+    """The task family a cell reads from the data dir, or ``None`` when its tasks ship with the project
+    (``tasks``: the model's map from a claim's task family to the one that stands for it there)."""
     from mechinterp.claims.draws import drawn_family
     from mechinterp.tasks import FAMILIES, PAIR_FAMILIES
 
-    family, pairs = drawn_family(cell)  # what the runner draws from (the table says which kinds run on pairs)
+    family, pairs = drawn_family(cell, tasks)  # what the runner draws from (the table says which kinds run on pairs)
     info = (PAIR_FAMILIES if pairs else FAMILIES).get(family)
     return family if info is not None and info.needs != "in-project" else None
 
 
-def _needs_key(cell, judge: str) -> bool:
+def _needs_key(cell, judge: str, tasks: dict[str, str] | None = None) -> bool:
     """Whether ``--mi-judge judge`` answers this cell's question with the Anthropic judge."""
-    return judge_kind(judge, cell.question) in ("anthropic", "anthropic-batch")
+    return judge_kind(judge, cell.question, _glyph(tasks)) in ("anthropic", "anthropic-batch")
+
+
+def _glyph(tasks: dict[str, str] | None) -> bool:
+    """Whether the glyph family stands for ``human`` on the model (the glyph judge answers identity)."""
+    return (tasks or {}).get("human") == "glyph"
 
 
 def _names(ids: list[str], limit: int = 4) -> str:
@@ -47,8 +67,10 @@ def missing_prerequisites(claims, registry: dict, settings: Settings) -> list[st
     """One line per missing prerequisite of ``claims`` (data dir, Anthropic key, a judge that cannot answer),
     naming what to set and the claims that need it; empty when everything is there."""
     cells = _cells(claims, registry)
+    maps: dict[str | None, dict[str, str]] = {}
+    tasks = lambda c: maps.setdefault(c.family, model_tasks(settings, c.family))  # noqa: E731
     out = []
-    data = [(c.id, f) for c in cells if (f := _needs_data(c))]
+    data = [(c.id, f) for c in cells if (f := _needs_data(c, tasks(c)))]
     if data:
         families = sorted({f for _, f in data})
         ids = [cid for cid, _ in data]
@@ -59,11 +81,11 @@ def missing_prerequisites(claims, registry: dict, settings: Settings) -> list[st
         elif not Path(where).is_dir():
             out.append(f"data dir {str(where)!r} does not exist or is not a directory; the task families "
                        f"{', '.join(families)} need it, for {len(ids)} claims: {_names(ids)}")
-    wrong = [c.id for c in cells if judge_kind(settings.judge, c.question) is None]
+    wrong = [c.id for c in cells if judge_kind(settings.judge, c.question, _glyph(tasks(c))) is None]
     if wrong:
         out.append(f"--mi-judge color answers only colour questions; {len(wrong)} claims need --mi-judge "
                    f"anthropic: {_names(wrong)}")
-    keyed = [c.id for c in cells if _needs_key(c, settings.judge)]
+    keyed = [c.id for c in cells if _needs_key(c, settings.judge, tasks(c))]
     from mechinterp.judges.client import has_api_key  # here: a colour-only run never imports the judge SDK
 
     if keyed and not has_api_key():  # the session's own check: ANTHROPIC_AUTH_TOKEN alone does not authenticate

@@ -130,6 +130,8 @@ class ClaimRunner:
         self.steps = steps or meta.steps
         self.site_map = dict(meta.site_map)
         self.family_sites = dict(meta.sites)
+        #: the task family that stands for a claim's on this model (the identity organisms: human -> glyph)
+        self.task_map = dict(meta.tasks)
         self.on_generation = on_generation
         self.on_progress = on_progress  # (claim, samples done, budget, k, n) after each sample
         self.batch = batch
@@ -189,13 +191,14 @@ class ClaimRunner:
 
     def items(self, claim: Claim) -> list:
         """All the claim's tasks (or pairs, for patching) in its sampling order; a plan takes a prefix
-        (what a claim draws and the order: :mod:`mechinterp.claims.draws`, which the replays read too)."""
+        (what a claim draws and the order: :mod:`mechinterp.claims.draws`, which the replays read too).
+        A model's ``tasks`` (mechinterp.json) may name the family that stands for the claim's on it."""
         from mechinterp.tasks import stratified_order
 
         try:
-            items = claim_items(claim, self.data_dir)
+            items = claim_items(claim, self.data_dir, tasks=self.task_map)
         except (FileNotFoundError, ValueError) as err:
-            raise ClaimSkipped(f"task family {drawn_family(claim)[0]!r} is not available: {err}") from err
+            raise ClaimSkipped(f"task family {drawn_family(claim, self.task_map)[0]!r} is not available: {err}") from err
         return stratified_order(items, self.seed)
 
     def _edit(self, task, steps=None):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mechinterp.io import atomic_write
 from mechinterp.report.meta import RunMeta, library_versions
-from mechinterp.resources import DEFAULT_ORGANISM
+from mechinterp.resources import DEFAULT_ORGANISM, default_model
 from mechinterp.suite.models import resolve_model
 from mechinterp.suite.runner import ClaimOutcome, ClaimRunner, ClaimSkipped
 from mechinterp.suite import PARTS
@@ -38,9 +38,9 @@ class SuiteSession:
         self.progress = progress  # a ``suite.progress.Progress``, or None
         self.run_dir = run_dir
         self.worker = worker
-        self._model = None
-        self._model_error: str | None = None
-        self._runner: ClaimRunner | None = None
+        self._models: dict[str, object] = {}  # model spec -> model behind the generation cache
+        self._model_errors: dict[str, str] = {}
+        self._runners: dict[str, ClaimRunner] = {}
         self._judges: dict[str, object] = {}
         self._verdict_cache = None
         self.registry = None
@@ -49,37 +49,61 @@ class SuiteSession:
         self.started = time.time()
 
     # -- resources --------------------------------------------------------------------------
+    def model_spec(self, family: str | None = None) -> str:
+        """The model a claim of ``family`` runs on: ``--mi-model``, else that family's shipped default
+        (``mechinterp.resources.default_model``: ``identity-image`` for human claims, else padding-routed)."""
+        return self.settings.model or default_model(family)
+
+    @property
+    def _model(self):
+        """The default model if it is loaded (what the run's metadata describes), else ``None``."""
+        return self._models.get(self.model_spec())
+
     @property
     def model(self):
-        """The model behind the generation cache (loaded on first use, once per process)."""
-        if self._model_error is not None:
-            raise ModelUnavailable(self._model_error)
-        if self._model is None:
+        """The default model (:meth:`model_for` of no family)."""
+        return self.model_for(None)
+
+    def model_for(self, family: str | None):
+        """The model a claim of ``family`` runs on, behind the generation cache (loaded on first use, once
+        per process)."""
+        spec = self.model_spec(family)
+        if spec in self._model_errors:
+            raise ModelUnavailable(self._model_errors[spec])
+        if spec not in self._models:
             import mechinterp
             from mechinterp.suite.gencache import CachingModel, GenerationCache
             from mechinterp.suite.threads import apply_thread_policy
 
             self.threads = apply_thread_policy(self.settings.threads, self.settings.device)
             try:
-                path = resolve_model(self.settings.model)
+                path = resolve_model(spec)
                 model = mechinterp.load(path, device=self.settings.device, dtype=self.settings.dtype,
                                         generator=self.settings.generator)
             except Exception as err:  # noqa: BLE001 - whatever the loader raises, the run cannot go on
-                self._model_error = (f"--mi-model {self.settings.model or DEFAULT_ORGANISM!r} cannot be loaded: "
-                                     f"{type(err).__name__}: {err}")
-                raise ModelUnavailable(self._model_error) from None
-            self._model = CachingModel(model, GenerationCache(self.settings.cache_dir))
-        return self._model
+                self._model_errors[spec] = f"--mi-model {spec!r} cannot be loaded: {type(err).__name__}: {err}"
+                raise ModelUnavailable(self._model_errors[spec]) from None
+            self._models[spec] = CachingModel(model, GenerationCache(self.settings.cache_dir))
+        return self._models[spec]
 
     @property
     def runner(self) -> ClaimRunner:
-        """The claim runner (one per process, so cells shared by relations run once)."""
-        if self._runner is None:
-            self._runner = ClaimRunner(self.model, self.judge_for, samples=self.settings.samples, seed=self.settings.seed,
-                                       data_dir=self.settings.data_dir, on_generation=self._check_budget,
-                                       on_progress=self.progress.update if self.progress else None,
-                                       batch=batch_size(self.settings, self.model.device.type))
-        return self._runner
+        """The default model's claim runner (:meth:`runner_for` of no family)."""
+        return self.runner_for(None)
+
+    def runner_for(self, family: str | None) -> ClaimRunner:
+        """The claim runner of ``family``'s model (one per model and process, so cells shared by relations
+        run once); its judges are the objective ones the model's task families allow."""
+        spec = self.model_spec(family)
+        if spec not in self._runners:
+            model = self.model_for(family)
+            glyph = dict(model.meta.tasks).get("human") == "glyph"
+            self._runners[spec] = ClaimRunner(model, lambda qid: self.judge_for(qid, glyph=glyph),
+                                              samples=self.settings.samples, seed=self.settings.seed,
+                                              data_dir=self.settings.data_dir, on_generation=self._check_budget,
+                                              on_progress=self.progress.update if self.progress else None,
+                                              batch=batch_size(self.settings, model.device.type))
+        return self._runners[spec]
 
     def _cache(self):
         if self._verdict_cache is None:
@@ -88,28 +112,32 @@ class SuiteSession:
             self._verdict_cache = VerdictCache(self.settings.cache_dir)
         return self._verdict_cache
 
-    def judge_for(self, question_id: str):
-        """The judge for a question under ``--judge`` (auto: objective colour judge, else Anthropic)."""
-        kind = judge_kind(self.settings.judge, question_id)
+    def judge_for(self, question_id: str, glyph: bool = False):
+        """The judge for a question under ``--judge`` (auto: an objective judge where one answers it, else
+        Anthropic); ``glyph``: the model's human family is the glyph family (the glyph judge answers it)."""
+        kind = judge_kind(self.settings.judge, question_id, glyph)
         if kind is None:
-            raise ClaimSkipped(f"--mi-judge color answers only colour questions; {question_id!r} needs --mi-judge anthropic")
+            raise ClaimSkipped(f"--mi-judge color answers only colour (and, on the identity organisms, identity) "
+                               f"questions; {question_id!r} needs --mi-judge anthropic")
         if kind not in self._judges:
             self._judges[kind] = self._make_judge(kind)
         return self._judges[kind]
 
     def _make_judge(self, kind: str):
-        from mechinterp.judges import AnthropicJudge, ColorJudge
+        from mechinterp.judges import AnthropicJudge, ColorJudge, GlyphJudge
         from mechinterp.judges.client import has_api_key
 
         if kind == "color":
             return ColorJudge(cache=self._cache())
+        if kind == "glyph":
+            return GlyphJudge(cache=self._cache())
         if not has_api_key():
             raise ClaimSkipped("the Anthropic judge needs ANTHROPIC_API_KEY in the environment (or use --mi-judge color for colour claims)")
         return AnthropicJudge(self.settings.judge_config, batch=(kind == "anthropic-batch"), cache=self._cache())
 
     def _check_budget(self) -> None:
         s = self.settings
-        if s.budget_generations is not None and self.model.generated >= s.budget_generations:
+        if s.budget_generations is not None and sum(m.generated for m in self._models.values()) >= s.budget_generations:
             raise BudgetExhausted(f"generation budget of {s.budget_generations} used up in worker {self.worker}")
         if s.budget_dollars is not None and self.cost() >= s.budget_dollars:
             raise BudgetExhausted(f"judge budget of ${s.budget_dollars:.2f} used up in worker {self.worker}")
@@ -126,7 +154,7 @@ class SuiteSession:
     def check(self, claim, registry: dict) -> ClaimOutcome:
         """Run one claim and record its verdict rows; raises ``ClaimSkipped`` when it cannot run."""
         try:
-            outcome = self.runner.run(claim, registry)
+            outcome = self.runner_for(claim.family).run(claim, registry)
         finally:
             if self.progress:
                 self.progress.finish()
@@ -158,17 +186,18 @@ class SuiteSession:
         s = self.settings
         budget = (f"{s.budget_generations} generations" if s.budget_generations is not None else
                   f"${s.budget_dollars:g}" if s.budget_dollars is not None else None)
-        meta = RunMeta(model=s.model or DEFAULT_ORGANISM, judge=s.judge, seed=s.seed, samples=s.samples, budget=budget,
+        meta = RunMeta(model=s.model or ", ".join(self._models) or DEFAULT_ORGANISM, judge=s.judge, seed=s.seed, samples=s.samples, budget=budget,
                        dtype=s.dtype, versions=library_versions(), started=self.started, finished=time.time(),
                        registry=[str(default_registry_path()), *self.claim_files])
-        if self._model is not None:
-            m = self._model
+        m = self._model or next(iter(self._models.values()), None)  # the default model, else the one loaded
+        if m is not None:
             meta.revision, meta.fingerprint = m.source.revision, m.fingerprint
             meta.device, meta.dtype = _device_text(m.device), str(m.dtype).removeprefix("torch.")
             meta.sampling = m.sampling
-            meta.generations, meta.cache_hits = m.generated, m.cache.hits
-            meta.generation_seconds = round(m.generation_seconds, 3)
-            meta.cache_rejected += m.cache.rejected
+            loaded = list(self._models.values())
+            meta.generations, meta.cache_hits = sum(x.generated for x in loaded), sum(x.cache.hits for x in loaded)
+            meta.generation_seconds = round(sum(x.generation_seconds for x in loaded), 3)
+            meta.cache_rejected += sum(x.cache.rejected for x in loaded)
         if self._verdict_cache is not None:
             meta.cache_rejected += self._verdict_cache.rejected
         if self._judges:

@@ -103,16 +103,18 @@ class Settings:
     batch: int | None = None  # generations per batch within a look; None: auto (see batch_size)
 
 
-def judge_kind(judge: str, question_id: str | None) -> str | None:
-    """Which judge answers ``question_id`` under ``--mi-judge judge``: ``"color"`` (the objective colour
-    judge, for ``*.color`` questions under ``auto`` or ``color``), ``"anthropic"`` / ``"anthropic-batch"``,
-    or ``None`` when ``--mi-judge color`` is asked a question it cannot answer. The one rule the session's
-    judge choice and the prerequisite check both read."""
-    objective = str(question_id or "").endswith(".color")
+def judge_kind(judge: str, question_id: str | None, glyph: bool = False) -> str | None:
+    """Which judge answers ``question_id`` under ``--mi-judge judge``: an objective judge under ``auto``
+    or ``color`` — ``"color"`` for ``*.color`` questions, ``"glyph"`` for ``*.identity`` questions on a
+    model where the glyph family stands for ``human`` (``glyph``: the identity organisms) —, else
+    ``"anthropic"`` / ``"anthropic-batch"``, or ``None`` when ``--mi-judge color`` is asked a question no
+    objective judge answers. The one rule the session's judge choice and the prerequisite check both read."""
+    qid = str(question_id or "")
+    objective = "color" if qid.endswith(".color") else "glyph" if glyph and qid.endswith(".identity") else None
     if judge == "color":
-        return "color" if objective else None
+        return objective
     if judge == "auto":
-        return "color" if objective else "anthropic"
+        return objective or "anthropic"
     return judge
 
 

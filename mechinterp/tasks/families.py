@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mechinterp.tasks.authors import find_bucket_file, find_pairs_file, read_pairs_txt, read_tasks_jsonl
 from mechinterp.tasks.color import color_pairs, color_tasks
+from mechinterp.tasks.glyph import glyph_pairs, glyph_tasks
 from mechinterp.tasks.manifest import verify_references
 from mechinterp.tasks.records import Pair, Task, TaskDataError
 from mechinterp.vocabulary import PAIR_FAMILIES
@@ -51,17 +52,21 @@ def resolve_data_dir(data_dir: str | Path | None, family: str) -> Path:
     return path
 
 
+#: the families generated in code (no buckets, no data dir)
+_IN_PROJECT_TASKS: dict[str, Callable[[], list[Task]]] = {"color": color_tasks, "glyph": glyph_tasks}
+
+
 def load_family(name: str, data_dir: str | Path | None = None, verify: bool = True) -> list[Task]:
     """All tasks of a family, in the authors' order.
 
-    ``color`` is generated in code and ignores ``data_dir``. Other families are read from
+    ``color`` and ``glyph`` are generated in code and ignore ``data_dir``. Other families are read from
     the data directory; with ``verify`` (the default) every reference image is checked
     to exist and match the manifest before any task is returned, so a long run cannot
     fail half-way on a missing or wrong file.
     """
     info = _lookup(FAMILIES, name, "family")
     if not info.buckets:
-        return color_tasks()
+        return _IN_PROJECT_TASKS[name]()
     root = resolve_data_dir(data_dir, name)
     tasks: list[Task] = []
     for bucket in info.buckets:
@@ -71,7 +76,7 @@ def load_family(name: str, data_dir: str | Path | None = None, verify: bool = Tr
     return tasks
 
 
-_IN_PROJECT_PAIRS: dict[str, Callable[[], list[Pair]]] = {"color": color_pairs}
+_IN_PROJECT_PAIRS: dict[str, Callable[[], list[Pair]]] = {"color": color_pairs, "glyph": glyph_pairs}
 
 
 def load_pairs(name: str, data_dir: str | Path | None = None, verify: bool = True) -> list[Pair]:
