@@ -58,7 +58,7 @@ def test_the_human_family_runs_on_identity_image_by_default_and_colour_on_the_de
 
 def test_the_glyph_judge_answers_identity_only_where_the_glyph_family_stands_for_human():
     assert judge_kind("auto", "lens.identity", glyph=True) == "glyph"
-    assert judge_kind("color", "patch_padding.identity", glyph=True) == "glyph"
+    assert judge_kind("color", "patching_padding.identity", glyph=True) == "glyph"
     assert judge_kind("auto", "lens.identity") == "anthropic"  # a real model: the paper's judge
     assert judge_kind("color", "lens.identity") is None
     assert judge_kind("auto", "lens.color", glyph=True) == "color"

@@ -117,7 +117,7 @@ def test_ref_to_image_knockout_and_refdrop_ask_whether_the_glyph_was_kept(prefix
 
 @pytest.mark.parametrize("tokens", ["", "_padding", "_content"])
 def test_patching_asks_whether_the_source_glyph_transferred(tokens):
-    q = f"patch{tokens}.identity"
+    q = f"patching{tokens}.identity"
     assert _decide(q, IMG["A"], IMG["B"], IMG["B"], IMG["A"]) is True
     assert _decide(q, IMG["A"], IMG["B"], IMG["B"], IMG["B"]) is False
     assert _decide(q, IMG["A"], IMG["B"], IMG["B"], BLANK) is False

@@ -30,7 +30,7 @@ Questions (abstaining whenever a reference shows no square or an unreadable cell
 - ``ko_text*.identity`` ("LOST the identity?"): pass if the knockout output shows a different
   glyph, fail if the same. ``ko_image.identity`` / ``refdrop.identity`` ("STILL the same?"): the
   reverse. Both abstain when the I2I baseline does not show the reference's glyph (nothing to lose).
-- ``patch*.identity`` ("more like person A than person B?"): pass if the patched output agrees
+- ``patching*.identity`` ("more like person A than person B?"): pass if the patched output agrees
   with the source glyph on at least ``MARGIN_CELLS`` more cells than with the target's, fail if
   with the target's by that margin, abstain in between and when the two references are fewer
   than ``MARGIN_CELLS`` cells apart.
@@ -160,7 +160,7 @@ class GlyphJudge(Judge):
 
     def decide(self, question: Question, images: tuple[Image.Image, ...]) -> tuple[bool | None, str]:
         """``(passed, reason)`` for one identity bundle."""
-        if question.experiment == "patch":
+        if question.experiment == "patching":
             source, target, out = read_glyph(images[0]), read_glyph(images[1]), read_glyph(images[3])
             if not (source.complete and target.complete):
                 return None, f"a reference shows no readable glyph (source: {source.why or 'ok'}, target: {target.why or 'ok'})"
