@@ -290,11 +290,18 @@ def pytest_xdist_node_collection_finished(node, ids) -> None:
     if config.stash.get(_PREREQS_CHECKED_KEY, False) or _SETTINGS_KEY not in config.stash:
         return
     config.stash[_PREREQS_CHECKED_KEY] = True
-    from mechinterp.suite.ids import claims_of_node_ids
+    import tomllib
 
-    claims = claims_of_node_ids(ids, _registry(config))
-    if claims:
-        _check_prerequisites(config, claims)
+    from mechinterp.claims import default_registry_path
+    from mechinterp.suite.ids import claim_ids_of_node_ids
+
+    # the registry's ids read as plain TOML first: loading (validating) it imports torch, which an
+    # unrelated project's controller must not pay for
+    raw = tomllib.loads(default_registry_path().read_text(encoding="utf-8"))
+    found = claim_ids_of_node_ids(ids, [c["id"] for c in raw.get("claim", []) if "id" in c])
+    if found:
+        registry = _registry(config)
+        _check_prerequisites(config, [registry[cid] for cid in found if cid in registry])
 
 
 def _check_prerequisites(config, selected) -> None:

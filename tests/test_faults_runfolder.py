@@ -58,3 +58,21 @@ def test_report_pointing_at_a_file_is_a_usage_error_before_any_claim_runs(pytest
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*--mi-report {target}: is a file; expected a run folder*"])
     assert not (pytester.path / "ran").exists() and target.read_text() == "not a folder"
+
+
+def test_workers_of_one_run_on_different_default_organisms_pool_into_one_record(tmp_path):
+    """Without --mi-model each family runs on its own default organism, so two workers may have
+    loaded different models: the run names both, and sums their counts (it used to refuse to pool)."""
+    from mechinterp.report.meta import RunMeta
+    from mechinterp.suite.report import _merged_metadata
+    from mechinterp.suite.session import PARTS
+
+    parts = tmp_path / PARTS
+    parts.mkdir()
+    for worker, model, gens in (("gw0", "padding-routed", 30), ("gw1", "identity-image", 12)):
+        meta = RunMeta(model=model, revision=f"rev-{model}", judge="auto", generations=gens)
+        (parts / f"{worker}.meta.json").write_text(json.dumps(meta.to_dict()))
+    pooled = _merged_metadata(tmp_path)
+    assert pooled.model == "identity-image, padding-routed" and pooled.revision is None and pooled.generations == 42
+    with pytest.raises(ValueError, match="different judges"):  # what must agree still must
+        RunMeta.pool([RunMeta(model="a", judge="auto"), RunMeta(model="a", judge="color")])

@@ -54,17 +54,17 @@ test_ids.__test__ = False
 _PARAM = re.compile(r"\[(?P<param>.+)\](?:@[^\[\]]*)?$")
 
 
-def claims_of_node_ids(node_ids, registry: dict) -> list:
-    """The registry's claims that collected node ids run (``test_knockout[<test id>]``, possibly tagged
-    ``@group``; a user claims file's item named by its test id), each once, in node order. The xdist
-    controller has only the node ids its workers collected."""
-    by_test_id = {tid: registry[cid] for cid, tid in test_ids(registry).items()}
-    out: dict[str, object] = {}
+def claim_ids_of_node_ids(node_ids, claim_ids) -> list[str]:
+    """The claim ids (of ``claim_ids``) that collected node ids run (``test_knockout[<test id>]``, possibly
+    tagged ``@group``; a user claims file's item named by its test id), each once, in node order. The
+    xdist controller has only the node ids its workers collected."""
+    by_test_id = {tid: cid for cid, tid in test_ids(claim_ids).items()}
+    out: dict[str, None] = {}
     for nid in node_ids:
         last = nid.rsplit("::", 1)[-1]
         m = _PARAM.search(last)
         for name in ((m.group("param"),) if m else ()) + (last.split("@", 1)[0],):
             if name in by_test_id:
-                out.setdefault(by_test_id[name].id, by_test_id[name])
+                out.setdefault(by_test_id[name])
                 break
-    return list(out.values())
+    return list(out)

@@ -6,8 +6,21 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from dataclasses import replace
+
 from mechinterp.report.meta import RunMeta
 from mechinterp.suite.session import PARTS, merge_outcomes, merge_parts
+
+
+def _one_run(metas: list[RunMeta]) -> list[RunMeta]:
+    """The workers of one run may have loaded different models without ``--mi-model`` (each claim
+    family's default organism): name the run's models as their union on every worker, and keep a
+    revision only when one model ran (the fingerprints are listed, as pooling keeps them)."""
+    names = sorted({n for m in metas if m.model for n in m.model.split(", ")})
+    if len(names) <= 1:
+        return metas
+    joined = ", ".join(names)
+    return [replace(m, model=joined, revision=None) for m in metas]
 
 
 def _merged_metadata(run_dir: Path) -> RunMeta:
@@ -18,7 +31,7 @@ def _merged_metadata(run_dir: Path) -> RunMeta:
             metas.append(RunMeta.from_dict(json.loads(p.read_text()), str(p)))
         except (OSError, json.JSONDecodeError):
             continue  # a worker killed while writing: its verdict rows still count
-    return RunMeta.pool(metas, name=run_dir.name) if metas else RunMeta(name=run_dir.name)
+    return RunMeta.pool(_one_run(metas), name=run_dir.name) if metas else RunMeta(name=run_dir.name)
 
 
 def finish_run(run_dir: Path) -> dict:
