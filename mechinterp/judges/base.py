@@ -171,3 +171,28 @@ class Judge:
         """Judge every ``(key, bundle)``, calling ``deliver(key, verdict)`` for each verdict;
         return ``{key: why}`` for those that got none."""
         raise NotImplementedError
+
+
+class PixelJudge(Judge):
+    """A judge that answers one property's questions from the images alone (the colour and glyph
+    judges): ``family`` names the questions it takes, :meth:`decide` answers one bundle."""
+
+    family = ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(cache={self.cache!r})"
+
+    def supports(self, question: Question) -> bool:
+        """Only the questions of its property (``family``)."""
+        return question.family == self.family
+
+    def decide(self, question: Question, images: tuple[Image.Image, ...]) -> tuple[bool | None, str]:
+        """``(passed, reason)`` for one bundle (``None``: abstain)."""
+        raise NotImplementedError
+
+    def _judge_fresh(self, bundles: list[tuple[str, Bundle]],
+                     deliver: Callable[[str, Verdict], None]) -> dict[str, str]:
+        for key, bundle in bundles:
+            passed, reason = self.decide(bundle.question, bundle.images)
+            deliver(key, self.verdict(bundle.question, passed, reason))
+        return {}

@@ -29,17 +29,15 @@ Questions:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
 from scipy.cluster.vq import kmeans2
 from skimage.color import deltaE_ciede2000, rgb2lab
 
-from mechinterp.judges.base import Bundle, Judge
+from mechinterp.judges.base import PixelJudge
 from mechinterp.judges.images import as_rgb
 from mechinterp.judges.questions import Question
-from mechinterp.judges.verdict import Verdict
 
 PRESENT_DE = 15.0
 ABSENT_DE = 25.0
@@ -104,26 +102,14 @@ def _shows(distance: float) -> bool | None:
     return None
 
 
-class ColorJudge(Judge):
+class ColorJudge(PixelJudge):
     """Decides ``*.color`` questions from pixels (rule and thresholds in the module doc)."""
 
     name = "color"
     model = (f"cielab-de2000-v1(present<={PRESENT_DE:g},absent>={ABSENT_DE:g},"
              f"margin={MARGIN_DE:g},bg>{BACKGROUND_DE:g})")
 
-    def __repr__(self) -> str:
-        return f"ColorJudge(cache={self.cache!r})"
-
-    def supports(self, question: Question) -> bool:
-        """Only the colour questions."""
-        return question.family == "color"
-
-    def _judge_fresh(self, bundles: list[tuple[str, Bundle]],
-                     deliver: Callable[[str, Verdict], None]) -> dict[str, str]:
-        for key, bundle in bundles:
-            passed, reason = self.decide(bundle.question, bundle.images)
-            deliver(key, self.verdict(bundle.question, passed, reason))
-        return {}
+    family = "color"
 
     def decide(self, question: Question,
                images: tuple[Image.Image, ...]) -> tuple[bool | None, str]:

@@ -38,17 +38,15 @@ Questions (abstaining whenever a reference shows no square or an unreadable cell
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 from skimage.color import deltaE_ciede2000, rgb2lab
 
-from mechinterp.judges.base import Bundle, Judge
+from mechinterp.judges.base import PixelJudge
 from mechinterp.judges.images import as_rgb
 from mechinterp.judges.questions import Question
-from mechinterp.judges.verdict import Verdict
 from mechinterp.tasks.glyph import OFF_RGB, ON_RGB, SIDE
 
 BACKGROUND_DE = 10.0
@@ -137,26 +135,14 @@ def same_glyph(output: Reading, reference: Reading) -> bool | None:
     return True if a >= SAME_CELLS else False if a <= DIFFERENT_CELLS else None
 
 
-class GlyphJudge(Judge):
+class GlyphJudge(PixelJudge):
     """Decides ``*.identity`` questions on glyph bundles from pixels (rule and thresholds in the module doc)."""
 
     name = "glyph"
     model = (f"glyph-grid-v1(same>={SAME_CELLS},different<={DIFFERENT_CELLS},margin={MARGIN_CELLS},"
              f"cell<={CELL_DE:g},bg>{BACKGROUND_DE:g})")
 
-    def __repr__(self) -> str:
-        return f"GlyphJudge(cache={self.cache!r})"
-
-    def supports(self, question: Question) -> bool:
-        """Only the identity questions."""
-        return question.family == "identity"
-
-    def _judge_fresh(self, bundles: list[tuple[str, Bundle]],
-                     deliver: Callable[[str, Verdict], None]) -> dict[str, str]:
-        for key, bundle in bundles:
-            passed, reason = self.decide(bundle.question, bundle.images)
-            deliver(key, self.verdict(bundle.question, passed, reason))
-        return {}
+    family = "identity"
 
     def decide(self, question: Question, images: tuple[Image.Image, ...]) -> tuple[bool | None, str]:
         """``(passed, reason)`` for one identity bundle."""
