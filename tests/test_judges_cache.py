@@ -141,6 +141,27 @@ def test_claims_give_one_worker_each_bundle_and_lapse(tmp_path):
     assert b.claim(key(2), ttl=60) == "claimed"
 
 
+def test_many_at_once_answers_as_one_at_a_time(tmp_path):
+    """``get_many`` / ``claim_many`` (one connection or transaction for a judge's whole batch) give what
+    ``get`` / ``claim`` give key by key, past SQLite's bound-parameter limit and with a corrupt row among them."""
+    a, b = VerdictCache(tmp_path), VerdictCache(tmp_path)
+    keys = [key(i) for i in range(1203)]
+    for i in range(0, 1203, 3):
+        a.put(keys[i], verdict(i))
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    conn.execute("UPDATE verdicts SET record = 'not json' WHERE key = ?", (keys[600],))
+    conn.commit()
+    conn.close()
+    got = b.get_many(keys)
+    assert list(got) == keys and b.rejected == 1 and got[keys[600]] is None
+    assert all(got[keys[i]] == b.get(keys[i]) for i in range(0, 1203, 7))
+    assert sum(v is not None for v in got.values()) == 400
+    assert a.claim(keys[1], ttl=60) == "claimed"  # held by a live worker
+    claims = b.claim_many(keys[:9], ttl=60)
+    assert claims == {k: ("done" if i % 3 == 0 else "busy" if i == 1 else "claimed") for i, k in enumerate(keys[:9])}
+    assert a.claim(keys[2], ttl=60) == "busy" and b.claim(keys[2], ttl=60) == "claimed"
+
+
 def test_a_judge_takes_over_a_bundle_whose_owner_died(tmp_path):
     dead = VerdictCache(tmp_path)
     judge = ColorJudge(cache=VerdictCache(tmp_path))

@@ -188,3 +188,19 @@ def test_paper_colours_are_the_released_reference_images():
     for name, rgb in PAPER_COLORS.items():
         with Image.open(refs / f"solid_{name}.png") as im:
             assert color_distance(reference_color(im), reference_color(solid(rgb))) < 0.5
+
+
+def test_pixel_memo_answers_by_pixels_not_by_object():
+    """The colour rule is memoised by an image's pixels: an equal image (another object) gets the very same
+    read-only answer, a different image its own, and the memo equals the rule computed afresh."""
+    a, same, other = scene((220, 40, 40), seed=3), scene((220, 40, 40), seed=3), scene((40, 90, 220), seed=3)
+    first = dominant_color(a)
+    assert dominant_color(same) is first and not first.flags.writeable
+    assert not np.array_equal(dominant_color(other), first)
+    fresh = dominant_color.__wrapped__(a)
+    assert np.array_equal(fresh, first)
+    assert reference_color(solid((1, 2, 3))) is reference_color(solid((1, 2, 3)))
+    assert not np.array_equal(reference_color(solid((1, 2, 3))), reference_color(solid((1, 2, 4))))
+    # the mode is part of the key: the same bytes read as another mode are another image
+    grey = Image.new("L", (8, 8), 128)
+    assert reference_color(grey) is not reference_color(Image.new("L", (8, 8), 129))

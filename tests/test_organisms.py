@@ -184,3 +184,33 @@ def test_cli_has_train_and_eval():
     assert (old.baseline_tasks, old.samples) == (8, 0)
 
 
+
+
+def test_vae_refit_changes_only_the_vae_and_keeps_the_images(tmp_path):
+    """``refit_vae`` rebuilds the analytic VAE at other widths: only ``vae/`` and the record change, the old widths
+    (the ones it was trained beside) are kept, and generations agree with the shipped VAE's to one 8-bit level (the latents are the same block
+    colours at any width). Bad widths are one clear error."""
+    from mechinterp.engine.edit import Edit
+    from mechinterp.organisms.data import instruction, reference_image
+    from mechinterp.organisms.trainer import refit_vae
+
+    folder = tmp_path / "free"
+    shutil.copytree(FIXTURES / "free", folder)
+    before = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    record = ModelMeta.read(folder).training  # the widths it was trained beside, kept across refits
+    trained_with = record.get("vae_refit_from", record["arch"]["vae_channels"])
+    refit_vae(folder, (16, 16, 16, 16))
+    after = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    changed = {str(p) for p in before if before[p] != after[p]}
+    assert changed == {"vae/config.json", "vae/diffusion_pytorch_model.safetensors", "mechinterp.json"}
+    training = ModelMeta.read(folder).training
+    assert training["arch"]["vae_channels"] == [16, 16, 16, 16] and training["vae_refit_from"] == trained_with
+    edits = [Edit(instruction(o), reference_image(c, 64), seed=i, height=64, width=64)
+             for i, (o, c) in enumerate(zip(OBJECTS[:4], list(COLORS)[:4]))]
+    old, new = (np.stack([np.asarray(g.image, np.int16) for g in load_organism(f).generate_many(edits)])
+                for f in (FIXTURES / "free", folder))
+    assert np.abs(old - new).max() <= 1 and (old == new).mean() > 0.9
+    with pytest.raises(ValueError, match=r"VAE channels \(8, 4, 8, 8\).*at least 7"):
+        refit_vae(folder, (8, 4, 8, 8))
+    with pytest.raises(ValueError, match=r"has 4 blocks"):
+        refit_vae(folder, (8, 8, 8))

@@ -84,14 +84,14 @@ class Judge:
         while pending:
             mine: list[str] = []
             still: list[str] = []
-            for key in pending:
-                hit = self.cache.get(key) if self.cache is not None else None
-                if hit is not None:
-                    results[key] = hit
-                elif self.cache is None or self.cache.claim(key, self.claim_ttl) == "claimed":
-                    mine.append(key)
-                else:
-                    still.append(key)
+            if self.cache is None:
+                mine = pending
+            else:  # one look-up and one claiming transaction per round, not one of each per bundle
+                hits = self.cache.get_many(pending)
+                results.update((k, v) for k, v in hits.items() if v is not None)
+                claims = self.cache.claim_many([k for k in pending if hits[k] is None], self.claim_ttl)
+                mine = [k for k, status in claims.items() if status == "claimed"]
+                still = [k for k, status in claims.items() if status != "claimed"]
             self._run(mine, bundles, by_key, results, failures)
             pending = still
             rounds += 1

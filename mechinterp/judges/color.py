@@ -36,7 +36,7 @@ from scipy.cluster.vq import kmeans2
 from skimage.color import deltaE_ciede2000, rgb2lab
 
 from mechinterp.judges.base import PixelJudge
-from mechinterp.judges.images import as_rgb
+from mechinterp.judges.images import as_rgb, memo_by_pixels
 from mechinterp.judges.questions import Question
 
 PRESENT_DE = 15.0
@@ -57,8 +57,9 @@ def lab_pixels(image: Image.Image) -> np.ndarray:
     return rgb2lab(np.asarray(rgb, dtype=np.float64) / 255.0)
 
 
+@memo_by_pixels
 def reference_color(image: Image.Image) -> np.ndarray:
-    """Median Lab colour of a (solid) reference image."""
+    """Median Lab colour of a (solid) reference image (memoised by pixels: references recur in every bundle)."""
     return np.median(lab_pixels(image).reshape(-1, 3), axis=0)
 
 
@@ -74,8 +75,10 @@ def object_mask(lab: np.ndarray) -> np.ndarray:
     return mask if mask.mean() >= MIN_OBJECT_FRACTION else np.ones((h, w), bool)
 
 
+@memo_by_pixels
 def dominant_color(image: Image.Image) -> np.ndarray:
-    """Lab centroid of the largest k-means cluster of the object region (deterministic)."""
+    """Lab centroid of the largest k-means cluster of the object region (deterministic; memoised by pixels,
+    since baselines recur across a claim's bundles)."""
     lab = lab_pixels(image)
     pixels = lab[object_mask(lab)]
     if len(pixels) < CLUSTERS * 4 or np.ptp(pixels, axis=0).max() < 1e-6:

@@ -45,7 +45,7 @@ from PIL import Image
 from skimage.color import deltaE_ciede2000, rgb2lab
 
 from mechinterp.judges.base import PixelJudge
-from mechinterp.judges.images import as_rgb
+from mechinterp.judges.images import as_rgb, memo_by_pixels
 from mechinterp.judges.questions import Question
 from mechinterp.tasks.glyph import OFF_RGB, ON_RGB, SIDE
 
@@ -87,8 +87,10 @@ def _runs(profile: np.ndarray) -> tuple[int, int] | None:
     return (int(idx[0]), int(idx[-1])) if len(idx) else None
 
 
+@memo_by_pixels
 def read_glyph(image: Image.Image) -> Reading:
-    """Locate the glyph square in ``image`` and read its cells (rule in the module doc)."""
+    """Locate the glyph square in ``image`` and read its cells (rule in the module doc; memoised by pixels, since
+    references and baselines recur across a claim's bundles)."""
     lab = _lab(image)
     h, w, _ = lab.shape
     bh, bw = max(1, round(h * BORDER_FRACTION)), max(1, round(w * BORDER_FRACTION))

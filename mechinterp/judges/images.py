@@ -65,3 +65,30 @@ def image_block(image: Image.Image) -> dict:
             "source": {"type": "base64", "media_type": "image/png", "data": png_base64(image)}}
 
 
+
+
+def memo_by_pixels(fn):
+    """Memoise ``fn(image)`` (a pure function of an image's pixels returning a NumPy array, made read-only, or
+    an immutable value) by the image's mode, size and pixel digest. A claim's bundles share their references
+    and baselines (one I2I baseline serves every knockout of a task), so a pixel judge sees the same image
+    many times; the memo returns the same object each time."""
+    import functools
+    import hashlib
+
+    cache: dict[tuple, object] = {}
+
+    @functools.wraps(fn)
+    def wrapper(image: Image.Image):
+        key = (image.mode, image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
+        hit = cache.get(key)
+        if hit is None:
+            hit = fn(image)
+            if hasattr(hit, "setflags"):
+                hit.setflags(write=False)
+            if len(cache) >= 4096:
+                cache.pop(next(iter(cache)))
+            cache[key] = hit
+        return hit
+
+    wrapper.cache_clear = cache.clear
+    return wrapper

@@ -34,7 +34,7 @@ from mechinterp.organisms.data import (
     target_image,
     train_combos,
 )
-from mechinterp.organisms.spec import Arch, OrganismSpec, build_components
+from mechinterp.organisms.spec import Arch, OrganismSpec, build_components, build_vae
 from mechinterp.organisms.vae import fit_latent_stats, set_analytic
 
 CHECKPOINT = "checkpoint.pt"
@@ -100,6 +100,46 @@ def fit_vae(pipe, cfg: TrainConfig, task: str = "color") -> None:
         images += [reference_image(c, size) for c in COLORS]
     set_analytic(pipe.vae)
     fit_latent_stats(pipe, _pixels(pipe, images))
+
+
+def refit_vae(folder: str | Path, channels: tuple[int, ...] = Arch.vae_channels) -> Path:
+    """Rebuild a saved organism's VAE analytically at ``channels`` and save it in place (weights, config and
+    ``training.arch.vae_channels`` in ``mechinterp.json``; the widths it was trained beside are kept as
+    ``vae_refit_from``).
+
+    Why this is safe: the analytic VAE has no trained weights, and at any width of at least 7 its latents are the
+    mean colour of each pixel block (to float rounding, ~1e-5), so the transformer trained beside the old one
+    sees the same inputs. Why do it: the decoder ran at every generation, and (16, 32, 32, 32) made it a sixth
+    of the main job's time. Only ``vae/`` and ``mechinterp.json`` are rewritten."""
+    from mechinterp.engine.model import load
+
+    folder = Path(folder)
+    if len(channels) < 2 or min(channels) < 7:
+        raise ValueError(f"VAE channels {tuple(channels)}: expected at least two blocks of at least 7 channels "
+                         "(3 colour, 3 negated colour and the anchor channel)")
+    model = load(folder, device="cpu")
+    meta, pipe = model.meta, model.pipe
+    training = dict(meta.training or {})
+    arch_fields = dict(training.get("arch") or {})
+    if not arch_fields:
+        raise ValueError(f"organism folder {str(folder)!r} has no training.arch in mechinterp.json: not an organism")
+    known = {k: v for k, v in arch_fields.items() if k in Arch.__dataclass_fields__}
+    if len(channels) != len(known.get("vae_channels", channels)):
+        raise ValueError(f"VAE channels {tuple(channels)}: the organism's VAE has {len(known['vae_channels'])} blocks "
+                         "(the block count fixes the latent resolution); give as many widths")
+    arch = Arch(**{**known, "vae_channels": tuple(channels),
+                   "text_out_layers": tuple(known.get("text_out_layers", Arch.text_out_layers))})
+    pipe.register_modules(vae=build_vae(arch))
+    fit_vae(pipe, TrainConfig(arch=arch), "glyph" if meta.tasks.get("human") == "glyph" else "color")
+    old = list(known.get("vae_channels") or [])
+    training["arch"] = {**arch_fields, "vae_channels": list(channels)}
+    if old != list(channels):
+        training.setdefault("vae_refit_from", old)
+    # only the VAE and the record change: re-saving the whole pipeline would rewrite the other components'
+    # configs with the running library's defaults
+    pipe.vae.save_pretrained(folder / "vae", safe_serialization=True)
+    meta.replace(training=training).write(folder)
+    return folder
 
 
 class Data:

@@ -85,14 +85,24 @@ def thumbnail_uri(image: dict, run_dir: Path) -> str | None:
             data = path.read_bytes()
         else:
             return None
-        if not data.startswith(PNG_SIGNATURE):
-            return None
+    except (OSError, ValueError, binascii.Error):
+        return None
+    return _thumbnail_of(data)
+
+
+@lru_cache(maxsize=4096)
+def _thumbnail_of(data: bytes) -> str | None:
+    """The ``data:`` URI of one PNG's thumbnail, memoised by its bytes: a run's baselines and references
+    recur in hundreds of bundles, and re-encoding each was most of the report's time."""
+    if not data.startswith(PNG_SIGNATURE):
+        return None
+    try:
         with Image.open(io.BytesIO(data)) as im:
             im = im.convert("RGB")
             im.thumbnail((THUMB_PX, THUMB_PX))
             buf = io.BytesIO()
             im.save(buf, format="PNG", optimize=True)
-    except (OSError, ValueError, binascii.Error):
+    except (OSError, ValueError):
         return None
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
