@@ -197,3 +197,23 @@ def test_prerequisites_use_the_sessions_own_key_and_judge_rules(monkeypatch, tmp
     assert [judge_kind(j, "ko_text.color") for j in ("auto", "color", "anthropic", "anthropic-batch")] == [
         "color", "color", "anthropic", "anthropic-batch"]
     assert [judge_kind(j, "lens.identity") for j in ("auto", "color", "anthropic")] == ["anthropic", None, "anthropic"]
+
+
+MODULES_SEEN = """
+import sys
+
+def pytest_sessionfinish(session):
+    open("sdk-modules.txt", "w").write(str(sorted({m.split(".")[0] for m in sys.modules} & {"anthropic", "httpx"})))
+"""
+
+
+def test_a_colour_run_never_imports_the_judge_sdk(pytester, monkeypatch, tmp_path):
+    """A claim judged by the colour judge runs without importing the Anthropic SDK (seconds of every main
+    job's start), whether or not a key is set; prerequisites and the judge import it only for a claim that needs it."""
+    _copy_claims(pytester)
+    pytester.makeconftest(MODULES_SEEN)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-SECRET")
+    result = pytester.runpytest_subprocess("-m", "color", "-k", "knockout[ref-to-image]-color",
+                                           "--mi-cache-dir", str(tmp_path / "cache"), "--mi-report", str(tmp_path / "run"))
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / "sdk-modules.txt").read_text() == "[]"

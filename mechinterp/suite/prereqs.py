@@ -86,12 +86,17 @@ def missing_prerequisites(claims, registry: dict, settings: Settings) -> list[st
         out.append(f"--mi-judge color answers only colour questions; {len(wrong)} claims need --mi-judge "
                    f"anthropic: {_names(wrong)}")
     keyed = [c.id for c in cells if _needs_key(c, settings.judge, tasks(c))]
-    from mechinterp.judges.client import has_api_key  # here: a colour-only run never imports the judge SDK
-
-    if keyed and not has_api_key():  # the session's own check: ANTHROPIC_AUTH_TOKEN alone does not authenticate
+    if keyed and not _has_api_key():  # the session's own check: ANTHROPIC_AUTH_TOKEN alone does not authenticate
         out.append(f"ANTHROPIC_API_KEY is not set; the Anthropic judge needs it for {len(keyed)} claims: "
                    f"{_names(keyed)} (or --mi-judge color for colour claims)")
     return out
+
+
+def _has_api_key() -> bool:
+    from mechinterp.judges.client import has_api_key  # here, and only when a claim needs it: a colour-only run
+    # never imports the judge SDK (2-3 s of the main job's start)
+
+    return has_api_key()
 
 
 def describe(missing: list[str], strict: bool = False) -> str:

@@ -124,13 +124,15 @@ class SuiteSession:
         return self._judges[kind]
 
     def _make_judge(self, kind: str):
-        from mechinterp.judges import AnthropicJudge, ColorJudge, GlyphJudge
-        from mechinterp.judges.client import has_api_key
+        from mechinterp.judges import ColorJudge, GlyphJudge
 
         if kind == "color":
             return ColorJudge(cache=self._cache())
         if kind == "glyph":
             return GlyphJudge(cache=self._cache())
+        from mechinterp.judges import AnthropicJudge  # only here: the pixel judges' runs never import its SDK
+        from mechinterp.judges.client import has_api_key
+
         if not has_api_key():
             raise ClaimSkipped("the Anthropic judge needs ANTHROPIC_API_KEY in the environment (or use --mi-judge color for colour claims)")
         return AnthropicJudge(self.settings.judge_config, batch=(kind == "anthropic-batch"), cache=self._cache())
