@@ -87,6 +87,7 @@ def test_load_bench_times_the_job_quiet_and_loaded(tmp_path, monkeypatch):
     assert result.quiet.returncode == 0 and result.loaded.returncode == 0
     assert result.quiet.busy == 0 and result.loaded.busy == 1
     assert result.ratio == round(result.loaded.seconds / result.quiet.seconds, 3)
+    assert 0 < result.quiet.cpu_seconds and 0 < result.loaded.core_share <= 1.5  # one process: at most ~a core
     assert len(spawned) == 1 and spawned[0].poll() is not None  # the spinner was stopped
     assert {p.name for p in tmp_path.iterdir()} <= {"test_one.py", "__pycache__"}  # cache and run folder were temporary
     assert json.loads(json.dumps(result.to_dict()))["ratio"] == result.ratio

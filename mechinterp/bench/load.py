@@ -24,12 +24,19 @@ SPIN = "while True: pass"
 
 @dataclass
 class JobTime:
-    """One run of the main job: wall seconds, pytest's exit code, the load average and busy processes."""
+    """One run of the main job: wall seconds, pytest's exit code, the load average and busy processes, and the
+    CPU seconds the job's processes used (``cpu / seconds`` is the share of a core it got)."""
 
     seconds: float
     returncode: int
     busy: int
     loadavg: float  # 1-minute load average when the job ended
+    cpu_seconds: float = 0.0  # user + system time of the job and its children
+
+    @property
+    def core_share(self) -> float:
+        """Cores the job had on average (``cpu_seconds / seconds``)."""
+        return self.cpu_seconds / self.seconds if self.seconds > 0 else 0.0
 
 
 @dataclass
@@ -52,8 +59,9 @@ class LoadResult:
     def line(self) -> str:
         """The bench row: quiet and loaded seconds, the ratio and the load it ran under."""
         return (f"main job, cold, threads={self.threads}: quiet {self.quiet.seconds:.1f} s (load "
-                f"{self.quiet.loadavg:.1f}), with {self.loaded.busy} busy processes {self.loaded.seconds:.1f} s (load "
-                f"{self.loaded.loadavg:.1f}): x{self.ratio:.2f}")
+                f"{self.quiet.loadavg:.1f}, {self.quiet.core_share:.2f} cores), with {self.loaded.busy} busy processes "
+                f"{self.loaded.seconds:.1f} s (load {self.loaded.loadavg:.1f}, {self.loaded.core_share:.2f} cores): "
+                f"x{self.ratio:.2f}")
 
 
 def job_command(target: str | None = None, pytest_args: list[str] | tuple = ()) -> list[str]:
@@ -90,13 +98,21 @@ def run_job(command: list[str], busy: int = 0, threads: str | None = None, cwd: 
         try:
             if busy:
                 time.sleep(1.0)  # let the spinners take their cores
-            start = time.perf_counter()
+            start, before = time.perf_counter(), _children_cpu()
             rc = subprocess.run(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, _children_cpu() - before
             load = os.getloadavg()[0]
         finally:
             stop(procs)
-    return JobTime(seconds=round(seconds, 2), returncode=rc, busy=busy, loadavg=round(load, 2))
+    return JobTime(seconds=round(seconds, 2), returncode=rc, busy=busy, loadavg=round(load, 2), cpu_seconds=round(cpu, 2))
+
+
+def _children_cpu() -> float:
+    """User + system seconds of this process's waited-for children (the job; the spinners are reaped later)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measure(load: int, target: str | None = None, pytest_args: list[str] | tuple = (), threads: str | None = None,
