@@ -121,7 +121,10 @@ def write_card(folder: str | Path, accuracy: dict, claims_md: str | None = None)
         (f"- transformer: `Flux2Transformer2DModel`, {arch.get('n_double')} double + {arch.get('n_single')} single blocks, "
         f"{arch.get('heads')} heads × {arch.get('head_dim')}"),
         (f"- VAE: `AutoencoderKLFlux2`, channels {arch.get('vae_channels')}, {arch.get('latent_channels')} latent channels "
-        f"(set analytically: colour-exact averages of {2 ** (len(arch.get('vae_channels') or [0, 0]) - 1)}-pixel blocks, `mechinterp/organisms/vae.py`)"),
+        f"(set analytically: colour-exact averages of {2 ** (len(arch.get('vae_channels') or [0, 0]) - 1)}-pixel blocks, `mechinterp/organisms/vae.py`"
+        + (f"; trained beside the same VAE at channels {tr['vae_refit_from']} and refit narrower afterwards, "
+           "`organisms.trainer.refit_vae`: same latents to ~1e-5, images within one 8-bit level, baseline unchanged)"
+           if tr.get("vae_refit_from") else ")")),
         (f"- text encoder: `Qwen3ForCausalLM`, hidden {arch.get('text_hidden')}, {arch.get('text_layers')} layers, "
         f"random and frozen; hidden states {arch.get('text_out_layers')}; text length {meta.get('max_sequence_length')}"),
         (f"- images {meta.get('default_size')}×{meta.get('default_size')}, {meta.get('default_steps')} denoising steps; "
