@@ -16,7 +16,7 @@ from mechinterp.stats import Decision
 
 CLAIMS = load_registry()
 INDEX = claims_by_id(CLAIMS)
-ID_PATTERN = re.compile(r"^(lens|knockout|patching|refdrop|rel)\[[^\]\s]+\]-(color|style|human|add|remove)$")
+ID_PATTERN = re.compile(r"^(lens|knockout|patching|refdrop|rel)\[[^\]\s]+\]-(color|style|human|add|remove|cross)$")
 
 
 def test_every_table_cell_of_the_paper_is_a_claim():
@@ -40,6 +40,8 @@ def test_ids_follow_the_documented_scheme_and_are_pytest_friendly():
     for c in CLAIMS:
         assert ID_PATTERN.match(c.id), c.id
         assert "::" not in c.id and " " not in c.id
+        # the subject "cross" is exactly a relation between cells of different families
+        assert c.id.endswith("-cross") == (c.is_relation and INDEX[c.a].family != INDEX[c.b].family), c.id
     assert len(INDEX) == len(CLAIMS)
 
 

@@ -9,7 +9,7 @@ an *unpaired* one on its two arms' successes ``(ka, kb)`` (two independent binom
   look (2-D convolution with the pmf of a look's new tasks, :func:`advance`) on the box where the
   counts can be (:class:`Mass`, :func:`span`);
 * the calibration of one-sided critical values (:func:`calibrate`): at every point of a grid of
-  the nuisance parameter along the null boundary (:func:`chebyshev`), the probability of crossing
+  the nuisance parameter along the null boundary (each kind spaces its own), the probability of crossing
   by look ``j`` stays within ``GRID_MARGIN * alpha_spent(t_j)`` — an exact unconditional test in
   the manner of Suissa & Shuster (1991), made group-sequential;
 * the exact error of given critical values at any null point (:func:`crossing_error`) and the
@@ -31,10 +31,8 @@ from scipy.signal import fftconvolve
 
 from mechinterp.stats.spending import alpha_spent
 
-#: nuisance values on the null boundary over which the critical values are maximised
-NUISANCE_GRID = 13
-#: share of the spending the grid may use: the error between grid points can exceed the grid's
-#: maximum by a fraction of a percent (checked on a 61-point grid in the tests)
+#: share of the spending a nuisance grid may use: the error between grid points can exceed the grid's
+#: maximum by a fraction of a percent (checked on finer grids in the tests)
 GRID_MARGIN = 0.98
 EPS = 1e-12
 
@@ -79,12 +77,6 @@ def advance(mass: Mass, m: int, p: float, q: float, n: int, step: Step) -> Mass:
     lb, lc = max(lb, b0), max(lc, c0)
     hb, hc = min(hb, b0 + out.shape[0] - 1), min(hc, c0 + out.shape[1] - 1)
     return Mass(np.clip(out[lb - b0:hb - b0 + 1, lc - c0:hc - c0 + 1], 0.0, None), lb, lc)
-
-
-def chebyshev(lo: float, hi: float, size: int) -> np.ndarray:
-    """``size`` points from ``lo`` to ``hi``, Chebyshev-spaced: the error changes fastest near the ends
-    of a null boundary (a count that almost never or almost always grows)."""
-    return lo + (hi - lo) * (1.0 - np.cos(np.pi * np.arange(size) / max(size - 1, 1))) / 2.0
 
 
 def calibrate(statistic: Callable[[Mass, int], np.ndarray], crosses: Callable[[Mass, int, float], np.ndarray],

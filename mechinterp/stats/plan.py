@@ -19,7 +19,6 @@ from functools import lru_cache
 from scipy.stats import norm
 
 from mechinterp.stats.hypothesis import Hypothesis
-from mechinterp.stats.paired import NUISANCE_GRID
 from mechinterp.stats.sequential import ALPHA, LOOKS, Design, OperatingCharacteristics
 
 #: P(holds) a budget is designed for at the design point
@@ -67,7 +66,7 @@ def _z(p: float) -> float:
 SEARCH_GRID = 3
 
 
-def _design(h: Hypothesis, n: int, looks: int, alpha: float, spending: str, grid: int = NUISANCE_GRID,
+def _design(h: Hypothesis, n: int, looks: int, alpha: float, spending: str, grid: int | None = None,
             unpaired: bool = False) -> Design:
     return Design(h, n, looks, alpha, spending, grid, unpaired)
 
@@ -108,7 +107,7 @@ def plan_paired(hypothesis: Hypothesis, q10: float, q01: float, cap: int, *, loo
         raise ValueError(f"cap must be >= 1 pair, got {cap!r}")
     point = q10 - q01
 
-    def at(n: int, grid: int) -> Plan:
+    def at(n: int, grid: int | None) -> Plan:
         d = _design(hypothesis, n, looks, alpha, spending, grid)
         return Plan(d, point, (q10, q01), d.operating(q10=q10, q01=q01), cap, target)
 
@@ -125,7 +124,7 @@ def plan_unpaired(hypothesis: Hypothesis, pa: float, pb: float, cap: int, *, loo
     if not (0.0 <= pa <= 1.0 and 0.0 <= pb <= 1.0):
         raise ValueError(f"the arms' design rates must lie in [0, 1], got pa={pa!r}, pb={pb!r}")
 
-    def at(n: int, grid: int) -> Plan:
+    def at(n: int, grid: int | None) -> Plan:
         d = _design(hypothesis, n, looks, alpha, spending, grid, unpaired=True)
         return Plan(d, pa - pb, (pa, pb), d.operating(pa=pa, pb=pb), cap, target)
 
@@ -137,12 +136,12 @@ def _plan_relation(hypothesis: Hypothesis, point: float, sd: float, cap: int, at
     """A relation's plan: the search starts from the normal-theory size (``sd``: the standard deviation
     of one task's, or one arm pair's, contribution to the difference) and moves in steps of 4 %, each
     step an exact design calibrated on a coarse nuisance grid (``at(n, SEARCH_GRID)``); the budget found
-    is then calibrated on the full grid (and grown further if that costs power), so it is within a few
-    percent of the smallest."""
+    is then calibrated on the design's own full grid (``at(n, None)``; grown further if that costs
+    power), so it is within a few percent of the smallest."""
     found = _search_relation(hypothesis, point, sd, cap, lambda n: at(n, SEARCH_GRID), target, alpha)
     n = found.budget
     while True:
-        plan = at(n, NUISANCE_GRID)
+        plan = at(n, None)
         if plan.reached or n >= cap:
             return plan
         n = min(cap, max(n + 1, math.ceil(1.02 * n)))

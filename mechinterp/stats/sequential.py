@@ -33,11 +33,11 @@ from mechinterp.stats.binomial import binomial_bounds, binomial_levels, binomial
 from mechinterp.stats.counts import Tally
 from mechinterp.stats.hypothesis import Decision, Hypothesis
 from mechinterp.stats.intervals import Interval, cp_lower, cp_upper
-from mechinterp.stats.lattice import NUISANCE_GRID
-from mechinterp.stats.paired import PairTally, paired_critical, paired_oc, tango_interval, tango_z, z_tail
+from mechinterp.stats.paired import NUISANCE_GRID, PairTally, paired_critical, paired_oc, tango_interval, tango_z, z_tail
 from mechinterp.stats.spending import SPENDING, look_schedule
 from mechinterp.stats.unpaired import (
-    ArmsTally, newcombe_interval, newcombe_lower, newcombe_upper, prefix_arms, unpaired_critical, unpaired_oc,
+    UNPAIRED_GRID, ArmsTally, newcombe_interval, newcombe_lower, newcombe_upper, prefix_arms, unpaired_critical,
+    unpaired_oc,
 )
 
 #: one-sided error per wrong direction (the two-sided 95 % of the paper's intervals, split)
@@ -67,15 +67,16 @@ class OperatingCharacteristics:
 @dataclass(frozen=True)
 class Design:
     """A sequential test fixed in advance: hypothesis, budget, looks, one-sided ``alpha``, spending
-    (``grid``: nuisance values a relation's critical values are calibrated over; ``unpaired``: a
-    relation whose arms draw their own tasks, ``budget`` answers each, rather than pairs of one task)."""
+    (``grid``: nuisance values a relation's critical values are calibrated over, default its kind's;
+    ``unpaired``: a relation whose arms draw their own tasks, ``budget`` answers each, rather than
+    pairs of one task)."""
 
     hypothesis: Hypothesis
     budget: int
     looks: int = LOOKS
     alpha: float = ALPHA
     spending: str = "obrien-fleming"
-    grid: int = NUISANCE_GRID
+    grid: int | None = None
     unpaired: bool = False
 
     def __post_init__(self) -> None:
@@ -96,6 +97,14 @@ class Design:
         if not self.hypothesis.is_comparison:
             return "rate"
         return "unpaired" if self.unpaired else "paired"
+
+    @property
+    def nuisance(self) -> int:
+        """Nuisance values the critical values are calibrated over: ``grid``, else the kind's own
+        (:data:`~mechinterp.stats.paired.NUISANCE_GRID` discordances, :data:`UNPAIRED_GRID` rates)."""
+        if self.grid is not None:
+            return self.grid
+        return UNPAIRED_GRID if self.unpaired else NUISANCE_GRID
 
     @property
     def relation(self) -> bool:
@@ -137,7 +146,7 @@ class Design:
         if not self.relation:
             raise ValueError("a rate design has no score critical values; see bounds")
         sizes = self.schedule if sizes is None else tuple(sizes)
-        v, args = self.hypothesis.value, (sizes, self.fractions(sizes, final), self.alpha, self.spending, self.grid)
+        v, args = self.hypothesis.value, (sizes, self.fractions(sizes, final), self.alpha, self.spending, self.nuisance)
         critical = unpaired_critical if self.unpaired else paired_critical
         up_at_v, up_at_minus_v = critical(v, *args), critical(-v, *args)
         if self.hypothesis.quantity == "|a - b|":  # each end serves the tests at both +v and -v
