@@ -260,3 +260,12 @@ def test_an_unpaired_design_says_what_it_needs():
         d.operating(q10=0.3, q01=0.1)
     with pytest.raises(ValueError, match=r"draw\(\(3, 3\)\) gave \(4, 3\)"):
         run_sequential(Design(H("a - b > 0"), 12, unpaired=True), lambda want: ([True] * (want[0] + 1), [False] * want[1]))
+
+
+def test_the_smallest_decidable_budget_of_a_relation_is_found_by_doubling_and_bisection():
+    from mechinterp.stats.plan import smallest_decidable
+
+    for hyp in ("a - b > 0", "a - b >= 0.5"):
+        scan = next(n for n in range(1, 60) if Design(H(hyp), n, unpaired=True).can_hold)
+        assert smallest_decidable(H(hyp), 1, unpaired=True, limit=64) == scan
+    assert smallest_decidable(H("a - b >= 0.99"), 25, unpaired=True, limit=100) is None  # needs hundreds per arm

@@ -171,9 +171,25 @@ def _search_relation(hypothesis: Hypothesis, point: float, sd: float, cap: int, 
 
 
 def smallest_decidable(hypothesis: Hypothesis, start: int, *, looks: int = LOOKS, alpha: float = ALPHA,
-                       spending: str = "obrien-fleming", limit: int = 10_000) -> int | None:
-    """The smallest budget ``>= start`` at which some outcome could make the claim hold (``None`` past ``limit``)."""
-    for n in range(max(1, start), limit + 1):
-        if _design(hypothesis, n, looks, alpha, spending).can_hold:
-            return n
-    return None
+                       spending: str = "obrien-fleming", limit: int = 10_000, unpaired: bool = False) -> int | None:
+    """The smallest budget ``>= start`` at which some outcome could make the claim hold (``None`` past ``limit``).
+
+    A rate tries every budget in turn; a relation (each try a calibrated design, ``unpaired``: of
+    independent arms) doubles its budget until one could hold, then bisects back, taking the best
+    outcome's chance to grow with the budget — keep its ``limit`` near the budgets it could run.
+    """
+    def holds(n: int) -> bool:
+        return _design(hypothesis, n, looks, alpha, spending, unpaired=unpaired).can_hold
+
+    start = max(1, start)
+    if not hypothesis.is_comparison:
+        return next((n for n in range(start, limit + 1) if holds(n)), None)
+    low, n = start - 1, start  # holds(low) is False (or low is below start)
+    while not holds(n):
+        if n >= limit:
+            return None
+        low, n = n, min(limit, 2 * n)
+    while n - low > 1:
+        mid = (low + n) // 2
+        low, n = (low, mid) if holds(mid) else (mid, n)
+    return n

@@ -263,7 +263,11 @@ class ClaimRunner:
         return claim_plan(claim, registry, available, self.samples, sites=sites, looks=self.looks, alpha=self.alpha)
 
     def _undecidable(self, claim: Claim, plan: Plan) -> str:
-        need = smallest_decidable(plan.design.hypothesis, plan.budget + 1, looks=self.looks, alpha=plan.design.alpha)
+        design = plan.design
+        # a relation's search calibrates a design per budget it tries: look no further than what a run could use
+        limit = 8 * (plan.budget + 1) if design.relation else 10_000
+        need = smallest_decidable(design.hypothesis, plan.budget + 1, looks=self.looks, alpha=design.alpha,
+                                  limit=limit, unpaired=design.unpaired)
         if self.samples is not None and plan.cap == self.samples:
             why = "--samples"
         elif claim.paper is not None and plan.cap == claim.paper.n:
