@@ -137,3 +137,23 @@ def test_pytest_claims_runs_the_relation_with_the_human_claims(pytester, monkeyp
     assert "a: k / n (rate)" in page and "b: k / n (rate)" in page and "Newcombe, unpaired" in page
     meta = json.loads((report / "run.json").read_text())
     assert set(meta["model"].split(", ")) == {"padding-routed", "identity-image"}
+
+
+def test_the_relation_has_a_k_safe_id_and_runs_with_its_human_cell_under_xdist(registry):
+    from mechinterp.pytest_plugin import claim_marks, xdist_group
+    from mechinterp.suite.ids import claim_ids_of_node_ids
+    from mechinterp.suite.scheduling import GROUP_PREFIX
+
+    assert test_id(REL) == "rel[lens.color-gt-lens.human]-cross"
+    node = f"claims/test_relations.py::test_relation[{test_id(REL)}]"
+    assert claim_ids_of_node_ids([node], registry) == [REL]
+
+    class Item:  # what xdist_group reads of a collected item
+        def __init__(self, marks):
+            self.marks = marks
+
+        def get_closest_marker(self, name):
+            return next((m.mark for m in self.marks if m.mark.name == name), None)
+
+    group = xdist_group(Item(claim_marks(registry[REL])))
+    assert group == xdist_group(Item(claim_marks(registry["lens[double.7]-human"]))) == f"{GROUP_PREFIX}human-lens"
