@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mechinterp.stats import ArmsTally, Decision, Hypothesis, Interval, PairTally, Tally, decide
+from mechinterp.stats import TALLIES, ArmsTally, Decision, Hypothesis, Interval, PairTally, Tally, decide, design_kind
 from mechinterp.vocabulary import (
     EXPERIMENTS, FAMILIES, PAIR_FAMILIES, TASK_FAMILIES, canonical_experiment, canonical_question, markers,
 )
@@ -146,10 +146,8 @@ class Claim:
 
     @property
     def kind(self) -> str:
-        """What its sequential design counts (:data:`mechinterp.stats.KINDS`): ``rate``, ``paired`` or ``unpaired``."""
-        if not self.is_relation:
-            return "rate"
-        return "unpaired" if self.unpaired else "paired"
+        """What its sequential design counts (:func:`mechinterp.stats.design_kind`): ``rate``, ``paired`` or ``unpaired``."""
+        return design_kind(self.is_relation, self.unpaired)
 
     @property
     def has_released_data(self) -> bool:
@@ -171,7 +169,7 @@ class Claim:
         """Fixed-sample decision on pooled counts: a :class:`Tally` for a cell, a :class:`PairTally`
         (paired by task) for a paired relation, an :class:`ArmsTally` for an unpaired one; the 95 %
         interval of the answers."""
-        if self.is_relation and not isinstance(counts, ArmsTally if self.unpaired else PairTally):
+        if self.is_relation and not isinstance(counts, TALLIES[self.kind]):
             need = "two arms' counts (an ArmsTally)" if self.unpaired else "paired counts (a PairTally)"
             raise ValueError(f"relation {self.id!r} is {self.kind}: it needs {need}, got {counts!r}")
         return decide(self.hypothesis, counts)

@@ -62,7 +62,8 @@ from mechinterp.stats.intervals import CONFIDENCE, Interval, newcombe, wilson
 from mechinterp.stats.paired import PairTally, paired_interval
 from mechinterp.stats.plan import POWER, Plan, plan_paired, plan_rate, plan_unpaired
 from mechinterp.stats.sequential import (
-    ALPHA, KINDS, LOOKS, Design, Look, OperatingCharacteristics, SequentialTest, Tally, run_sequential, tally,
+    ALPHA, KINDS, LOOKS, TALLIES, Design, Look, OperatingCharacteristics, SequentialTest, Tally, design_kind,
+    run_sequential, tally,
 )
 from mechinterp.stats.unpaired import ArmsTally, unpaired_interval
 from mechinterp.stats.spending import SPENDING, alpha_spent
@@ -114,7 +115,7 @@ def decide(hypothesis: Hypothesis | str, counts: Tally | PairTally | ArmsTally,
 
 __all__ = [
     "ABSTENTIONS", "ALPHA", "ArmsTally", "CONFIDENCE", "DESIGN", "Decision", "Design", "Hypothesis", "Interval", "KINDS",
-    "LOOKS", "Look", "OperatingCharacteristics", "POWER", "PairTally", "Plan", "SPENDING", "SequentialTest", "Tally",
-    "alpha_spent", "decide", "newcombe", "paired_interval", "plain_interval", "plan_paired", "plan_rate",
+    "LOOKS", "Look", "OperatingCharacteristics", "POWER", "PairTally", "Plan", "SPENDING", "SequentialTest", "TALLIES",
+    "Tally", "alpha_spent", "decide", "design_kind", "newcombe", "paired_interval", "plain_interval", "plan_paired", "plan_rate",
     "plan_unpaired", "run_sequential", "tally", "unpaired_interval", "wilson",
 ]

@@ -38,7 +38,7 @@ from scipy.special import gammaln
 from scipy.stats import norm
 
 from mechinterp.stats.intervals import CONFIDENCE, Interval
-from mechinterp.stats.lattice import GRID_MARGIN, Mass, calibrate, crossing_error, operating  # noqa: F401
+from mechinterp.stats.lattice import Mass, calibrate, crossing_error, operating
 
 #: discordance values on the null boundary over which the critical values are maximised
 NUISANCE_GRID = 13

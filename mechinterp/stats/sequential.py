@@ -50,6 +50,15 @@ KINDS = ("rate", "paired", "unpaired")
 TALLIES = {"rate": Tally, "paired": PairTally, "unpaired": ArmsTally}
 
 
+def design_kind(relation: bool, unpaired: bool) -> str:
+    """What a design counts (:data:`KINDS`), the one definition a claim and its design share: ``rate`` for one
+    arm, and for a relation (a difference of two arms) ``unpaired`` when its arms draw their own tasks, else
+    ``paired``."""
+    if not relation:
+        return "rate"
+    return "unpaired" if unpaired else "paired"
+
+
 @dataclass(frozen=True)
 class OperatingCharacteristics:
     """What a design does at one true rate: the chance of each decision and the mean sample size."""
@@ -93,10 +102,8 @@ class Design:
 
     @property
     def kind(self) -> str:
-        """What the design counts (:data:`KINDS`): ``rate``, ``paired`` or ``unpaired``."""
-        if not self.hypothesis.is_comparison:
-            return "rate"
-        return "unpaired" if self.unpaired else "paired"
+        """What the design counts (:func:`design_kind`): ``rate``, ``paired`` or ``unpaired``."""
+        return design_kind(self.hypothesis.is_comparison, self.unpaired)
 
     @property
     def nuisance(self) -> int:

@@ -16,7 +16,7 @@ def plan_record(plan: Plan) -> dict:
     design counts (``kind``: rate, paired or unpaired)."""
     return {"budget": plan.budget, "schedule": list(plan.design.schedule), "point": plan.point,
             "power": plan.power.p_holds, "reached": plan.reached, "cap": plan.cap, "alpha": plan.design.alpha,
-            "paired": plan.design.paired, "kind": plan.design.kind}
+            "kind": plan.design.kind}
 
 
 def pct(x: float) -> str:
