@@ -179,12 +179,14 @@ def claim_test_id(claim) -> str:
 
 def claim_marks(claim) -> list:
     """A claim's markers, plus the xdist group that keeps a family's claims of one experiment
-    (and the relations between them) on one worker."""
-    from mechinterp.vocabulary import EXPERIMENTS
+    (and the relations between them) on one worker; a relation between families joins the group of
+    the first family it is marked with (the job it runs in: ``markers`` in the registry)."""
+    from mechinterp.vocabulary import EXPERIMENTS, FAMILIES
 
     kind = next((m for m in claim.markers if m in {k.marker for k in EXPERIMENTS.values()}), "other")
+    family = claim.family or next((m for m in claim.markers if m in FAMILIES), "any")
     return [*(getattr(pytest.mark, m) for m in claim.markers),
-            pytest.mark.xdist_group(name=f"{GROUP_PREFIX}{claim.family or 'any'}-{kind}")]
+            pytest.mark.xdist_group(name=f"{GROUP_PREFIX}{family}-{kind}")]
 
 
 def is_claim_item(item) -> bool:

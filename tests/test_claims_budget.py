@@ -9,11 +9,12 @@ import pytest
 
 from mechinterp.claims import PaperValue, claims_by_id, load_registry
 from mechinterp.claims.budget import (
-    claim_plan, design_point, discordant, halfway, max_budget, paper_rate, relation_point,
+    claim_plan, design_point, discordant, halfway, max_budget, paper_rate, relation_point, relation_rates,
 )
 from mechinterp.report.power import default_plan, paper_tasks
 from mechinterp.stats import ALPHA, POWER, Hypothesis
 from mechinterp.stats.paired import paired_error
+from mechinterp.stats.unpaired import unpaired_error
 from mechinterp.stats.plan import plan_rate, smallest_decidable
 
 CLAIMS = load_registry()
@@ -45,6 +46,19 @@ def test_a_relation_plans_for_its_arms_joined_least_favourably():
     ra, rb = design_point(INDEX[rel.a])[0], design_point(INDEX[rel.b])[0]
     assert source == "arms" and q10 - q01 == pytest.approx(ra - rb) and q01 == pytest.approx(rb - (ra + rb - 1))
     assert relation_point(INDEX["rel[lens.padding>lens.content]-style"], INDEX)[2] == "default"  # Fig. 5 prints no rate
+
+
+def test_an_unpaired_relation_plans_for_its_arms_rates_per_arm():
+    """Table 1's colour > human: planned at the two lens cells' design rates, its budget per arm capped by
+    the smaller paper cell (90 human tasks), and its plan an unpaired design."""
+    rel = INDEX["rel[lens.color>lens.human]-cross"]
+    pa, pb, source = relation_rates(rel, INDEX)
+    assert source == "arms" and (pa, pb) == (design_point(INDEX[rel.a])[0], design_point(INDEX[rel.b])[0])
+    assert max_budget(rel, INDEX, 320, None) == 90
+    plan = claim_plan(rel, INDEX, 320)
+    assert plan.design.unpaired and plan.design.kind == "unpaired" and plan.q == (pa, pb)
+    assert plan.reached and plan.power == plan.design.operating(pa=pa, pb=pb)
+    assert plan.point == pytest.approx(pa - pb) and "points" in plan.describe()
 
 
 def test_the_budget_is_capped_by_the_tasks_the_paper_cell_and_samples():
@@ -108,7 +122,7 @@ def suite_plans():
 def test_every_cell_and_sweep_site_keeps_each_wrong_decision_within_alpha_at_its_threshold(suite_plans):
     """Exact, for the budgets, looks and alpha the suite runs (rate <= 0.05 claims included)."""
     for cid, plan in suite_plans.items():
-        if plan.design.paired:
+        if plan.design.relation:
             continue
         oc = plan.design.operating(plan.design.hypothesis.value)
         assert oc.p_holds <= plan.design.alpha and oc.p_refuted <= plan.design.alpha, (cid, oc)
@@ -116,13 +130,22 @@ def test_every_cell_and_sweep_site_keeps_each_wrong_decision_within_alpha_at_its
 
 
 def test_every_relation_keeps_each_wrong_decision_within_alpha_at_its_thresholds(suite_plans):
-    """Exact over 21 discordances of each null boundary, for every relation's own design."""
+    """Exact over 21 nuisance values of each null boundary (discordances of a paired relation, arm b's
+    rate of an unpaired one), for every relation's own design."""
+    kinds = set()
     for cid, plan in suite_plans.items():
         d = plan.design
-        if not d.paired:
+        if not d.relation:
             continue
+        kinds.add(d.kind)
+        assert d.unpaired == INDEX[cid].unpaired, cid
         v = d.hypothesis.value
         low, high = d.critical()
         for d0, crit in ((v, low), (-v, high)) if d.hypothesis.quantity != "|a - b|" else ((v, low), (-v, low)):
-            q01 = np.linspace(max(0.0, -d0), (1 - d0) / 2, 21)
-            assert paired_error(d0, d.schedule, crit, q01).max() <= ALPHA, (cid, d0)
+            if d.unpaired:
+                pb = np.linspace(max(0.0, -d0), min(1.0, 1 - d0), 21)
+                assert unpaired_error(d0, d.schedule, crit, pb).max() <= ALPHA, (cid, d0)
+            else:
+                q01 = np.linspace(max(0.0, -d0), (1 - d0) / 2, 21)
+                assert paired_error(d0, d.schedule, crit, q01).max() <= ALPHA, (cid, d0)
+    assert kinds == {"paired", "unpaired"}

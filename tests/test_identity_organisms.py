@@ -1,6 +1,7 @@
 """The identity organisms (issue 17): the glyph family stands for ``human`` on them, the glyph judge answers the
 identity questions with no API key, ``pytest claims/ -m human`` with no flags decides every human claim on
-``identity-image``, and ``identity-text`` refutes the human claims its wiring fixes."""
+``identity-image`` (and Table 1's colour > human, its colour arm on the default colour organism), and
+``identity-text`` refutes the human claims its wiring fixes."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ def registry():
 @pytest.fixture(scope="module")
 def human(registry):
     return [c for c in registry.values() if c.family == "human"]
+
+
+@pytest.fixture(scope="module")
+def human_job(registry):
+    """What ``-m human`` selects: the human claims and the relations between families that run with them."""
+    return [c for c in registry.values() if "human" in c.markers]
 
 
 def _expected():
@@ -76,7 +83,7 @@ def test_human_claims_read_the_glyph_family_and_the_binding_site(organism, regis
     assert runner.site("double.7", "human") == "double.0"
 
 
-def test_no_prerequisite_is_missing_for_the_human_claims_with_no_flags(human, registry, monkeypatch, tmp_path):
+def test_no_prerequisite_is_missing_for_the_human_claims_with_no_flags(human_job, registry, monkeypatch, tmp_path):
     from mechinterp.suite.prereqs import missing_prerequisites
     from mechinterp.suite.settings import Settings
 
@@ -85,14 +92,15 @@ def test_no_prerequisite_is_missing_for_the_human_claims_with_no_flags(human, re
     plain = Settings(model=None, judge="auto", samples=None, budget_generations=None, budget_dollars=None, seed=0,
                      cache_dir=tmp_path, data_dir=None, device=None, dtype=None, generator="device", report=None,
                      shard=None)
-    assert missing_prerequisites(human, registry, plain) == []
+    assert missing_prerequisites(human_job, registry, plain) == []
     # on padding-routed (named) the human claims are the paper's again: data dir and key are missing
     named = Settings(**{**plain.__dict__, "model": "padding-routed"})
-    missing = missing_prerequisites(human, registry, named)
+    missing = missing_prerequisites(human_job, registry, named)
     assert any("data dir" in m for m in missing) and any("ANTHROPIC_API_KEY" in m for m in missing)
 
 
-def test_pytest_claims_m_human_decides_every_human_claim_with_no_flags(pytester, human, monkeypatch, tmp_path):
+def test_pytest_claims_m_human_decides_every_human_claim_with_no_flags(pytester, human, human_job, monkeypatch,
+                                                                      tmp_path):
     for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "MECHINTERP_DATA_DIR", "MECHINTERP_MODEL"):
         monkeypatch.delenv(var, raising=False)
     for f in CLAIMS.glob("test_*.py"):
@@ -101,13 +109,17 @@ def test_pytest_claims_m_human_decides_every_human_claim_with_no_flags(pytester,
     result = pytester.runpytest("-m", "human", "--cache-dir", str(tmp_path / "cache"), "--report", str(report),
                                 "--progress", "0", "-p", "no:randomly")
     results = json.loads((report / "results.json").read_text())
-    assert set(results) == {c.id for c in human}
+    assert set(results) == {c.id for c in human_job} > {c.id for c in human}
     expected = _expected()["identity-image"]
-    assert {cid: r["decision"] for cid, r in results.items()} == expected  # every one pinned "holds" by the wiring
-    assert set(expected.values()) == {"holds"}
+    assert {cid: results[cid]["decision"] for cid in expected} == expected  # every one pinned "holds" by the wiring
+    assert set(expected.values()) == {"holds"} and set(expected) == {c.id for c in human}
+    # Table 1's colour > human identity: the colour arm on the default colour organism, the human arm here
+    cross = results["rel[lens.color>lens.human]-cross"]
+    assert cross["decision"] == "holds" and cross["unpaired"] and cross["k"] == cross["n"] and cross["k2"] == 0
     assert result.ret == 0, result.stdout.str()[-3000:]
     meta = json.loads((report / "run.json").read_text())
-    assert meta["model"] == "identity-image" and meta["judge_model"].startswith("glyph:")
+    assert set(meta["model"].split(", ")) == {"identity-image", "padding-routed"}
+    assert {j.split(":")[0] for j in meta["judge_model"].split(", ")} == {"glyph", "color"}
 
 
 def test_identity_text_refutes_the_human_claims_its_wiring_fixes(registry, tmp_path):

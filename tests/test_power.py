@@ -10,7 +10,8 @@ import pytest
 from mechinterp.claims import claims_by_id, load_registry
 from mechinterp.claims.budget import claim_plan
 from mechinterp.report.power import (
-    FamilyDraws, PowerRow, format_rows, released_outcomes, replay, replay_claims, room, simulate_claim, task_data_dir,
+    FamilyDraws, PowerRow, available, every_outcome, format_rows, released_outcomes, replay, replay_claims, room,
+    simulate_claim, task_data_dir,
 )
 from mechinterp.stats import POWER, Decision
 
@@ -30,13 +31,14 @@ def released():
     for c in CLAIMS:
         outcomes = released_outcomes(c, INDEX, VERDICTS)
         if outcomes:
-            out[c.id] = (outcomes, claim_plan(c, INDEX, len(outcomes)), room(c, list(outcomes.values())))
+            out[c.id] = (outcomes, claim_plan(c, INDEX, available(c, outcomes)), room(c, every_outcome(c, outcomes)))
     return out
 
 
 @needs_verdicts
 def test_room_on_the_released_verdicts_is_what_the_paper_data_give(released):
-    assert len(released) == 36  # 28 cells and the 8 relations whose two cells both have a CSV
+    # 28 cells, the 8 paired relations whose two cells both have a CSV and Table 1's 6 unpaired ones
+    assert len(released) == 42 and sum(INDEX[cid].unpaired for cid in released) == 6
     assert {cid for cid, (_, _, (_, ok)) in released.items() if not ok} == NO_ROOM
     # content-only style patching: 13/450 is 2.9 %, its 97.5 % bound 4.9 % is within a point of 5 %
     assert released["patching[double.7:text.content]-style"][2] == ("holds", False)
@@ -57,16 +59,34 @@ def test_every_cell_with_room_holds_in_90_percent_of_replays_within_the_paper_ce
 
 @needs_verdicts
 def test_every_relation_with_room_holds_in_90_percent_of_replays(released):
-    """Monte Carlo through the runner's own loop and order (seeds 0..199), paired by task."""
+    """Monte Carlo through the runner's own loop and order (seeds 0..199), paired by task, or each arm of an
+    unpaired relation drawn from its own cell's CSV in its own family's order."""
     draws = FamilyDraws(INDEX, task_data_dir(VERDICTS))
     for cid, (outcomes, plan, (full, ok)) in released.items():
         if not INDEX[cid].is_relation:
             continue
         assert ok and full == "holds", cid
         strata, memo = draws.of(INDEX[cid])
-        assert strata is not None, cid  # the task lists beside the verdicts give the runner's order
+        for one in (strata if INDEX[cid].unpaired else (strata,)):
+            assert one is not None, cid  # the task lists beside the verdicts give the runner's order
         held = sum(replay(plan, outcomes, seed, strata, memo)[0].decision is Decision.HOLDS for seed in range(200))
         assert held >= POWER * 200, (cid, held, plan.describe())
+
+
+@needs_verdicts
+def test_an_unpaired_replay_draws_each_arm_from_its_own_csv_in_its_own_order(released):
+    """Table 1's colour > style: colour tasks against style tasks, each arm a prefix of its family's order."""
+    from mechinterp.claims.draws import draw_order
+
+    rel = INDEX["rel[lens.color>lens.style]-cross"]
+    (xs, ys), plan, (full, ok) = released[rel.id]
+    assert plan.design.unpaired and (len(xs), len(ys)) == (320, 450) and full == "holds" and ok
+    assert plan.cap == 320  # the colour cell's 320 tasks cap each arm
+    (sa, sb), (ma, mb) = FamilyDraws(INDEX, task_data_dir(VERDICTS)).of(rel)
+    test, (used_a, used_b) = replay(plan, (xs, ys), 5, (sa, sb), (ma, mb))
+    assert used_a == draw_order(xs, sa, 5)[:len(used_a)] and used_b == draw_order(ys, sb, 5)[:len(used_b)]
+    assert set(used_a) <= set(xs) and set(used_b) <= set(ys) and not set(used_a) & set(used_b)
+    assert len(used_a) == len(used_b) == test.last.n in plan.design.schedule  # the paper's judge never abstains
 
 
 @needs_verdicts
@@ -113,6 +133,9 @@ def test_the_power_command_simulates_a_true_rate(tmp_path, capsys):
     assert at_threshold.p_holds <= 0.025 + 2 * (0.025 * 0.975 / 400) ** 0.5
     rel = simulate_claim(INDEX["rel[ko.text>ko.image]-color"], INDEX, (0.86, 0.13), runs=50)
     assert isinstance(rel, PowerRow) and rel.p_holds > 0.9
+    ordering = simulate_claim(INDEX["rel[lens.color>lens.style]-cross"], INDEX, (0.99, 0.91), runs=100)
+    exact = claim_plan(INDEX["rel[lens.color>lens.style]-cross"], INDEX, 320).design.operating(pa=0.99, pb=0.91)
+    assert abs(ordering.p_holds - exact.p_holds) < 4 * (exact.p_holds * (1 - exact.p_holds) / 100) ** 0.5 + 0.01
     assert "P(refuted)" in format_rows([rel])
 
 

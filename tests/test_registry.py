@@ -16,7 +16,7 @@ from mechinterp.stats import Decision
 
 CLAIMS = load_registry()
 INDEX = claims_by_id(CLAIMS)
-ID_PATTERN = re.compile(r"^(lens|knockout|patching|refdrop|rel)\[[^\]\s]+\]-(color|style|human|add|remove)$")
+ID_PATTERN = re.compile(r"^(lens|knockout|patching|refdrop|rel)\[[^\]\s]+\]-(color|style|human|add|remove|cross)$")
 
 
 def test_every_table_cell_of_the_paper_is_a_claim():
@@ -40,6 +40,8 @@ def test_ids_follow_the_documented_scheme_and_are_pytest_friendly():
     for c in CLAIMS:
         assert ID_PATTERN.match(c.id), c.id
         assert "::" not in c.id and " " not in c.id
+        # the subject "cross" is exactly a relation between cells of different families
+        assert c.id.endswith("-cross") == (c.is_relation and INDEX[c.a].family != INDEX[c.b].family), c.id
     assert len(INDEX) == len(CLAIMS)
 
 
@@ -183,3 +185,113 @@ def test_duplicate_ids_bad_relations_and_cells_are_rejected(tmp_path: Path):
     path.write_text(GOOD.replace('hypothesis', 'cells = ["T9:x:y"]\nhypothesis'))
     with pytest.raises(ValueError, match="T9:x:y"):
         load_registry(path)
+
+
+TABLE_1_ORDER = {  # Table 1's adjacent pairs (a above b), and colour > human: the one both CPU organisms decide
+    "rel[lens.color>lens.style]-cross": ("lens[single.9]-color", "lens[double.7]-style"),
+    "rel[lens.style>lens.add]-cross": ("lens[double.7]-style", "lens[double.7]-add"),
+    "rel[lens.style>lens.remove]-cross": ("lens[double.7]-style", "lens[double.7]-remove"),
+    "rel[lens.add>lens.human]-cross": ("lens[double.7]-add", "lens[double.7]-human"),
+    "rel[lens.remove>lens.human]-cross": ("lens[double.7]-remove", "lens[double.7]-human"),
+    "rel[lens.color>lens.human]-cross": ("lens[single.9]-color", "lens[double.7]-human"),
+}
+
+
+def test_table_1s_ordering_is_six_unpaired_relations_between_its_cells():
+    t1 = {cid for t in load_tables() if t.id == "T1" for cid in t.cells.values()}
+    assert {c.id: (c.a, c.b) for c in CLAIMS if c.unpaired} == TABLE_1_ORDER
+    for cid, (a, b) in TABLE_1_ORDER.items():
+        c = INDEX[cid]
+        assert {a, b} <= t1 and c.where == "Table 1" and str(c.hypothesis) == "a - b > 0" and c.family is None
+        assert INDEX[a].paper.value > INDEX[b].paper.value  # the paper's own order
+        assert "surface more reliably" in c.statement or "never carried by the text tokens" in c.statement
+        assert c.kind == "unpaired" and INDEX[a].draws != INDEX[b].draws
+    # each runs in one job that has what both cells need
+    assert INDEX["rel[lens.color>lens.human]-cross"].markers == ("human", "lens")
+    assert INDEX["rel[lens.color>lens.style]-cross"].markers == ("style", "lens")
+    assert INDEX["rel[lens.add>lens.human]-cross"].markers == ("scene", "lens")
+    assert set(INDEX["rel[lens.style>lens.add]-cross"].markers) == {"style", "scene", "lens"}  # both cells': the default
+    # the relations of the text stay paired: both cells draw the same tasks
+    for c in CLAIMS:
+        if c.is_relation and c.id not in TABLE_1_ORDER:
+            assert c.kind == "paired" and INDEX[c.a].draws == INDEX[c.b].draws, c.id
+
+
+_CELLS = '''schema = 1
+[[claim]]
+id = "knockout[ref->text.x]-color"
+statement = "s"
+family = "color"
+tasks = ["color"]
+experiment = { name = "knockout", source = "ref", dest = "text", blocks = "all" }
+question = "ko_text.color"
+markers = ["color", "knockout"]
+hypothesis = "rate >= 0.5"
+[[claim]]
+id = "knockout[ref->text.y]-color"
+statement = "s"
+family = "color"
+tasks = ["color"]
+experiment = { name = "knockout", source = "ref", dest = "text.padding", blocks = "all" }
+question = "ko_text_padding.color"
+markers = ["color", "knockout"]
+hypothesis = "rate >= 0.5"
+[[claim]]
+id = "knockout[ref->text.x]-style"
+statement = "s"
+family = "style"
+tasks = ["style"]
+experiment = { name = "knockout", source = "ref", dest = "text", blocks = "all" }
+question = "ko_text.style"
+markers = ["style", "knockout"]
+hypothesis = "rate >= 0.5"
+'''
+
+
+def _relation(a: str, b: str, extra: str = "") -> str:
+    return (f'[[claim]]\nid = "rel[x>y]-cross"\nstatement = "s"\na = "{a}"\nb = "{b}"\nhypothesis = "a - b > 0"\n'
+            + extra)
+
+
+def test_a_relation_is_unpaired_exactly_when_its_cells_draw_different_tasks(tmp_path):
+    path = tmp_path / "r.claims.toml"
+    path.write_text(_CELLS + _relation("knockout[ref->text.x]-color", "knockout[ref->text.x]-style"))
+    rel = claims_by_id(load_registry(path))["rel[x>y]-cross"]
+    assert rel.unpaired and rel.family is None and rel.markers == ("color", "knockout", "style")
+    path.write_text(_CELLS + _relation("knockout[ref->text.x]-color", "knockout[ref->text.y]-color"))
+    rel = claims_by_id(load_registry(path))["rel[x>y]-cross"]
+    assert not rel.unpaired and rel.family == "color"
+
+
+@pytest.mark.parametrize("extra,match", [
+    ('markers = ["style", "knockout", "lens"]\n', r"markers \['lens'\] are not its cells'"),
+    ('markers = ["knockout"]\n', "must keep a family of its cells"),
+    ('markers = ["style"]\n', r"must keep the experiment markers both cells carry: \['knockout'\]"),
+    ('markers = "style"\n', "must be a list of marker names"),
+])
+def test_a_relations_own_markers_are_validated_when_the_registry_is_read(tmp_path, extra, match):
+    path = tmp_path / "bad.claims.toml"
+    path.write_text(_CELLS + _relation("knockout[ref->text.x]-color", "knockout[ref->text.x]-style", extra))
+    with pytest.raises(ValueError, match=match):
+        load_registry(path)
+    good = tmp_path / "good.claims.toml"
+    good.write_text(_CELLS + _relation("knockout[ref->text.x]-color", "knockout[ref->text.x]-style",
+                                       'markers = ["style", "knockout"]\n'))
+    assert claims_by_id(load_registry(good))["rel[x>y]-cross"].markers == ("style", "knockout")
+
+
+def test_a_relation_of_a_cell_with_itself_is_an_error(tmp_path):
+    path = tmp_path / "same.claims.toml"
+    path.write_text(_CELLS + _relation("knockout[ref->text.x]-color", "knockout[ref->text.x]-color"))
+    with pytest.raises(ValueError, match="a and b name the same claim"):
+        load_registry(path)
+
+
+def test_an_unpaired_relation_decides_on_two_arms_counts():
+    from mechinterp.stats import ArmsTally, PairTally, Tally
+
+    rel = INDEX["rel[lens.color>lens.human]-cross"]
+    decision, ci = rel.decide(ArmsTally(Tally(320, 320), Tally(0, 90)))
+    assert decision is Decision.HOLDS and ci.low > 0.9
+    with pytest.raises(ValueError, match=r"is unpaired: it needs two arms' counts \(an ArmsTally\)"):
+        rel.decide(PairTally(n10=5))

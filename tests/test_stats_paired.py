@@ -13,7 +13,8 @@ from scipy.optimize import minimize_scalar
 from scipy.stats import norm
 
 from mechinterp.stats import ALPHA, Decision, Design, Hypothesis, PairTally, paired_interval, run_sequential
-from mechinterp.stats.paired import GRID_MARGIN, paired_critical, paired_error, tango_bound, tango_z
+from mechinterp.stats.lattice import GRID_MARGIN
+from mechinterp.stats.paired import paired_critical, paired_error, tango_bound, tango_z
 
 H = Hypothesis.parse
 

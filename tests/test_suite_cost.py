@@ -9,7 +9,7 @@ import pytest
 from mechinterp.bench import cost, suite_cost
 from mechinterp.claims import claims_by_id, load_registry
 from mechinterp.claims.budget import claim_plan
-from mechinterp.report.power import released_outcomes, replay
+from mechinterp.report.power import FamilyDraws, released_outcomes, replay, task_data_dir
 from mechinterp.report.released import read_released_rows
 
 VERDICTS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "i2i-interp" / "verdicts"
@@ -45,11 +45,22 @@ def test_simulate_needs_the_verdicts_folder(tmp_path):
 @pytest.mark.skipif(not VERDICTS.is_dir(), reason=f"released verdicts not found at {VERDICTS}")
 def test_the_suite_on_the_released_verdicts_costs_a_fraction_of_a_full_reproduction():
     result = suite_cost.simulate(VERDICTS, CLAIMS, seeds=range(3))
-    # the colour lens passed on all 320 released rows: every seed stops at the same look
+    # the colour lens passed on all 320 released rows: every seed stops the cell at the same look
     outcomes = released_outcomes(LENS, INDEX, VERDICTS)
-    assert result.generations["lens1"] == len(replay(claim_plan(LENS, INDEX, len(outcomes)), outcomes, 0)[1])
+    cell = len(replay(claim_plan(LENS, INDEX, len(outcomes)), outcomes, 0)[1])
+    paired_only = suite_cost.simulate(VERDICTS, [c for c in CLAIMS if not c.unpaired], seeds=range(3))
+    assert paired_only.generations["lens1"] == cell
+    # Table 1's colour > style draws its colour arm further along the same order: the runs are the longer prefix
+    draws = FamilyDraws(INDEX, task_data_dir(VERDICTS))
+    longest = []
+    for seed in range(3):
+        arms = [suite_cost.judged_entities(INDEX[r], INDEX, released_outcomes(INDEX[r], INDEX, VERDICTS),
+                                           samples=None, seed=seed, draws=draws)[0]
+                for r in ("rel[lens.color>lens.style]-cross", "rel[lens.color>lens.human]-cross")]
+        longest.append(max(cell, *map(len, arms)))
+    assert result.generations["lens1"] == pytest.approx(sum(longest) / 3) and max(longest) > cell
     assert result.judge_calls == pytest.approx(sum(v for k, v in result.generations.items() if k != "clean"))
-    assert result.claims == 36  # 28 cells and the 8 relations whose cells both have a CSV
+    assert result.claims == 42  # 28 cells, the 8 paired relations whose cells both have a CSV, Table 1's 6 unpaired
     # relations pair their cells' tasks: the patching runs exceed what the cells judge on their own
     alone = suite_cost.simulate(VERDICTS, [c for c in CLAIMS if not c.is_relation], seeds=range(3))
     assert result.generations["patch"] > alone.generations["patch"]

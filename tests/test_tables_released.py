@@ -65,6 +65,24 @@ def test_decisions_on_the_papers_own_data(results):
     assert not any(cid.startswith(("refdrop", "rel[refdrop")) for cid in decisions)  # no released data
 
 
+def test_table_1s_ordering_holds_on_the_released_cells_each_arm_its_own_csv(results):
+    """Unpaired: each arm is its whole released cell (no task is shared across families), Newcombe's interval."""
+    from mechinterp.stats import newcombe
+
+    index = claims_by_id(CLAIMS)
+    ordering = [cid for cid, c in index.items() if c.unpaired]
+    assert len(ordering) == 6
+    for cid in ordering:
+        r, a, b = results[cid], results[index[cid].a], results[index[cid].b]
+        assert r.unpaired and r.pairs is None and r.decision == "holds", cid
+        assert (r.k, r.n, r.k2, r.n2) == (a.k, a.n, b.k, b.n), cid
+        ci = newcombe(r.k, r.n, r.k2, r.n2)
+        assert (r.ci_low, r.ci_high) == (ci.low, ci.high) and r.run_text == ci.as_difference_text()
+    colour_human = results["rel[lens.color>lens.human]-cross"]
+    assert (colour_human.k, colour_human.n, colour_human.k2, colour_human.n2) == (320, 320, 0, 90)
+    assert colour_human.paper_text == "+100.0"
+
+
 def test_cli_prints_the_four_tables_and_check_exits_zero(capsys):
     assert main(["tables", "--verdicts", str(VERDICTS), "--check"]) == 0
     out = capsys.readouterr().out

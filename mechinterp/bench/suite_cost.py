@@ -8,7 +8,8 @@ early that happens depends on the true rates, which the authors' released per-sa
 ``mechinterp power`` does (:func:`mechinterp.report.power.replay`: same plan, looks and seeds,
 the runner's own sequential loop) and counts what the run would generate and pay for: the
 intervened runs of each cell, the extra runs a relation needs on its cells' experiments beyond
-the tasks the cells judged themselves (a relation is decided on pairs of its own), the shared
+the tasks the cells judged themselves (a relation is decided on pairs of its own, an unpaired one
+on each arm's own tasks), the shared
 I2I baselines (the union of the tasks anything drew, patching pairs counting their source and
 target tasks), and the judge calls with the tokens and model the authors' judge used on exactly
 those rows.
@@ -27,7 +28,7 @@ from mechinterp.bench.cost import Line, generation_seconds, t2i_prompt_lines
 from mechinterp.claims import Claim, claims_by_id
 from mechinterp.claims.budget import claim_plan
 from mechinterp.judges.usage import BATCH_DISCOUNT, price_for
-from mechinterp.report.power import FamilyDraws, released_outcomes, replay, task_data_dir
+from mechinterp.report.power import FamilyDraws, available, released_outcomes, replay, task_data_dir
 from mechinterp.report.released import PAIR_SEPARATOR, ReleasedRow, read_released_rows
 from mechinterp.vocabulary import EXPERIMENTS
 
@@ -53,15 +54,24 @@ def claim_kind(claim: Claim) -> str:
     raise ValueError(f"claim {claim.id!r}: no released-verdict replay for experiment {e.name!r}")
 
 
-def judged_entities(claim: Claim, index: dict[str, Claim], outcomes: dict, *, samples: int | None, seed: int,
-                    draws: FamilyDraws | None = None) -> list[str]:
+def judged_entities(claim: Claim, index: dict[str, Claim], outcomes, *, samples: int | None, seed: int,
+                    draws: FamilyDraws | None = None) -> list[str] | tuple[list[str], list[str]]:
     """The entities (tasks or pairs) the runner would judge for ``claim`` in its order for ``seed``
-    (``draws``: the families' strata; without them, a seeded shuffle) before it stops."""
-    plan = claim_plan(claim, index, len(outcomes), samples)
+    (``draws``: the families' strata; without them, a seeded shuffle) before it stops; per arm for an
+    unpaired relation (each arm judges its own)."""
+    plan = claim_plan(claim, index, available(claim, outcomes), samples)
     if not plan.decidable:
-        return []
+        return ([], []) if claim.unpaired else []
     strata, memo = draws.of(claim) if draws is not None else (None, None)
     return replay(plan, outcomes, seed, strata, memo)[1]
+
+
+def judged_by_cell(claim: Claim, used) -> list[tuple[str, list[str]]]:
+    """``(cell claim id, entities)`` for what :func:`judged_entities` gave: a cell's own, a paired relation's
+    on both its cells, an unpaired relation's arm by arm."""
+    if claim.unpaired:
+        return list(zip((claim.a, claim.b), used))
+    return [(cell, used) for cell in ([claim.a, claim.b] if claim.is_relation else [claim.id])]
 
 
 def simulate(verdicts_dir: str | Path, claims: list[Claim], *, samples: int | None = None,
@@ -85,8 +95,8 @@ def simulate(verdicts_dir: str | Path, claims: list[Claim], *, samples: int | No
         judged: dict[str, set[str]] = {}  # cell claim id → entities judged for it (by itself or a relation)
         for claim, outcomes in replayed:
             used = judged_entities(claim, index, outcomes, samples=samples, seed=seed, draws=draws)
-            for cell in ([claim.a, claim.b] if claim.is_relation else [claim.id]):
-                judged.setdefault(cell, set()).update(used)
+            for cell, entities in judged_by_cell(claim, used):
+                judged.setdefault(cell, set()).update(entities)
         gens: dict[str, float] = {}
         baselines: set[str] = set()
         dollars: float | None = 0.0

@@ -5,9 +5,18 @@
 one pooled rate (a table cell or a figure's rate) with a threshold hypothesis; a
 *relation* claim compares two cell claims ``a`` and ``b`` with a hypothesis on ``a - b``.
 
+A relation whose cells draw the same tasks (:attr:`Claim.draws`) is decided on both arms paired
+by task; one whose cells draw different tasks — cells of different families, such as Table 1's
+ordering from colour to human identity — is *unpaired* (:attr:`Claim.unpaired`, set when the
+registry is read): each arm draws its own tasks and the two rates are compared as independent
+samples. A relation carries both cells' markers unless it names its own (``markers``: a subset
+that keeps a family of its cells and the experiments both share), so that a relation between
+families runs in the one job that has everything both cells need.
+
 Claim ids read ``<experiment>[<setting>]-<subject>``, e.g. ``knockout[ref->text]-color``,
 ``patching[single.9:text.padding]-color``, ``lens[double.7]-human``, and relations
-``rel[ko.text>ko.image]-color``; they are valid pytest ids. The header of the TOML file
+``rel[ko.text>ko.image]-color`` (between families: ``rel[lens.color>lens.human]-cross``); they
+are valid pytest ids once spelled for ``-k`` (:mod:`mechinterp.suite.ids`). The header of the TOML file
 documents the scheme and the threshold vocabulary.
 """
 
@@ -20,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mechinterp.stats import Decision, Hypothesis, Interval, PairTally, Tally, decide
+from mechinterp.stats import TALLIES, ArmsTally, Decision, Hypothesis, Interval, PairTally, Tally, decide, design_kind
 from mechinterp.vocabulary import (
     EXPERIMENTS, FAMILIES, PAIR_FAMILIES, TASK_FAMILIES, canonical_experiment, canonical_question, markers,
 )
@@ -118,11 +127,27 @@ class Claim:
     b: str | None = None
     power_at: float | None = None  # the true rate (relations: a - b) its budget is planned for
     transition: Transition | None = None  # a sweep claim about where its rate crosses the threshold
+    unpaired: bool = False  # a relation whose cells draw different tasks: two independent arms
 
     @property
     def is_relation(self) -> bool:
         """True for a comparison between two cell claims."""
         return self.a is not None
+
+    @property
+    def draws(self) -> tuple[str, bool] | None:
+        """``(family, pairs)``: the task family a cell claim draws from (its ``tasks``, else its family) and
+        whether it draws that family's patching pairs; ``None`` for a relation. A model may map the family
+        to another (:func:`mechinterp.claims.draws.drawn_family`)."""
+        if self.is_relation:
+            return None
+        family = self.tasks[0] if self.tasks else self.family
+        return family, bool(self.experiment is not None and EXPERIMENTS[self.experiment.name].pairs)
+
+    @property
+    def kind(self) -> str:
+        """What its sequential design counts (:func:`mechinterp.stats.design_kind`): ``rate``, ``paired`` or ``unpaired``."""
+        return design_kind(self.is_relation, self.unpaired)
 
     @property
     def has_released_data(self) -> bool:
@@ -140,9 +165,13 @@ class Claim:
         """Map a judge's raw pass to this claim's reported outcome (applies its question's polarity)."""
         return bool(passed) if self.polarity == "pass" else not passed
 
-    def decide(self, counts: Tally | PairTally) -> tuple[Decision, Interval]:
+    def decide(self, counts: Tally | PairTally | ArmsTally) -> tuple[Decision, Interval]:
         """Fixed-sample decision on pooled counts: a :class:`Tally` for a cell, a :class:`PairTally`
-        (paired by task) for a relation; the 95 % interval, abstentions bounded."""
+        (paired by task) for a paired relation, an :class:`ArmsTally` for an unpaired one; the 95 %
+        interval of the answers."""
+        if self.is_relation and not isinstance(counts, TALLIES[self.kind]):
+            need = "two arms' counts (an ArmsTally)" if self.unpaired else "paired counts (a PairTally)"
+            raise ValueError(f"relation {self.id!r} is {self.kind}: it needs {need}, got {counts!r}")
         return decide(self.hypothesis, counts)
 
 
@@ -265,6 +294,28 @@ def _cell_claim(raw: dict, cid: str) -> dict:
                 cells=tuple(raw.get("cells", ())), csv=raw.get("csv"), transition=transition)
 
 
+def _relation_markers(raw: dict, a: Claim, b: Claim, cid: str) -> tuple[str, ...]:
+    """A relation's markers: both cells' (default), or the ``markers`` it names — a subset of theirs that
+    keeps at least one of its cells' families and every experiment marker both cells carry."""
+    both = tuple(dict.fromkeys(a.markers + b.markers))
+    if "markers" not in raw:
+        return both
+    named = raw["markers"]
+    if not isinstance(named, list) or not all(isinstance(m, str) for m in named):
+        raise ValueError(f"relation {cid!r}: markers must be a list of marker names, got {named!r}")
+    extra = [m for m in named if m not in both]
+    if extra:
+        raise ValueError(f"relation {cid!r}: markers {extra} are not its cells' ({', '.join(both)})")
+    families = [f for f in dict.fromkeys((a.family, b.family)) if f is not None]
+    if not any(f in named for f in families):
+        raise ValueError(f"relation {cid!r}: markers {named} must keep a family of its cells ({' or '.join(families)})")
+    shared = [m for m in a.markers if m in b.markers and m not in FAMILIES]
+    missing = [m for m in shared if m not in named]
+    if missing:
+        raise ValueError(f"relation {cid!r}: markers {named} must keep the experiment markers both cells carry: {missing}")
+    return tuple(dict.fromkeys(named))
+
+
 def _power_at(raw: dict, cid: str, hyp: Hypothesis) -> float | None:
     """The optional ``power_at``: a rate in [0, 1] (a difference in [-1, 1] for a relation) inside the claim."""
     if "power_at" not in raw:
@@ -296,9 +347,11 @@ def _parse(data: dict) -> tuple[list[Claim], list[Table]]:
                 raise ValueError(f"relation {cid!r}: a={raw.get('a')!r}, b={raw.get('b')!r} must name earlier cell claims")
             if not hyp.is_comparison:
                 raise ValueError(f"relation {cid!r}: hypothesis {hyp} must be about 'a - b' or '|a - b|'")
+            if a.id == b.id:
+                raise ValueError(f"relation {cid!r}: a and b name the same claim {a.id!r}; a relation compares two cells")
             fam = a.family if a.family == b.family else None
-            markers = tuple(dict.fromkeys(a.markers + b.markers))
-            claim = Claim(**common, family=fam, markers=markers, a=a.id, b=b.id)
+            claim = Claim(**common, family=fam, markers=_relation_markers(raw, a, b, cid), a=a.id, b=b.id,
+                          unpaired=a.draws != b.draws)
         else:
             if hyp.is_comparison:
                 raise ValueError(f"cell claim {cid!r}: hypothesis {hyp} must be about 'rate'")

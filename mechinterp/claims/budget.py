@@ -11,14 +11,17 @@ The design point says what "the claim is true with a margin" means for one claim
 
 A relation's design point is the difference of its arms' paper rates (as above) when both
 have one and it lies inside the relation, else ``power_at``, else the halfway default (arms at
-``1/2 ± d/2``). The paper does not say how the two arms go together on a task, so the plan
-takes the least favourable joint distribution of the two rates: the fewest tasks on which both
-succeed (``q11 = max(0, pa + pb - 1)``), hence the most discordant pairs and the widest paired
-difference. Any positive correlation of the arms — the paper's released verdicts have plenty —
-only makes the paired test stronger than planned.
+``1/2 ± d/2``) — :func:`relation_rates`. An unpaired relation (its arms draw different tasks)
+is planned at those two rates. For a paired one the paper does not say how the two arms go
+together on a task, so the plan takes the least favourable joint distribution of the two rates:
+the fewest tasks on which both succeed (``q11 = max(0, pa + pb - 1)``), hence the most discordant
+pairs and the widest paired difference (:func:`relation_point`). Any positive correlation of the
+arms — the paper's released verdicts have plenty — only makes the paired test stronger than
+planned.
 
-Caps: the tasks there are (the family, or the pairs both arms share), the paper's cell size
-(a replication uses no more tasks than the paper's cell has), and ``--samples``. A sweep's
+Caps: the tasks there are (the family, the pairs both arms share, or for an unpaired relation
+the tasks of the arm with fewer), the paper's cell sizes (a replication uses no more tasks than
+the paper's cell has), and ``--samples``; an unpaired relation's budget is per arm. A sweep's
 sites each get ``alpha / sites`` and the power ``target ** (1 / sites)``, so the sweep as a
 whole keeps both.
 """
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 from mechinterp.claims import Claim
 from mechinterp.stats import Hypothesis
-from mechinterp.stats.plan import POWER, Plan, plan_paired, plan_rate
+from mechinterp.stats.plan import POWER, Plan, plan_paired, plan_rate, plan_unpaired
 from mechinterp.stats.sequential import ALPHA, LOOKS
 
 #: the paper's interval level, for the Wilson centre of a printed rate
@@ -81,23 +84,31 @@ def discordant(pa: float, pb: float) -> tuple[float, float]:
     return pa - both, pb - both
 
 
-def relation_point(claim: Claim, registry: dict[str, Claim]) -> tuple[float, float, str]:
-    """A relation's design: the discordant cells ``(q10, q01)`` and their source (``arms``: the
-    two cells' paper rates, ``stated``: ``power_at``, or ``default``)."""
+def relation_rates(claim: Claim, registry: dict[str, Claim]) -> tuple[float, float, str]:
+    """A relation's design point as its arms' rates ``(pa, pb)`` and their source (``arms``: the two
+    cells' paper rates, ``stated``: ``power_at``, or ``default``; the last two at ``1/2 ± d/2``)."""
     a, b = registry[claim.a], registry[claim.b]
     if claim.power_at is None and a.paper is not None and b.paper is not None:
         (ra, sa), (rb, sb) = design_point(a), design_point(b)
         if sa == sb == "paper" and inside(claim.hypothesis, ra - rb):
-            return (*discordant(ra, rb), "arms")
+            return ra, rb, "arms"
     if claim.power_at is not None:
         d, source = claim.power_at, "stated"
     else:
         d, source = halfway(claim.hypothesis), "default"
-    return (*discordant(0.5 + d / 2.0, 0.5 - d / 2.0), source)
+    return 0.5 + d / 2.0, 0.5 - d / 2.0, source
+
+
+def relation_point(claim: Claim, registry: dict[str, Claim]) -> tuple[float, float, str]:
+    """A paired relation's design: the discordant cells ``(q10, q01)`` of its arms' rates
+    (:func:`relation_rates`) joined least favourably, and their source."""
+    pa, pb, source = relation_rates(claim, registry)
+    return (*discordant(pa, pb), source)
 
 
 def max_budget(claim: Claim, registry: dict[str, Claim], available: int, cap: int | None) -> int:
-    """The most tasks (pairs) a claim may draw: what is there, the paper's cell size, ``--samples``."""
+    """The most tasks (pairs; per arm for an unpaired relation) a claim may draw: what is there, the paper's
+    cell sizes, ``--samples``."""
     limits = [available]
     cells = [registry[claim.a], registry[claim.b]] if claim.is_relation else [claim]
     limits += [c.paper.n for c in cells if c.paper is not None and c.paper.n]
@@ -112,6 +123,9 @@ def claim_plan(claim: Claim, registry: dict[str, Claim] | None, available: int, 
     registry = registry or {claim.id: claim}
     limit = max_budget(claim, registry, available, cap)
     kw = dict(looks=looks, alpha=alpha / sites, target=POWER ** (1.0 / sites))
+    if claim.unpaired:
+        pa, pb, _ = relation_rates(claim, registry)
+        return plan_unpaired(claim.hypothesis, pa, pb, limit, **kw)
     if claim.is_relation:
         q10, q01, _ = relation_point(claim, registry)
         return plan_paired(claim.hypothesis, q10, q01, limit, **kw)

@@ -13,17 +13,16 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from mechinterp.tasks import stratified_ids
-from mechinterp.vocabulary import EXPERIMENTS
 
 
 def drawn_family(claim, tasks: Mapping[str, str] | None = None) -> tuple[str, bool]:
     """``(family name, pairs)``: the task family (or pair family, when ``pairs``) a cell claim draws from
     (``tasks``: a model's map from a claim's task family to the one standing for it there, its
     ``mechinterp.json`` ``tasks``: the identity organisms draw ``glyph`` for ``human``)."""
-    family = claim.tasks[0] if claim.tasks else claim.family
-    family = (tasks or {}).get(family, family)
-    pairs = claim.experiment is not None and EXPERIMENTS[claim.experiment.name].pairs
-    return family, bool(pairs)
+    if claim.is_relation:
+        raise ValueError(f"relation {claim.id!r} draws no tasks of its own: its cells {claim.a!r} and {claim.b!r} do")
+    family, pairs = claim.draws
+    return (tasks or {}).get(family, family), pairs
 
 
 def claim_items(claim, data_dir: str | Path | None = None, *, verify: bool = True,

@@ -137,6 +137,20 @@ def power_text(r: ClaimResult, claim: Claim, index: dict[str, Claim]) -> str:
     return f"budget {budget}: {100 * power:.0f} % at {where}"
 
 
+def _rate(k: int | None, n: int | None) -> str:
+    return "n/a" if not n else f"{100 * k / n:.1f} %"
+
+
+def counts_text(r: ClaimResult) -> str:
+    """The counts a claim's row shows: ``k/n`` for a rate, ``k/n vs k2/n2`` for a paired relation, and both
+    arms with their rates for an unpaired one (``12/13 (92.3 %) vs 0/13 (0.0 %), independent arms``)."""
+    if r.unpaired:
+        text = f"{r.k}/{r.n} ({_rate(r.k, r.n)}) vs {r.k2}/{r.n2} ({_rate(r.k2, r.n2)}), independent arms"
+    else:
+        text = f"{r.k}/{r.n}" + (f" vs {r.k2}/{r.n2}" if r.a else "")
+    return text + (f" ({r.abstained} abstained)" if r.abstained else "")
+
+
 def _claim_rows(claims: list[Claim], results: dict[str, ClaimResult]) -> list[dict]:
     index = claims_by_id(claims)
     rows = []
@@ -144,9 +158,8 @@ def _claim_rows(claims: list[Claim], results: dict[str, ClaimResult]) -> list[di
         r = results.get(c.id)
         if r is None:
             continue
-        kn = f"{r.k}/{r.n}" + (f" vs {r.k2}/{r.n2}" if r.a else "") + (f" ({r.abstained} abstained)" if r.abstained else "")
         rows.append(dict(id=c.id, slug=claim_slug(c.id), statement=c.statement, hypothesis=r.hypothesis,
-                         paper=r.paper_text or "—", run=r.run_text, kn=kn, decided=decision_text(r),
+                         paper=r.paper_text or "—", run=r.run_text, kn=counts_text(r), decided=decision_text(r),
                          power=power_text(r, c, index), decision=r.decision))
     return rows
 
@@ -206,11 +219,18 @@ def _claim_page(claim: Claim, res: ClaimResult, verdicts: list[VerdictRow], run_
              ("experiment", claim.experiment), ("question", claim.question), ("polarity", claim.polarity),
              ("tasks", ", ".join(claim.tasks)), ("paper", res.paper_text), ("run", res.run_text),
              ("k / n (abstained)", f"{res.k} / {res.n} ({res.abstained})"),
-             ("95 % interval" + (" (paired)" if claim.is_relation else " (Wilson)"), f"[{res.ci_low:.4f}, {res.ci_high:.4f}]"),
+             ("95 % interval" + (" (Newcombe, unpaired)" if res.unpaired else " (paired)" if claim.is_relation
+                                 else " (Wilson)"), f"[{res.ci_low:.4f}, {res.ci_high:.4f}]"),
              ("decided on", decision_text(res)),
              ("looks (judged)", None if not res.looks else ", ".join(map(str, res.looks))),
              ("power at its budget", power_text(res, claim, index)), ("note", res.note)]
-    if claim.is_relation:
+    if claim.is_relation and res.unpaired:
+        facts += [("a", claim.a), ("b", claim.b),
+                  ("a: k / n (rate)", f"{res.k} / {res.n} ({_rate(res.k, res.n)})"),
+                  ("b: k / n (rate)", f"{res.k2} / {res.n2} ({_rate(res.k2, res.n2)})"),
+                  ("arms", "unpaired: each arm draws its own tasks (its cell's family and model); a - b is the "
+                           "difference of two independent rates")]
+    elif claim.is_relation:
         facts += [("a", claim.a), ("b", claim.b), ("b: k / n", f"{res.k2} / {res.n2}")]
         if res.pairs:
             facts.append(("paired tasks (both, a only, b only, neither, abstained)",

@@ -4,9 +4,10 @@
 plugin passes the same pairs to ``record_property`` (which pytest-xdist carries from the
 workers to the controller's ``--junitxml``), and :func:`write_junit` writes them for a
 finished run folder. ``ci_low``/``ci_high`` are the plain 95 % interval (Wilson; paired score
-interval for a relation), ``decision_low``/``decision_high`` the interval the sequential test
-decided on (at ``decision_confidence``), ``budget``/``power`` the claim's plan. A refuted claim
-is a ``<failure>``, an inconclusive or skipped one ``<skipped>``, one that raised an ``<error>``.
+interval for a relation, Newcombe's for an unpaired one: ``arms``), ``decision_low``/``decision_high``
+the interval the sequential test decided on (at ``decision_confidence``), ``budget``/``power`` the
+claim's plan. A refuted claim is a ``<failure>``, an inconclusive or skipped one ``<skipped>``, one
+that raised an ``<error>``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def junit_properties(result: ClaimResult) -> list[tuple[str, str]]:
         ("paper_rate", result.paper_rate), ("paper_text", result.paper_text),
     ]
     if result.a is not None:
-        pairs += [("a", result.a), ("b", result.b), ("k2", result.k2), ("n2", result.n2)]
+        pairs += [("a", result.a), ("b", result.b), ("k2", result.k2), ("n2", result.n2),
+                  ("arms", "unpaired" if result.unpaired else "paired")]
         pairs += [(f"pairs_{k}", v) for k, v in (result.pairs or {}).items()]
     if result.note:
         pairs.append(("note", result.note))

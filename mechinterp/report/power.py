@@ -1,16 +1,18 @@
 """``mechinterp power``: how often each claim holds at its budget, replayed on the authors' verdicts.
 
-A *replay* draws a claim's released rows (a relation: the tasks both its cells' CSVs have,
-paired) in the order the runner draws tasks for that seed (:func:`mechinterp.claims.draws.draw_order`
+A *replay* draws a claim's released rows (a paired relation: the tasks both its cells' CSVs have,
+paired; an unpaired one: each arm from its own cell's CSV) in the order the runner draws tasks for
+that seed (:func:`mechinterp.claims.draws.draw_order`
 over the claim's family, stratified as a run's; seeds ``0 .. runs-1``; the strata come from the task
 lists beside the verdicts, ``<verdicts>/../tasks`` and ``../pairs``, else the rows are drawn in a
 seeded shuffle) and feeds their polarity-applied outcomes to the claim's plan — the budget, looks and alpha the
 claims runner gives it (:func:`mechinterp.claims.budget.claim_plan`) — through the runner's own
 loop, :func:`mechinterp.stats.run_sequential`. ``--rate P`` does the same with outcomes drawn
 from a true rate (``PA:PB`` for a relation: independent arms). Each row says how often the claim
-held, was refuted or stayed inconclusive, the mean tasks used, the decision on all released rows
-(95 %) and whether those rows clear the threshold with *room*: the one-sided 97.5 % bound (the
-95 % interval's near end; paired score interval for a relation) at least one point inside.
+held, was refuted or stayed inconclusive, the mean tasks used (per arm for an unpaired relation),
+the decision on all released rows (95 %) and whether those rows clear the threshold with *room*:
+the one-sided 97.5 % bound (the 95 % interval's near end; paired score interval for a relation,
+Newcombe's for an unpaired one) at least one point inside.
 """
 
 from __future__ import annotations
@@ -51,9 +53,10 @@ class PowerRow:
     runs: int
 
 
-def released_outcomes(claim: Claim, index: dict[str, Claim], verdicts_dir: str | Path) -> dict[str, object] | None:
-    """Entity → polarity-applied outcome (a relation: ``(a, b)`` on the entities both CSVs have);
-    ``None`` when a CSV the claim needs is missing."""
+def released_outcomes(claim: Claim, index: dict[str, Claim], verdicts_dir: str | Path
+                      ) -> dict[str, object] | tuple[dict, dict] | None:
+    """Entity → polarity-applied outcome (a paired relation: ``(a, b)`` on the entities both CSVs have;
+    an unpaired one: each arm's own, as two such maps); ``None`` when a CSV the claim needs is missing."""
     root = Path(verdicts_dir)
 
     def cell(c: Claim) -> dict[str, bool | None] | None:
@@ -66,12 +69,25 @@ def released_outcomes(claim: Claim, index: dict[str, Claim], verdicts_dir: str |
     xs, ys = cell(index[claim.a]), cell(index[claim.b])
     if xs is None or ys is None:
         return None
+    if claim.unpaired:
+        return (xs, ys) if xs and ys else None
     return {e: (xs[e], ys[e]) for e in xs if e in ys}
 
 
-def room(claim: Claim, outcomes: list) -> tuple[str, bool]:
-    """The fixed-sample decision on all ``outcomes`` and whether its near bound is ``ROOM`` inside."""
-    decision, ci = claim.decide(tally(outcomes, claim.is_relation))
+def available(claim: Claim, outcomes) -> int:
+    """How many tasks a replay of ``outcomes`` can draw (per arm for an unpaired relation: the shorter's)."""
+    return min(map(len, outcomes)) if claim.unpaired else len(outcomes)
+
+
+def every_outcome(claim: Claim, outcomes) -> list | tuple[list, list]:
+    """All released outcomes in the shape :func:`mechinterp.stats.tally` takes for the claim's kind."""
+    return (list(outcomes[0].values()), list(outcomes[1].values())) if claim.unpaired else list(outcomes.values())
+
+
+def room(claim: Claim, outcomes) -> tuple[str, bool]:
+    """The fixed-sample decision on all ``outcomes`` (:func:`every_outcome`) and whether its near bound is
+    ``ROOM`` inside."""
+    decision, ci = claim.decide(tally(outcomes, claim.kind))
     h, v = claim.hypothesis, claim.hypothesis.value
     if h.quantity == "|a - b|":
         ok = ci.high <= v - ROOM and ci.low >= -v + ROOM
@@ -91,7 +107,8 @@ def task_data_dir(verdicts_dir: str | Path) -> Path | None:
 
 def released_strata(claim: Claim, index: dict[str, Claim], data_dir: str | Path | None) -> dict[str, str] | None:
     """Released entity id -> sampling stratum over the whole family the claim draws (a relation:
-    its first cell's), read without images; ``None`` when the family's task list is not there."""
+    its first cell's; give an unpaired relation's cells one by one), read without images; ``None``
+    when the family's task list is not there."""
     cell = index[claim.a] if claim.is_relation else claim
     try:
         return {released_entity(item): item.stratum for item in claim_items(cell, data_dir, verify=False)}
@@ -107,29 +124,51 @@ class FamilyDraws:
         self.index, self.data_dir = index, data_dir
         self._families: dict[tuple[str, bool], tuple[dict[str, str] | None, dict[int, list[str]]]] = {}
 
-    def of(self, claim: Claim) -> tuple[dict[str, str] | None, dict[int, list[str]]]:
-        """``(strata, seed -> order memo)`` of the family ``claim`` draws (a relation: its first cell's)."""
+    def of(self, claim: Claim) -> tuple:
+        """``(strata, seed -> order memo)`` of the family ``claim`` draws (a paired relation: its first
+        cell's), as :func:`replay` takes them; for an unpaired relation each of the two per arm,
+        ``((strata_a, strata_b), (memo_a, memo_b))``."""
+        if claim.unpaired:
+            (sa, ma), (sb, mb) = self.of(self.index[claim.a]), self.of(self.index[claim.b])
+            return (sa, sb), (ma, mb)
         key = drawn_family(self.index[claim.a] if claim.is_relation else claim)
         if key not in self._families:
             self._families[key] = (released_strata(claim, self.index, self.data_dir), {})
         return self._families[key]
 
 
-def replay(plan: Plan, outcomes: dict[str, object], seed: int, strata: dict[str, str] | None = None,
-           family_orders: dict[int, list[str]] | None = None):
+def replay(plan: Plan, outcomes, seed: int, strata=None, family_orders=None):
     """One replay: the plan's sequential test on the outcomes drawn in the runner's order for
     ``seed`` (``strata``: the family's, see :func:`released_strata`, with ``family_orders`` its
-    memo; up to the plan's cap, as the runner draws); returns the test and the entities it judged."""
-    order = draw_order(outcomes, strata, seed, family_orders)[:plan.cap]
-    drawn: list[str] = []
+    memo; up to the plan's cap, as the runner draws); returns the test and the entities it judged.
 
-    def draw(m: int) -> list:
-        batch = order[len(drawn):len(drawn) + m]
-        drawn.extend(batch)
-        return [outcomes[e] for e in batch]
+    An unpaired relation's ``outcomes``, ``strata`` and ``family_orders`` are one per arm (pairs): each
+    arm is drawn in its own family's order, and the entities judged come back per arm."""
+    if not plan.design.unpaired:
+        order = draw_order(outcomes, strata, seed, family_orders)[:plan.cap]
+        drawn: list[str] = []
 
-    test, _ = run_sequential(plan.design, draw)
-    return test, drawn
+        def draw(m: int) -> list:
+            batch = order[len(drawn):len(drawn) + m]
+            drawn.extend(batch)
+            return [outcomes[e] for e in batch]
+
+        test, _ = run_sequential(plan.design, draw)
+        return test, drawn
+    strata, family_orders = strata or (None, None), family_orders or (None, None)
+    orders = [draw_order(arm, s, seed, m)[:plan.cap] for arm, s, m in zip(outcomes, strata, family_orders)]
+    arms: tuple[list[str], list[str]] = ([], [])
+
+    def draw_arms(want: tuple[int, int]) -> tuple[list, list]:
+        out = []
+        for arm, order, done, m in zip(outcomes, orders, arms, want):
+            batch = order[len(done):len(done) + m]
+            done.extend(batch)
+            out.append([arm[e] for e in batch])
+        return out[0], out[1]
+
+    test, seen = run_sequential(plan.design, draw_arms)
+    return test, (arms[0][:len(seen[0])], arms[1][:len(seen[1])])
 
 
 def _summarise(claim: Claim, plan: Plan, tests: list, full: tuple[str | None, bool | None]) -> PowerRow:
@@ -157,13 +196,13 @@ def replay_claims(verdicts_dir: str | Path, claims: list[Claim], *, runs: int = 
         outcomes = released_outcomes(claim, index, root)
         if not outcomes:
             continue
-        plan = claim_plan(claim, index, len(outcomes), samples)
+        plan = claim_plan(claim, index, available(claim, outcomes), samples)
         if not plan.decidable:
             tests = []
         else:
             strata, memo = draws.of(claim)
             tests = [replay(plan, outcomes, seed, strata, memo)[0] for seed in range(runs)]
-        full = room(claim, list(outcomes.values()))
+        full = room(claim, every_outcome(claim, outcomes))
         rows.append(_summarise(claim, plan, tests, full) if tests else
                     PowerRow(claim.id, 0.0, 0.0, 1.0, 0.0, full[0], full[1], plan.budget, plan.power.p_holds, 0))
     if not rows:
@@ -173,7 +212,8 @@ def replay_claims(verdicts_dir: str | Path, claims: list[Claim], *, runs: int = 
 
 
 def paper_tasks(claim: Claim, index: dict[str, Claim]) -> int:
-    """How many tasks (pairs) the paper's family of a claim has: what a run can draw at most."""
+    """How many tasks (pairs) the paper's family of a claim has: what a run can draw at most (a relation:
+    the smaller of its cells' families)."""
     cells = [index[claim.a], index[claim.b]] if claim.is_relation else [claim]
     sizes = []
     for c in cells:
@@ -202,8 +242,10 @@ def simulate_claim(claim: Claim, index: dict[str, Claim], rates: tuple[float, ..
     for seed in range(runs if plan.decidable else 0):
         rng = random.Random(f"power:{claim.id}:{seed}")
 
-        def draw(m: int):
+        def draw(m):
             one = lambda r: rng.random() < r  # noqa: E731
+            if claim.unpaired:  # each arm as many as it asks for
+                return [one(rates[0]) for _ in range(m[0])], [one(rates[1]) for _ in range(m[1])]
             return [(one(rates[0]), one(rates[1])) if claim.is_relation else one(rates[0]) for _ in range(m)]
 
         tests.append(run_sequential(plan.design, draw)[0])

@@ -11,10 +11,12 @@ A run lives in ``reports/<run>/``:
   ``{"label", "path"}`` with a PNG path relative to the run folder, or ``{"label", "png"}``
   with base64 PNG bytes). ``passed`` is the judge's raw answer; the claim's polarity is
   applied when pooling. A relation's own rows carry task ids ``<task>|a`` and ``<task>|b``
-  (its two arms on one task); without them a relation pairs its two cells' rows by task.
+  (its two arms on one task; an unpaired relation's arms on their own tasks); without them a
+  relation pairs its two cells' rows by task, and an unpaired one takes each cell's rows as its arm.
 * ``results.json`` — per claim: ``k, n, abstained, rate, ci_low, ci_high`` (the plain 95 %
-  Wilson; for a relation the paired score interval), ``hypothesis, decision`` and the paper's
-  value; relations add ``a, b, k2, n2, pairs`` (the 2×2 table of the paired tasks). A suite run
+  Wilson; for a relation the paired score interval, or Newcombe's for an unpaired one),
+  ``hypothesis, decision`` and the paper's value; relations add ``a, b, k2, n2`` and ``pairs`` (the
+  2×2 table of the paired tasks) or ``unpaired: true`` (two independent arms). A suite run
   adds what its sequential test decided on: ``decision_low, decision_high,
   decision_confidence, worst_low, worst_high, looks, budget, power, design_point, note``.
 
@@ -35,7 +37,7 @@ from mechinterp.claims import Claim, claims_by_id, load_registry
 from mechinterp.io import atomic_write
 from mechinterp.judges.verdict import Verdict
 from mechinterp.report.meta import RunMeta
-from mechinterp.stats import PairTally, Tally, plain_interval
+from mechinterp.stats import ArmsTally, PairTally, Tally, plain_interval
 
 RUN_FILE, VERDICTS_FILE, RESULTS_FILE = "run.json", "verdicts.jsonl", "results.json"
 
@@ -128,6 +130,7 @@ class ClaimResult:
     sweep: dict[str, dict] | None = None  # sweep claims: per site k, n, low, high, decision
     transition: dict | None = None  # transition claims: claimed site and window, located span, per site names
     pairs: dict[str, int] | None = None  # relations: n11, n10, n01, n00, abstained of the paired tasks
+    unpaired: bool = False  # a relation of two independent arms (k/n and k2/n2 on their own tasks)
     decision_low: float | None = None  # the interval the sequential decision was made on
     decision_high: float | None = None
     decision_confidence: float | None = None
@@ -173,10 +176,10 @@ def _outcomes(claim: Claim, verdicts: list[VerdictRow]) -> dict[str, bool | None
     return {v.task_id: None if v.passed is None else claim.success(v.passed) for v in verdicts}
 
 
-def relation_pairs(relation: Claim, index: dict[str, Claim], grouped: dict[str, list[VerdictRow]]
-                   ) -> list[tuple[bool | None, bool | None]] | None:
-    """A relation's paired outcomes: its own ``|a``/``|b`` rows, else its two cells' rows paired by
-    task (in the first cell's order); ``None`` when there is nothing to pair."""
+def relation_arms(relation: Claim, index: dict[str, Claim], grouped: dict[str, list[VerdictRow]]
+                  ) -> tuple[dict[str, bool | None], dict[str, bool | None]] | None:
+    """A relation's two arms as task id -> polarity-applied outcome: its own ``|a``/``|b`` rows, else its
+    two cells' rows; ``None`` when an arm has no rows."""
     own = grouped.get(relation.id)
     if own:
         arms: tuple[dict, dict] = ({}, {})
@@ -184,13 +187,39 @@ def relation_pairs(relation: Claim, index: dict[str, Claim], grouped: dict[str, 
             for i, (cell, suffix) in enumerate(((relation.a, "|a"), (relation.b, "|b"))):
                 if v.task_id.endswith(suffix):
                     arms[i][v.task_id[:-len(suffix)]] = None if v.passed is None else index[cell].success(v.passed)
-        xs, ys = arms
     elif relation.a in grouped and relation.b in grouped:
-        xs, ys = _outcomes(index[relation.a], grouped[relation.a]), _outcomes(index[relation.b], grouped[relation.b])
+        arms = _outcomes(index[relation.a], grouped[relation.a]), _outcomes(index[relation.b], grouped[relation.b])
     else:
         return None
+    return arms if all(arms) else None
+
+
+def relation_pairs(relation: Claim, index: dict[str, Claim], grouped: dict[str, list[VerdictRow]]
+                   ) -> list[tuple[bool | None, bool | None]] | None:
+    """A paired relation's outcomes: its arms (:func:`relation_arms`) paired by task (in the first arm's
+    order); ``None`` when there is nothing to pair."""
+    arms = relation_arms(relation, index, grouped)
+    if arms is None:
+        return None
+    xs, ys = arms
     pairs = [(xs[t], ys[t]) for t in xs if t in ys]
     return pairs or None
+
+
+def relation_counts(relation: Claim, index: dict[str, Claim], grouped: dict[str, list[VerdictRow]]
+                    ) -> tuple[PairTally | ArmsTally, Tally, Tally] | None:
+    """A relation's tally (paired by task, or two independent arms) and each arm's :class:`Tally` on it;
+    ``None`` without data."""
+    if relation.unpaired:
+        arms = relation_arms(relation, index, grouped)
+        if arms is None:
+            return None
+        counts = ArmsTally.of((list(arms[0].values()), list(arms[1].values())))
+        return counts, counts.a, counts.b
+    pairs = relation_pairs(relation, index, grouped)
+    if pairs is None:
+        return None
+    return PairTally.of(pairs), Tally.of(x for x, _ in pairs), Tally.of(y for _, y in pairs)
 
 
 def evaluate(verdicts: list[VerdictRow], claims: list[Claim]) -> dict[str, ClaimResult]:
@@ -213,19 +242,19 @@ def evaluate(verdicts: list[VerdictRow], claims: list[Claim]) -> dict[str, Claim
     results: dict[str, ClaimResult] = {}
     for claim in claims:
         if claim.is_relation:
-            pairs = relation_pairs(claim, index, grouped)
-            if pairs is None:
+            found = relation_counts(claim, index, grouped)
+            if found is None:
                 continue
-            counts = PairTally.of(pairs)
-            ta, tb = Tally.of(x for x, _ in pairs), Tally.of(y for _, y in pairs)
+            counts, ta, tb = found
             decision, _ = claim.decide(counts)
             ci = plain_interval(counts)
             pa, pb = index[claim.a].paper, index[claim.b].paper
             paper = (pa.value - pb.value) / 100 if pa and pb else None
             res = ClaimResult(claim.id, str(claim.hypothesis), decision.value, ta.k, ta.n, None, ci.low, ci.high,
                               counts.abstained, paper, None if paper is None else f"{100 * paper:+.1f}",
-                              k2=tb.k, n2=tb.n, a=claim.a, b=claim.b,
-                              pairs={k: getattr(counts, k) for k in ("n11", "n10", "n01", "n00", "abstained")})
+                              k2=tb.k, n2=tb.n, a=claim.a, b=claim.b, unpaired=claim.unpaired,
+                              pairs=None if claim.unpaired else
+                              {k: getattr(counts, k) for k in ("n11", "n10", "n01", "n00", "abstained")})
             if counts.decided:
                 res.rate, res.run_text = ci.estimate, ci.as_difference_text()
         elif claim.id in grouped:

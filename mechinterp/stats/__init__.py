@@ -14,14 +14,18 @@ with *exact* boundaries. For a rate they are computed on the binomial itself
 (:mod:`~mechinterp.stats.binomial`: the count's distribution carried from look to look by
 convolution), so the error at the threshold is the computed number, not an approximation; the
 earlier rule — Wilson intervals at the spent level — inherited Wilson's coverage error and
-refuted true ``rate <= 0.05`` claims 3.6 % of the time. A relation is *paired*: both arms run on
-the same tasks, the test is on the per-task difference (Tango's score statistic), and its
-critical values are calibrated exactly over the nuisance discordance
-(:mod:`~mechinterp.stats.paired`). Each look's interval — Clopper–Pearson for a rate, Tango for
-a difference, each end at the look's one-sided level — lies inside the claim exactly when the
-boundary is crossed, so the interval printed is the one that decided
-(:mod:`~mechinterp.stats.sequential`); the plain 95 % Wilson (a paired score interval for a
-relation) is printed beside it for the tables.
+refuted true ``rate <= 0.05`` claims 3.6 % of the time. A relation whose cells draw the same
+tasks is *paired*: both arms run on the same tasks, the test is on the per-task difference
+(Tango's score statistic), and its critical values are calibrated exactly over the nuisance
+discordance (:mod:`~mechinterp.stats.paired`). A relation whose cells draw different tasks (Table
+1's ordering: colour against human identity) is *unpaired*: each arm draws its own tasks, the
+test is on the two independent rates (Newcombe's hybrid score interval), and its critical values
+are calibrated exactly over the nuisance rate along the null boundary
+(:mod:`~mechinterp.stats.unpaired`; both share :mod:`~mechinterp.stats.lattice`). Each look's
+interval — Clopper–Pearson for a rate, Tango or Newcombe for a difference, each end at the look's
+one-sided level — lies inside the claim exactly when the boundary is crossed, so the interval
+printed is the one that decided (:mod:`~mechinterp.stats.sequential`); the plain 95 % Wilson (a
+paired score interval or a Newcombe interval for a relation) is printed beside it for the tables.
 
 Alternatives weighed.
 
@@ -56,10 +60,12 @@ from __future__ import annotations
 from mechinterp.stats.hypothesis import Decision, Hypothesis
 from mechinterp.stats.intervals import CONFIDENCE, Interval, newcombe, wilson
 from mechinterp.stats.paired import PairTally, paired_interval
-from mechinterp.stats.plan import POWER, Plan, plan_paired, plan_rate
+from mechinterp.stats.plan import POWER, Plan, plan_paired, plan_rate, plan_unpaired
 from mechinterp.stats.sequential import (
-    ALPHA, LOOKS, Design, Look, OperatingCharacteristics, SequentialTest, Tally, run_sequential, tally,
+    ALPHA, KINDS, LOOKS, TALLIES, Design, Look, OperatingCharacteristics, SequentialTest, Tally, design_kind,
+    run_sequential, tally,
 )
+from mechinterp.stats.unpaired import ArmsTally, unpaired_interval
 from mechinterp.stats.spending import SPENDING, alpha_spent
 
 #: the design, as the reports state it
@@ -67,7 +73,8 @@ DESIGN = ("Each claim is a group-sequential test with four looks (Lan-DeMets O'B
           "one-sided exact tests at 2.5 % each: at the threshold, refuting a true claim and holding a false one "
           "each happen at most 2.5 % of the time. A rate is decided on exact Clopper-Pearson bounds, a relation on "
           "both arms' outcomes paired by task (Tango's score interval, critical values calibrated exactly over the "
-          "discordance). 'Decided on' is the interval of the look that decided, each end at that look's level; "
+          "discordance), or, when its cells draw different tasks, on the two arms' independent rates (Newcombe's "
+          "hybrid score interval, critical values calibrated exactly over the null boundary). 'Decided on' is the interval of the look that decided, each end at that look's level; "
           "'run' is the plain 95 % interval. A claim's budget is the smallest that decides it holds with 90 % "
           "probability when its true rate is the paper's (or a stated effect), within the paper's cell and "
           "--samples; 'power at its budget' is that probability.")
@@ -75,36 +82,40 @@ DESIGN = ("Each claim is a group-sequential test with four looks (Lan-DeMets O'B
 ABSTENTIONS = ("Abstentions are left out and replaced: a look falls when the planned number of answers is in, so "
                "a bundle the judge leaves open is counted and shown, and the next task in the order is drawn in "
                "its place (up to the claim's cap of tasks; if the tasks run out, the look at the answers there are "
-               "is the last). The error control and the power are the design's as long as whether the judge "
+               "is the last). An unpaired relation's arms each replace their own abstentions; if one arm's tasks run "
+               "out, the last look takes as many answers of each arm as that arm has. The error control and the power are the design's as long as whether the judge "
                "abstains does not depend on the answer it would have given; every report shows the abstentions "
                "with the worst-case interval, which counts each of them against the claim at the end that could "
                "make it hold and for it at the other. The paper's judge never abstains; the objective colour judge "
                "does, in its grey zone between 'shows' and 'lacks'.")
 
 
-def plain_interval(counts: Tally | PairTally, confidence: float = CONFIDENCE) -> Interval:
+def plain_interval(counts: Tally | PairTally | ArmsTally, confidence: float = CONFIDENCE) -> Interval:
     """The plain two-sided interval of the answered verdicts: Wilson for a rate, the paired score
-    interval (Tango) for a difference — what the paper's tables print beside each value."""
+    interval (Tango) for a paired difference, Newcombe's for an unpaired one — what the paper's
+    tables print beside each value."""
     if isinstance(counts, PairTally):
         return paired_interval(counts, confidence)
+    if isinstance(counts, ArmsTally):
+        return unpaired_interval(counts, confidence)
     return wilson(counts.k, counts.n, confidence)
 
 
-def decide(hypothesis: Hypothesis | str, counts: Tally | PairTally,
+def decide(hypothesis: Hypothesis | str, counts: Tally | PairTally | ArmsTally,
            confidence: float = CONFIDENCE) -> tuple[Decision, Interval]:
     """Fixed-sample decision on pooled counts (no sequential looks) on the plain two-sided
     ``confidence`` interval of the answers (:func:`plain_interval`); returns the decision and it."""
     h = Hypothesis.parse(hypothesis) if isinstance(hypothesis, str) else hypothesis
-    if h.is_comparison != isinstance(counts, PairTally):
-        need = "paired counts (a PairTally)" if h.is_comparison else "one arm's counts (a Tally)"
+    if h.is_comparison != isinstance(counts, (PairTally, ArmsTally)):
+        need = "paired counts (a PairTally) or two arms' (an ArmsTally)" if h.is_comparison else "one arm's counts (a Tally)"
         raise ValueError(f"hypothesis {h} needs {need}, got {counts!r}")
     ci = plain_interval(counts, confidence)
     return h.decide(ci), ci
 
 
 __all__ = [
-    "ABSTENTIONS", "ALPHA", "CONFIDENCE", "DESIGN", "Decision", "Design", "Hypothesis", "Interval", "LOOKS", "Look",
-    "OperatingCharacteristics", "POWER", "PairTally", "Plan", "SPENDING", "SequentialTest", "Tally", "alpha_spent",
-    "decide", "newcombe", "paired_interval", "plain_interval", "plan_paired", "plan_rate", "run_sequential",
-    "tally", "wilson",
+    "ABSTENTIONS", "ALPHA", "ArmsTally", "CONFIDENCE", "DESIGN", "Decision", "Design", "Hypothesis", "Interval", "KINDS",
+    "LOOKS", "Look", "OperatingCharacteristics", "POWER", "PairTally", "Plan", "SPENDING", "SequentialTest", "TALLIES",
+    "Tally", "alpha_spent", "decide", "design_kind", "newcombe", "paired_interval", "plain_interval", "plan_paired", "plan_rate",
+    "plan_unpaired", "run_sequential", "tally", "unpaired_interval", "wilson",
 ]

@@ -17,7 +17,9 @@ boundary ``a - b = d0``, and each look's critical value is the smallest one that
 error spent so far within the spending function *at every discordance of the grid* (an
 exact unconditional test in the manner of Suissa & Shuster 1991 and Hsueh, Liu & Chen 2001,
 made group-sequential). The same recursion at a true ``(q10, q01)`` gives the probabilities
-of each decision (:func:`paired_oc`).
+of each decision (:func:`paired_oc`). The recursion and the calibration are shared with the
+unpaired relations (:mod:`mechinterp.stats.lattice`); this module supplies the trinomial step,
+Tango's statistic and its interval.
 
 A pair where an arm's judge abstained is left out of the decision and kept in view: the
 worst-case interval enters it at the lower end at its smallest possible difference and at the
@@ -32,19 +34,14 @@ from functools import lru_cache
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.signal import fftconvolve
 from scipy.special import gammaln
 from scipy.stats import norm
 
 from mechinterp.stats.intervals import CONFIDENCE, Interval
-from mechinterp.stats.spending import alpha_spent
+from mechinterp.stats.lattice import Mass, calibrate, crossing_error, operating
 
 #: discordance values on the null boundary over which the critical values are maximised
 NUISANCE_GRID = 13
-#: share of the spending the grid may use: the error between grid points can exceed the grid's
-#: maximum by a fraction of a percent (checked on a 61-point grid in the tests)
-GRID_MARGIN = 0.98
-_EPS = 1e-12
 _EDGE = 1e-9
 
 
@@ -163,27 +160,6 @@ def paired_interval(tally: PairTally, confidence: float = CONFIDENCE) -> Interva
     return tango_interval(tally, z, z)
 
 
-@dataclass
-class _Mass:
-    """The probability of the paths still running, over ``(n10, n01)`` for one discordance, kept on
-    the box where the unstopped counts can be (so large budgets cost boxes, not squares)."""
-
-    p: np.ndarray
-    b0: int = 0
-    c0: int = 0
-
-    def coords(self) -> tuple[np.ndarray, np.ndarray]:
-        """Absolute ``(n10, n01)`` of every cell of the box."""
-        nb, nc = self.p.shape
-        return np.arange(self.b0, self.b0 + nb)[:, None], np.arange(self.c0, self.c0 + nc)[None, :]
-
-
-def _span(n: int, q: float) -> tuple[int, int]:
-    """Counts a Binomial(n, q) takes outside of with negligible probability (mean ± 10 sd + 8)."""
-    sd = math.sqrt(n * q * (1.0 - q))
-    return max(0, math.floor(n * q - 10 * sd - 8)), min(n, math.ceil(n * q + 10 * sd + 8))
-
-
 def _trinomial(m: int, q10: float, q01: float, bs: tuple[int, int], cs: tuple[int, int]) -> np.ndarray:
     """pmf of ``(n10, n01)`` after ``m`` tasks on the box ``bs x cs`` (zero where ``n10 + n01 > m``)."""
     b = np.arange(bs[0], bs[1] + 1)[:, None]
@@ -201,23 +177,20 @@ def _trinomial(m: int, q10: float, q01: float, bs: tuple[int, int], cs: tuple[in
     return np.where(valid, np.exp(logp), 0.0)
 
 
-def _advance(mass: _Mass, m: int, q10: float, q01: float, n: int) -> _Mass:
-    """The mass after ``m`` more tasks (``n`` in all), cropped to the box of ``n`` tasks."""
-    if m == 0:
-        return mass
-    bs, cs = _span(m, q10), _span(m, q01)
-    out = fftconvolve(mass.p, _trinomial(m, q10, q01, bs, cs))
-    b0, c0 = mass.b0 + bs[0], mass.c0 + cs[0]
-    (lb, hb), (lc, hc) = _span(n, q10), _span(n, q01)
-    lb, lc = max(lb, b0), max(lc, c0)
-    hb, hc = min(hb, b0 + out.shape[0] - 1), min(hc, c0 + out.shape[1] - 1)
-    return _Mass(np.clip(out[lb - b0:hb - b0 + 1, lc - c0:hc - c0 + 1], 0.0, None), lb, lc)
+def _valid(b, c, n: int):
+    """The discordant counts possible after ``n`` pairs."""
+    return b + c <= n
 
 
-def _z(mass: _Mass, n: int, d0: float) -> np.ndarray:
+def _z(mass: Mass, n: int, d0: float) -> np.ndarray:
     """Tango's Z at every cell of the box (``-inf`` where ``n10 + n01 > n``)."""
     b, c = mass.coords()
-    return np.where(b + c <= n, tango_z(b, c, n, d0), -np.inf)
+    return np.where(_valid(b, c, n), tango_z(b, c, n, d0), -np.inf)
+
+
+def _crosses(d0: float):
+    """The crossing rule of "``a - b > d0``": Tango's ``Z(d0)`` above the critical value."""
+    return lambda mass, n, crit: _z(mass, n, d0) > crit
 
 
 def _grid(d0: float, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -236,71 +209,21 @@ def paired_critical(d0: float, schedule: tuple[int, ...], fractions: tuple[float
     ``schedule``: the (non-decreasing) numbers of pairs at the looks, ``fractions`` their
     information fractions. Calibrated so that at every discordance of the null grid the
     probability of crossing by look ``j`` is within ``GRID_MARGIN * alpha_spent(t_j)``
-    (non-binding: only this side stops paths); ``inf`` where no count can cross at that look.
+    (:func:`mechinterp.stats.lattice.calibrate`; non-binding: only this side stops paths);
+    ``inf`` where no count can cross at that look.
     """
-    q10s, q01s = _grid(d0, grid)
-    masses = [_Mass(np.ones((1, 1))) for _ in range(grid)]
-    spent = np.zeros(grid)
-    last, out = 0, []
-    for n, t in zip(schedule, fractions):
-        masses = [_advance(ms, n - last, a, b, n) for ms, a, b in zip(masses, q10s, q01s)]
-        last = n
-        if n == 0:
-            out.append(math.inf)
-            continue
-        zs = [_z(ms, n, d0) for ms in masses]
-        values = np.unique(np.concatenate([z[np.isfinite(z)] for z in zs]))[::-1]  # candidate cuts, descending
-        mass = np.zeros((grid, len(values)))
-        for r, (ms, z) in enumerate(zip(masses, zs)):
-            order = np.argsort(-z, axis=None, kind="stable")
-            zr, pr = z.ravel()[order], np.cumsum(ms.p.ravel()[order])
-            count = np.searchsorted(-zr, -values, side="right")  # states with Z >= each candidate
-            mass[r] = np.where(count > 0, pr[np.maximum(count - 1, 0)], 0.0)
-        target = GRID_MARGIN * alpha_spent(t, alpha, spending) + _EPS
-        fits = np.all(spent[:, None] + mass <= target, axis=0)
-        bad = np.nonzero(~fits)[0]
-        k = (bad[0] if len(bad) else len(values)) - 1  # the largest crossing set that fits everywhere
-        if k < 0:
-            out.append(math.inf)
-            continue
-        crit = float((values[k] + values[k + 1]) / 2.0) if k + 1 < len(values) else float(values[k] - 1.0)
-        spent = spent + mass[:, k]
-        masses = [_Mass(np.where(z > crit, 0.0, ms.p), ms.b0, ms.c0) for ms, z in zip(masses, zs)]
-        out.append(crit)
-    return tuple(out)
+    return calibrate(lambda mass, n: _z(mass, n, d0), _crosses(d0), _grid(d0, grid), schedule, fractions, alpha,
+                     spending, _trinomial)
 
 
 def paired_error(d0: float, schedule: tuple[int, ...], crit: tuple[float, ...], q01) -> np.ndarray:
     """Exact probability that "``a - b > d0``" is shown at some look when ``a - b = d0`` and the
     b-only cell is ``q01`` (an array of them: one probability each), with critical values ``crit``."""
-    out = []
-    for q in np.atleast_1d(np.asarray(q01, float)):
-        mass, last, total = _Mass(np.ones((1, 1))), 0, 0.0
-        for n, z in zip(schedule, crit):
-            mass = _advance(mass, n - last, q + d0, q, n)
-            last = n
-            if n == 0:
-                continue
-            cross = _z(mass, n, d0) > z
-            total += float(mass.p[cross].sum())
-            mass = _Mass(np.where(cross, 0.0, mass.p), mass.b0, mass.c0)
-        out.append(total)
-    return np.array(out)
+    return np.array([crossing_error(_crosses(d0), q + d0, q, schedule, crit, _trinomial)
+                     for q in np.atleast_1d(np.asarray(q01, float))])
 
 
 def paired_oc(q10: float, q01: float, schedule: tuple[int, ...], decide) -> tuple[float, float, float]:
     """``(P(holds), P(refuted), mean n)`` at a true ``(q10, q01)``; ``decide(j, b, c, n)`` gives, per
     state of look ``j``, +1 (holds), -1 (refuted) or 0 (go on)."""
-    mass, last = _Mass(np.ones((1, 1))), 0
-    p_hold = p_ref = mean_n = 0.0
-    alive = 1.0
-    for j, n in enumerate(schedule):
-        mean_n += alive * (n - last)
-        mass = _advance(mass, n - last, q10, q01, n)
-        b, c = mass.coords()
-        verdict = np.where(b + c <= n, decide(j, b, c, n), 0)
-        p_hold += float(mass.p[verdict > 0].sum())
-        p_ref += float(mass.p[verdict < 0].sum())
-        mass = _Mass(np.where(verdict != 0, 0.0, mass.p), mass.b0, mass.c0)
-        alive, last = float(mass.p.sum()), n
-    return p_hold, p_ref, mean_n
+    return operating(q10, q01, schedule, decide, _trinomial, _valid)

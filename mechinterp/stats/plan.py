@@ -1,8 +1,9 @@
 """Budgets with power: how many tasks a claim needs to be decided *holds* when it is true.
 
-:func:`plan_rate` and :func:`plan_paired` return the :class:`Plan` of a claim: the smallest
-budget (at most ``cap``) whose design decides *holds* with probability ``target`` (0.90) when
-the true rate — or the true paired difference — is the *design point*, computed exactly from
+:func:`plan_rate`, :func:`plan_paired` and :func:`plan_unpaired` return the :class:`Plan` of a
+claim: the smallest budget (at most ``cap``) whose design decides *holds* with probability
+``target`` (0.90) when the true rate — or the true difference of a relation's arms, paired by
+task or drawn independently — is the *design point*, computed exactly from
 the design's own boundaries (:meth:`Design.operating`). When even ``cap`` tasks fall short,
 the plan takes ``cap`` and says how much power that leaves; when no outcome at all could make
 the claim hold within ``cap`` (``rate <= 0.05`` needs about 75 tasks), the plan is undecidable
@@ -18,7 +19,6 @@ from functools import lru_cache
 from scipy.stats import norm
 
 from mechinterp.stats.hypothesis import Hypothesis
-from mechinterp.stats.paired import NUISANCE_GRID
 from mechinterp.stats.sequential import ALPHA, LOOKS, Design, OperatingCharacteristics
 
 #: P(holds) a budget is designed for at the design point
@@ -31,14 +31,14 @@ class Plan:
 
     design: Design
     point: float  # the design point: a true rate, or the true a - b of a relation
-    q: tuple[float, float] | None  # relations: the discordant cells (q10, q01) assumed at the point
+    q: tuple[float, float] | None  # relations: the truth assumed at the point: (q10, q01) paired, (pa, pb) unpaired
     power: OperatingCharacteristics  # at the point, with design.budget tasks
     cap: int  # the most tasks the claim may use
     target: float = POWER
 
     @property
     def budget(self) -> int:
-        """Tasks (pairs) the claim may draw."""
+        """Tasks (pairs; an unpaired relation: tasks per arm) the claim may draw."""
         return self.design.budget
 
     @property
@@ -53,7 +53,7 @@ class Plan:
 
     def describe(self) -> str:
         """``budget 184 (power 90 % at 85.0 %)`` — what the budget buys at the design point."""
-        point = f"{100 * self.point:+.1f} points" if self.design.paired else f"{100 * self.point:.1f} %"
+        point = f"{100 * self.point:+.1f} points" if self.design.relation else f"{100 * self.point:.1f} %"
         short = "" if self.reached else f", capped at {self.cap}"
         return f"budget {self.budget} (power {100 * self.power.p_holds:.0f} % at {point}{short})"
 
@@ -62,12 +62,13 @@ def _z(p: float) -> float:
     return float(norm.isf(p))
 
 
-#: nuisance grid of the paired designs tried while searching (the chosen one uses the full grid)
+#: nuisance grid of the relations' designs tried while searching (the chosen one uses the full grid)
 SEARCH_GRID = 3
 
 
-def _design(h: Hypothesis, n: int, looks: int, alpha: float, spending: str, grid: int = NUISANCE_GRID) -> Design:
-    return Design(h, n, looks, alpha, spending, grid)
+def _design(h: Hypothesis, n: int, looks: int, alpha: float, spending: str, grid: int | None = None,
+            unpaired: bool = False) -> Design:
+    return Design(h, n, looks, alpha, spending, grid, unpaired)
 
 
 @lru_cache(maxsize=1024)
@@ -100,38 +101,56 @@ def plan_rate(hypothesis: Hypothesis, point: float, cap: int, *, looks: int = LO
 @lru_cache(maxsize=256)
 def plan_paired(hypothesis: Hypothesis, q10: float, q01: float, cap: int, *, looks: int = LOOKS, alpha: float = ALPHA,
                 spending: str = "obrien-fleming", target: float = POWER) -> Plan:
-    """The budget of a relation with ``P(holds) >= target`` when the discordant cells are ``(q10, q01)``.
-
-    The search starts from the normal-theory size and moves in steps of 4 %, each step an exact
-    design calibrated on a coarse discordance grid; the budget found is then calibrated on the
-    full grid (and grown further if that costs power), so it is within a few percent of the
-    smallest.
-    """
+    """The budget (pairs) of a paired relation with ``P(holds) >= target`` when the discordant cells are
+    ``(q10, q01)`` (:func:`_plan_relation` says how it is searched)."""
     if cap < 1:
         raise ValueError(f"cap must be >= 1 pair, got {cap!r}")
-    found = _search_paired(hypothesis, q10, q01, cap, looks, alpha, spending, target, SEARCH_GRID)
+    point = q10 - q01
+
+    def at(n: int, grid: int | None) -> Plan:
+        d = _design(hypothesis, n, looks, alpha, spending, grid)
+        return Plan(d, point, (q10, q01), d.operating(q10=q10, q01=q01), cap, target)
+
+    return _plan_relation(hypothesis, point, math.sqrt(max(q10 + q01 - point * point, 1e-6)), cap, at, target, alpha)
+
+
+@lru_cache(maxsize=256)
+def plan_unpaired(hypothesis: Hypothesis, pa: float, pb: float, cap: int, *, looks: int = LOOKS,
+                  alpha: float = ALPHA, spending: str = "obrien-fleming", target: float = POWER) -> Plan:
+    """The budget (answers per arm) of an unpaired relation with ``P(holds) >= target`` when the arms' true
+    rates are ``(pa, pb)`` (:func:`_plan_relation` says how it is searched)."""
+    if cap < 1:
+        raise ValueError(f"cap must be >= 1 task per arm, got {cap!r}")
+    if not (0.0 <= pa <= 1.0 and 0.0 <= pb <= 1.0):
+        raise ValueError(f"the arms' design rates must lie in [0, 1], got pa={pa!r}, pb={pb!r}")
+
+    def at(n: int, grid: int | None) -> Plan:
+        d = _design(hypothesis, n, looks, alpha, spending, grid, unpaired=True)
+        return Plan(d, pa - pb, (pa, pb), d.operating(pa=pa, pb=pb), cap, target)
+
+    return _plan_relation(hypothesis, pa - pb, math.sqrt(max(pa * (1 - pa) + pb * (1 - pb), 1e-6)), cap, at, target,
+                          alpha)
+
+
+def _plan_relation(hypothesis: Hypothesis, point: float, sd: float, cap: int, at, target: float, alpha: float) -> Plan:
+    """A relation's plan: the search starts from the normal-theory size (``sd``: the standard deviation
+    of one task's, or one arm pair's, contribution to the difference) and moves in steps of 4 %, each
+    step an exact design calibrated on a coarse nuisance grid (``at(n, SEARCH_GRID)``); the budget found
+    is then calibrated on the design's own full grid (``at(n, None)``; grown further if that costs
+    power), so it is within a few percent of the smallest."""
+    found = _search_relation(hypothesis, point, sd, cap, lambda n: at(n, SEARCH_GRID), target, alpha)
     n = found.budget
     while True:
-        plan = _paired_plan(hypothesis, q10, q01, cap, n, looks, alpha, spending, target, NUISANCE_GRID)
+        plan = at(n, None)
         if plan.reached or n >= cap:
             return plan
         n = min(cap, max(n + 1, math.ceil(1.02 * n)))
 
 
-def _paired_plan(hypothesis, q10, q01, cap, n, looks, alpha, spending, target, grid) -> Plan:
-    d = _design(hypothesis, n, looks, alpha, spending, grid)
-    return Plan(d, q10 - q01, (q10, q01), d.operating(q10=q10, q01=q01), cap, target)
-
-
-def _search_paired(hypothesis, q10, q01, cap, looks, alpha, spending, target, grid) -> Plan:
-    point = q10 - q01
-
-    def at(n: int) -> Plan:
-        return _paired_plan(hypothesis, q10, q01, cap, n, looks, alpha, spending, target, grid)
-
+def _search_relation(hypothesis: Hypothesis, point: float, sd: float, cap: int, at, target: float,
+                     alpha: float) -> Plan:
     v = hypothesis.value
     near = (v, -v) if hypothesis.quantity == "|a - b|" else (v,)
-    sd = math.sqrt(max(q10 + q01 - point * point, 1e-6))
     gaps = [abs(point - t) for t in near]
     guess = max(((_z(alpha) + _z(1 - target)) * sd / g) ** 2 if g > 0 else math.inf for g in gaps)
     n = max(1, min(cap, math.ceil(1.02 * guess)))
@@ -152,9 +171,25 @@ def _search_paired(hypothesis, q10, q01, cap, looks, alpha, spending, target, gr
 
 
 def smallest_decidable(hypothesis: Hypothesis, start: int, *, looks: int = LOOKS, alpha: float = ALPHA,
-                       spending: str = "obrien-fleming", limit: int = 10_000) -> int | None:
-    """The smallest budget ``>= start`` at which some outcome could make the claim hold (``None`` past ``limit``)."""
-    for n in range(max(1, start), limit + 1):
-        if _design(hypothesis, n, looks, alpha, spending).can_hold:
-            return n
-    return None
+                       spending: str = "obrien-fleming", limit: int = 10_000, unpaired: bool = False) -> int | None:
+    """The smallest budget ``>= start`` at which some outcome could make the claim hold (``None`` past ``limit``).
+
+    A rate tries every budget in turn; a relation (each try a calibrated design, ``unpaired``: of
+    independent arms) doubles its budget until one could hold, then bisects back, taking the best
+    outcome's chance to grow with the budget — keep its ``limit`` near the budgets it could run.
+    """
+    def holds(n: int) -> bool:
+        return _design(hypothesis, n, looks, alpha, spending, unpaired=unpaired).can_hold
+
+    start = max(1, start)
+    if not hypothesis.is_comparison:
+        return next((n for n in range(start, limit + 1) if holds(n)), None)
+    low, n = start - 1, start  # holds(low) is False (or low is below start)
+    while not holds(n):
+        if n >= limit:
+            return None
+        low, n = n, min(limit, 2 * n)
+    while n - low > 1:
+        mid = (low + n) // 2
+        low, n = (low, mid) if holds(mid) else (mid, n)
+    return n

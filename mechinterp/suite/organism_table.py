@@ -35,7 +35,8 @@ def suite_decisions(names, samples: int | None = None, seed: int = 0, cache_dir=
             family = "human" if dict(model.meta.tasks).get("human") == "glyph" else "color"
             judge = GlyphJudge() if family == "human" else ColorJudge()
             runner = ClaimRunner(model, lambda q, judge=judge: judge, samples=samples, seed=seed)
-            out[name] = {c.id: runner.run(c, registry) for c in registry.values() if family in c.markers}
+            # the family's own claims (a relation between families runs on two organisms: the suite's job decides it)
+            out[name] = {c.id: runner.run(c, registry) for c in registry.values() if c.family == family}
     return out
 
 

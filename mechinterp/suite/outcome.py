@@ -8,14 +8,15 @@ from dataclasses import dataclass, field
 
 from mechinterp.claims import Claim
 from mechinterp.report.run import ClaimResult, VerdictRow
-from mechinterp.stats import Decision, Interval, PairTally, Plan
+from mechinterp.stats import ArmsTally, Decision, Interval, PairTally, Plan
 
 
 def plan_record(plan: Plan) -> dict:
-    """A plan as plain data for reports: budget, looks, design point, power there, cap, alpha."""
+    """A plan as plain data for reports: budget, looks, design point, power there, cap, alpha, and what the
+    design counts (``kind``: rate, paired or unpaired)."""
     return {"budget": plan.budget, "schedule": list(plan.design.schedule), "point": plan.point,
             "power": plan.power.p_holds, "reached": plan.reached, "cap": plan.cap, "alpha": plan.design.alpha,
-            "paired": plan.design.paired}
+            "kind": plan.design.kind}
 
 
 def pct(x: float) -> str:
@@ -36,11 +37,13 @@ def interval_text(ci: Interval | None, paired: bool) -> str:
 class ClaimOutcome:
     """A claim's decision in this run with its evidence.
 
-    ``k, n`` are the answered verdicts of the claim (a relation: of arm ``a`` on the paired
-    tasks; ``k2, n2`` of arm ``b``), ``abstained`` the bundles the judge left open; ``interval``
-    is the last look's interval — the one the decision was made on — ``worst_case`` the same
-    look's interval with the abstentions counted against the claim, and ``plain`` the plain
-    95 % Wilson (paired score interval for a relation) of all answered verdicts.
+    ``k, n`` are the answered verdicts of the claim (a relation: of arm ``a`` — on the paired
+    tasks, or on its own tasks for an unpaired relation; ``k2, n2`` of arm ``b``), ``abstained`` the
+    bundles the judge left open; ``interval`` is the last look's interval — the one the decision was
+    made on — ``worst_case`` the same look's interval with the abstentions counted against the
+    claim, and ``plain`` the plain 95 % Wilson (for a relation the paired score interval, or
+    Newcombe's for an unpaired one) of all answered verdicts. ``pairs`` is a paired relation's
+    tally, ``arms`` an unpaired one's.
     """
 
     claim: Claim
@@ -60,6 +63,12 @@ class ClaimOutcome:
     sweep: dict[str, dict] | None = None  # per site of a sweep claim: k, n, low, high, decision, ...
     note: str = ""
     transition: dict | None = None  # a transition claim: claimed site and window, located span (site names)
+    arms: ArmsTally | None = None  # an unpaired relation: its two independent arms
+
+    @property
+    def relation(self) -> bool:
+        """Whether the outcome is a relation's (a difference of two arms, paired or not)."""
+        return self.pairs is not None or self.arms is not None
 
     @property
     def low(self) -> float:
@@ -73,21 +82,27 @@ class ClaimOutcome:
 
     @property
     def rate(self) -> float | None:
-        """The claim's reported rate (success fraction), or the paired difference for relations."""
-        if self.pairs is not None:
-            return None if not self.pairs.decided else self.pairs.estimate
+        """The claim's reported rate (success fraction), or the difference ``a - b`` for relations."""
+        if self.relation:
+            counts = self.pairs if self.pairs is not None else self.arms
+            return None if not counts.decided else counts.estimate
         return None if not self.n else self.k / self.n
 
     def summary(self) -> str:
         """One line: decision, counts, the deciding look and its interval, the plain 95 %, the plan, the hypothesis."""
-        paired = self.pairs is not None
+        paired = self.relation
         head = f"{self.claim.id}: {self.decision.value}"
         if self.note:
             head += f" — {self.note}"
-        if paired:
+        if self.pairs is not None:
             p = self.pairs
             counts = (f"a {self.k}/{self.n} vs b {self.k2}/{self.n2} on {p.judged} paired tasks "
                       f"(a only {p.n10}, b only {p.n01}), a - b {'n/a' if not p.decided else f'{100 * p.estimate:+.1f} points'}")
+        elif self.arms is not None:
+            t = self.arms
+            counts = (f"a {self.k}/{self.n} ({pct(self.k / self.n if self.n else None)}) vs b {self.k2}/{self.n2} "
+                      f"({pct(self.k2 / self.n2 if self.n2 else None)}) on independent tasks, a - b "
+                      f"{'n/a' if not t.decided else f'{100 * t.estimate:+.1f} points'}")
         else:
             counts = f"k={self.k}/n={self.n}, rate {pct(self.k / self.n if self.n else float('nan'))}"
         parts = [counts]
@@ -105,7 +120,8 @@ class ClaimOutcome:
             t = self.transition
             parts.append(f"crossing claimed at {t['at']} (window {'..'.join(t['claimed'])}), "
                          f"located {'..'.join(t['located'])}")
-        parts.append(f"95 % {'paired' if paired else 'Wilson'} {interval_text(self.plain, paired)}")
+        plain = "Newcombe" if self.arms is not None else "paired" if paired else "Wilson"
+        parts.append(f"95 % {plain} {interval_text(self.plain, paired)}")
         if self.plan:
             point = f"{100 * self.plan['point']:+.1f} points" if paired else pct(self.plan["point"])
             cap = "" if self.plan["reached"] else f", capped at {self.plan['cap']}"
@@ -116,14 +132,15 @@ class ClaimOutcome:
     def result(self) -> ClaimResult:
         """This outcome as a results row (what ``results.json`` and ``junit.xml`` hold for it)."""
         p = self.claim.paper
-        paired = self.pairs is not None
+        paired = self.relation
         res = ClaimResult(self.claim.id, str(self.claim.hypothesis), self.decision.value, self.k, self.n, self.rate,
                           self.plain.low, self.plain.high, self.abstained, None if p is None else p.value / 100,
                           None if p is None else p.text, k2=self.k2, n2=self.n2, a=self.claim.a, b=self.claim.b,
-                          sweep=self.sweep, looks=list(self.looks), note=self.note, transition=self.transition)
+                          sweep=self.sweep, looks=list(self.looks), note=self.note, transition=self.transition,
+                          unpaired=self.arms is not None)
         if self.rate is not None:
             res.run_text = self.plain.as_difference_text() if paired else self.plain.as_percent_text()
-        if paired:
+        if self.pairs is not None:
             res.pairs = {k: getattr(self.pairs, k) for k in ("n11", "n10", "n01", "n00", "abstained")}
         if self.interval is not None:
             res.decision_low, res.decision_high = self.interval.low, self.interval.high

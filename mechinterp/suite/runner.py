@@ -7,8 +7,10 @@ fixed seeded order, and feeds :func:`mechinterp.stats.run_sequential` — the on
 also used by the released-verdict replays — with a callback that runs the experiment on each
 look's new tasks and asks the judge in one batch. A claim whose cap leaves no outcome that could
 make it hold is reported so before anything is generated. Relations run their two cells (each
-decided on its own) and then a paired test on the same tasks, extending the cells' runs where
-the relation needs more pairs (the caches make shared tasks free).
+decided on its own) and then their own test: a paired relation on the tasks both cells draw,
+extending the cells' runs where it needs more pairs (the caches make shared tasks free); an
+unpaired one (its cells draw different tasks) with each arm drawing its own tasks in its own order,
+on the model its cell's family runs on (``runner_for``: the session's runner per family).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from mechinterp.claims import Claim, Experiment
 from mechinterp.claims.budget import claim_plan
 from mechinterp.claims.draws import claim_items, drawn_family
 from mechinterp.report.run import VerdictRow
-from mechinterp.stats import ALPHA, LOOKS, Decision, PairTally, Plan, Tally, plain_interval, run_sequential
+from mechinterp.stats import ALPHA, LOOKS, ArmsTally, Decision, PairTally, Plan, Tally, plain_interval, run_sequential
 from mechinterp.stats.plan import smallest_decidable
 from mechinterp.suite.outcome import ClaimOutcome, plan_record
 from mechinterp.vocabulary import EXPERIMENTS
@@ -112,11 +114,13 @@ class ClaimRunner:
     def __init__(self, model, judge_for: Callable[[str], object], *, samples: int | None = None, seed: int = 0,
                  data_dir=None, looks: int = LOOKS, alpha: float = ALPHA, size: int | None = None,
                  steps: int | None = None, on_generation: Callable[[], None] | None = None,
-                 on_progress: Callable | None = None, batch: int = 1):
+                 on_progress: Callable | None = None, batch: int = 1,
+                 runner_for: Callable[[str | None], "ClaimRunner"] | None = None):
         """``samples``: a cap on each claim's planned budget (``None``: the plan's own); ``alpha``:
         one-sided error per wrong direction; ``looks``: looks per claim; ``on_progress(claim, done,
         budget, k, n)`` is called after each look; ``batch``: generations computed together within
-        a look (``mechinterp.suite.batching``; 1: one by one)."""
+        a look (``mechinterp.suite.batching``; 1: one by one); ``runner_for(family)``: the runner a
+        relation's cell of that family runs on (a session's runner per model; default: this one)."""
         self.model = model
         self.judge_for = judge_for
         self.samples = samples
@@ -135,8 +139,13 @@ class ClaimRunner:
         self.on_generation = on_generation
         self.on_progress = on_progress  # (claim, samples done, budget, k, n) after each sample
         self.batch = batch
+        self._runner_for = runner_for
         self._done: dict[str, ClaimOutcome] = {}
         self._judged: dict[tuple, Judged] = {}
+
+    def runner_for(self, family: str | None) -> "ClaimRunner":
+        """The runner a relation's cell of ``family`` runs on: the session's for that family, else this one."""
+        return self if self._runner_for is None else self._runner_for(family)
 
     # -- sites and tasks ----------------------------------------------------------------------
     def site(self, site: str, family: str | None = None, *, own: bool = False, cutoff: bool = False) -> str:
@@ -254,7 +263,11 @@ class ClaimRunner:
         return claim_plan(claim, registry, available, self.samples, sites=sites, looks=self.looks, alpha=self.alpha)
 
     def _undecidable(self, claim: Claim, plan: Plan) -> str:
-        need = smallest_decidable(plan.design.hypothesis, plan.budget + 1, looks=self.looks, alpha=plan.design.alpha)
+        design = plan.design
+        # a relation's search calibrates a design per budget it tries: look no further than what a run could use
+        limit = 8 * (plan.budget + 1) if design.relation else 10_000
+        need = smallest_decidable(design.hypothesis, plan.budget + 1, looks=self.looks, alpha=design.alpha,
+                                  limit=limit, unpaired=design.unpaired)
         if self.samples is not None and plan.cap == self.samples:
             why = "--samples"
         elif claim.paper is not None and plan.cap == claim.paper.n:
@@ -413,16 +426,37 @@ class ClaimRunner:
         return transition_record(sites, at, claimed, located, t, decide_transition(located, claimed))
 
     def _run_relation(self, claim: Claim, registry: dict[str, Claim]) -> ClaimOutcome:
-        """Decide ``a - b`` on the tasks both cells draw, paired by task, with its own sequential test."""
+        """Decide ``a - b`` with the relation's own sequential test, after each cell is decided (and recorded)
+        on its own: paired by task (:meth:`_run_paired`) or, for an unpaired relation, on two independent
+        arms (:meth:`_run_unpaired`)."""
         missing = [c for c in (claim.a, claim.b) if c not in registry]
         if missing:
             raise ClaimSkipped(f"relation {claim.id!r} refers to unknown claims {missing}")
         a, b = registry[claim.a], registry[claim.b]
-        self.run(a, registry), self.run(b, registry)  # each cell is decided (and recorded) on its own first
-        in_b = {item_id(it) for it in self.items(b)}
-        items = [it for it in self.items(a) if item_id(it) in in_b]
-        if not items:
+        ra, rb = self.runner_for(a.family), self.runner_for(b.family)
+        ra.run(a, registry), rb.run(b, registry)
+        items_a, items_b = ra.items(a), rb.items(b)
+        in_b = {item_id(it) for it in items_b}
+        shared = [it for it in items_a if item_id(it) in in_b]
+        if claim.unpaired:
+            if shared:
+                raise ClaimSkipped(f"relation {claim.id!r} is unpaired, but on this model its cells {a.id!r} and "
+                                   f"{b.id!r} draw the same tasks ({len(shared)} shared): its arms would not be "
+                                   f"independent")
+            return self._run_unpaired(claim, registry, (ra, a, items_a), (rb, b, items_b))
+        if not shared:
             raise ClaimSkipped(f"relation {claim.id!r}: its cells {a.id!r} and {b.id!r} share no tasks to pair")
+        return self._run_paired(claim, registry, (ra, a), (rb, b), shared)
+
+    def _relation_rows(self, claim: Claim, arms) -> list[VerdictRow]:
+        """The relation's own verdict rows: each arm's judged rows under the relation's id, task ids
+        suffixed ``|a`` / ``|b``."""
+        return [replace(j.row, claim_id=claim.id, task_id=j.row.task_id + suffix)
+                for arm, suffix in zip(arms, ARM_SUFFIX) for j in arm]
+
+    def _run_paired(self, claim: Claim, registry: dict[str, Claim], arm_a, arm_b, items: list) -> ClaimOutcome:
+        """``a - b`` on the tasks both cells draw, paired by task."""
+        (ra, a), (rb, b) = arm_a, arm_b
         plan = self.plan(claim, registry, len(items))
         if not plan.decidable:
             return ClaimOutcome(claim, Decision.INCONCLUSIVE, 0, 0, 0, plain_interval(PairTally()), plan=plan_record(plan),
@@ -434,9 +468,8 @@ class ClaimRunner:
         def draw(m: int) -> list[tuple[bool | None, bool | None]]:
             batch = items[drawn[0]:drawn[0] + m]
             drawn[0] += len(batch)
-            xs, ys = self.judged(a, batch), self.judged(b, batch)
-            for arm, suffix in zip((xs, ys), ARM_SUFFIX):
-                rows.extend(replace(j.row, claim_id=claim.id, task_id=j.row.task_id + suffix) for j in arm)
+            xs, ys = ra.judged(a, batch), rb.judged(b, batch)
+            rows.extend(self._relation_rows(claim, (xs, ys)))
             return [(x.outcome, y.outcome) for x, y in zip(xs, ys)]
 
         test, seen = run_sequential(plan.design, draw)
@@ -445,3 +478,28 @@ class ClaimRunner:
         return ClaimOutcome(claim, test.decision, ta.k, ta.n, pairs.abstained, plain_interval(pairs), test.last.interval,
                             test.last.worst_case, plan_record(plan), rows, [look.n for look in test.history], tb.k, tb.n,
                             pairs)
+
+    def _run_unpaired(self, claim: Claim, registry: dict[str, Claim], arm_a, arm_b) -> ClaimOutcome:
+        """``a - b`` on two independent arms: each draws its own tasks in its own sampling order on its own
+        runner (its cell's model), up to the plan's cap per arm, and replaces its own abstentions."""
+        arms = (arm_a, arm_b)
+        plan = self.plan(claim, registry, min(len(arm_a[2]), len(arm_b[2])))
+        if not plan.decidable:
+            return ClaimOutcome(claim, Decision.INCONCLUSIVE, 0, 0, 0, plain_interval(ArmsTally()), plan=plan_record(plan),
+                                k2=0, n2=0, arms=ArmsTally(), note=self._undecidable(claim, plan))
+        judged: tuple[list[Judged], list[Judged]] = ([], [])
+
+        def draw(want: tuple[int, int]) -> tuple[list, list]:
+            out = []
+            for (runner, cell, items), done, m in zip(arms, judged, want):
+                got = runner.judged(cell, items[len(done):min(len(done) + m, plan.cap)])
+                done.extend(got)
+                out.append([j.outcome for j in got])
+            return out[0], out[1]
+
+        test, seen = run_sequential(plan.design, draw)
+        counts = ArmsTally.of(seen)
+        used = [arm[:len(outcomes)] for arm, outcomes in zip(judged, seen)]  # what the last look decided on
+        return ClaimOutcome(claim, test.decision, counts.a.k, counts.a.n, counts.abstained, plain_interval(counts),
+                            test.last.interval, test.last.worst_case, plan_record(plan), self._relation_rows(claim, used),
+                            [look.n for look in test.history], counts.b.k, counts.b.n, arms=counts)

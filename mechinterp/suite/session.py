@@ -93,7 +93,8 @@ class SuiteSession:
 
     def runner_for(self, family: str | None) -> ClaimRunner:
         """The claim runner of ``family``'s model (one per model and process, so cells shared by relations
-        run once); its judges are the objective ones the model's task families allow."""
+        run once); its judges are the objective ones the model's task families allow. A relation between
+        families runs each cell on its own family's runner (each runner's ``runner_for`` is this method)."""
         spec = self.model_spec(family)
         if spec not in self._runners:
             model = self.model_for(family)
@@ -102,7 +103,8 @@ class SuiteSession:
                                               samples=self.settings.samples, seed=self.settings.seed,
                                               data_dir=self.settings.data_dir, on_generation=self._check_budget,
                                               on_progress=self.progress.update if self.progress else None,
-                                              batch=batch_size(self.settings, model.device.type))
+                                              batch=batch_size(self.settings, model.device.type),
+                                              runner_for=self.runner_for)
         return self._runners[spec]
 
     def _cache(self):
