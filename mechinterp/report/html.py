@@ -87,13 +87,22 @@ def thumbnail_uri(image: dict, run_dir: Path) -> str | None:
             return None
     except (OSError, ValueError, binascii.Error):
         return None
-    return _thumbnail_of(data)
+    digest = hashlib.sha256(data).digest()
+    if digest not in _THUMBNAILS:
+        if len(_THUMBNAILS) >= 4096:
+            _THUMBNAILS.pop(next(iter(_THUMBNAILS)))
+        _THUMBNAILS[digest] = _thumbnail_of(data)
+    return _THUMBNAILS[digest]
 
 
-@lru_cache(maxsize=4096)
+#: thumbnails by the SHA-256 of their source PNG: a run's baselines and references recur in hundreds of
+#: bundles, and re-encoding each was most of the report's time (keyed by digest, so full-size sources
+#: are not kept alive)
+_THUMBNAILS: dict[bytes, str | None] = {}
+
+
 def _thumbnail_of(data: bytes) -> str | None:
-    """The ``data:`` URI of one PNG's thumbnail, memoised by its bytes: a run's baselines and references
-    recur in hundreds of bundles, and re-encoding each was most of the report's time."""
+    """The ``data:`` URI of one PNG's thumbnail (``None`` for bytes that are not a readable PNG)."""
     if not data.startswith(PNG_SIGNATURE):
         return None
     try:
