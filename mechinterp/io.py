@@ -1,11 +1,14 @@
 """Files: atomic writes (the one way every cache, run folder and model file is written) and content hashes
-(of files, and :func:`image_digest`, the one hash of an image's pixels every cache key uses)."""
+(of files, and :func:`image_digest`, the one hash of an image's pixels every cache key uses); and
+:func:`bounded_memo`, the in-process memo by content digest."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -57,3 +60,24 @@ def image_digest(image) -> str:
     h = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
     h.update(rgb.tobytes())
     return h.hexdigest()
+
+
+def bounded_memo(key: Callable, size: int = 4096):
+    """Memoise a one-argument function by ``key(argument)`` (a content digest, so the argument itself, say a
+    full-size image, is not kept alive), keeping the ``size`` newest entries; ``cache_clear()`` empties it."""
+    def wrap(fn):
+        cache: dict = {}
+
+        @functools.wraps(fn)
+        def memoised(argument):
+            k = key(argument)
+            if k not in cache:
+                if len(cache) >= size:
+                    cache.pop(next(iter(cache)))
+                cache[k] = fn(argument)
+            return cache[k]
+
+        memoised.cache_clear = cache.clear
+        return memoised
+
+    return wrap

@@ -204,3 +204,22 @@ def test_pixel_memo_answers_by_pixels_not_by_object():
     # the mode is part of the key: the same bytes read as another mode are another image
     grey = Image.new("L", (8, 8), 128)
     assert reference_color(grey) is not reference_color(Image.new("L", (8, 8), 129))
+
+
+def test_bounded_memo_keys_by_digest_and_keeps_the_newest():
+    """``io.bounded_memo``: one call per key, at most ``size`` entries (the oldest go first), None results kept."""
+    from mechinterp.io import bounded_memo
+
+    calls = []
+
+    @bounded_memo(lambda x: x % 10, size=2)
+    def f(x):
+        calls.append(x)
+        return None if x == 3 else x * 2
+
+    assert (f(1), f(11), f(3), f(13)) == (2, 2, None, None) and calls == [1, 3]  # 11 ~ 1, 13 ~ 3 by key
+    f(5)  # evicts key 1, the oldest
+    assert f(1) == 2 and calls == [1, 3, 5, 1]
+    f.cache_clear()
+    f(5)
+    assert calls[-1] == 5

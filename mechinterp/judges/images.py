@@ -9,10 +9,14 @@ the pixels the judge sees predictable, and keeps requests small.
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import io
 import math
 
 from PIL import Image
+
+from mechinterp.io import bounded_memo
 
 #: longest side the API keeps unresized (Anthropic vision docs)
 MAX_EDGE_PX = 1568
@@ -65,30 +69,22 @@ def image_block(image: Image.Image) -> dict:
             "source": {"type": "base64", "media_type": "image/png", "data": png_base64(image)}}
 
 
+def _pixel_key(image: Image.Image) -> tuple:
+    # the raw bytes with mode and size, not io.image_digest (RGB after convert): an RGBA image is
+    # composited on white by as_rgb, so two that differ only in alpha must not share an answer
+    return image.mode, image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest()
 
 
 def memo_by_pixels(fn):
     """Memoise ``fn(image)`` (a pure function of an image's pixels returning a NumPy array, made read-only, or
-    an immutable value) by the image's mode, size and pixel digest. A claim's bundles share their references
-    and baselines (one I2I baseline serves every knockout of a task), so a pixel judge sees the same image
-    many times; the memo returns the same object each time."""
-    import functools
-    import hashlib
-
-    cache: dict[tuple, object] = {}
-
+    an immutable value) by the image's mode, size and pixel digest (:func:`mechinterp.io.bounded_memo`). A
+    claim's bundles share their references and baselines (one I2I baseline serves every knockout of a task),
+    so a pixel judge sees the same image many times; the memo returns the same object each time."""
     @functools.wraps(fn)
-    def wrapper(image: Image.Image):
-        key = (image.mode, image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
-        hit = cache.get(key)
-        if hit is None:
-            hit = fn(image)
-            if hasattr(hit, "setflags"):
-                hit.setflags(write=False)
-            if len(cache) >= 4096:
-                cache.pop(next(iter(cache)))
-            cache[key] = hit
-        return hit
+    def frozen(image: Image.Image):
+        value = fn(image)
+        if hasattr(value, "setflags"):
+            value.setflags(write=False)
+        return value
 
-    wrapper.cache_clear = cache.clear
-    return wrapper
+    return bounded_memo(_pixel_key)(frozen)

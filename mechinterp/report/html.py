@@ -26,6 +26,7 @@ from markupsafe import Markup
 from PIL import Image
 
 from mechinterp.claims import Claim, Table, claims_by_id, load_registry, load_tables
+from mechinterp.io import bounded_memo
 from mechinterp.judges.questions import QUESTIONS
 from mechinterp.report.run import ClaimResult, Run, VerdictRow, atomic_write, decision_counts, run_image_path
 
@@ -87,20 +88,12 @@ def thumbnail_uri(image: dict, run_dir: Path) -> str | None:
             return None
     except (OSError, ValueError, binascii.Error):
         return None
-    digest = hashlib.sha256(data).digest()
-    if digest not in _THUMBNAILS:
-        if len(_THUMBNAILS) >= 4096:
-            _THUMBNAILS.pop(next(iter(_THUMBNAILS)))
-        _THUMBNAILS[digest] = _thumbnail_of(data)
-    return _THUMBNAILS[digest]
+    return _thumbnail_of(data)
 
 
-#: thumbnails by the SHA-256 of their source PNG: a run's baselines and references recur in hundreds of
-#: bundles, and re-encoding each was most of the report's time (keyed by digest, so full-size sources
-#: are not kept alive)
-_THUMBNAILS: dict[bytes, str | None] = {}
-
-
+# memoised by the SHA-256 of the source PNG: a run's baselines and references recur in hundreds of bundles,
+# and re-encoding each was most of the report's time (a digest key keeps full-size sources from staying alive)
+@bounded_memo(lambda data: hashlib.sha256(data).digest())
 def _thumbnail_of(data: bytes) -> str | None:
     """The ``data:`` URI of one PNG's thumbnail (``None`` for bytes that are not a readable PNG)."""
     if not data.startswith(PNG_SIGNATURE):
