@@ -82,10 +82,8 @@ class Judge:
         pending = list(by_key)
         rounds = 0
         while pending:
-            mine: list[str] = []
-            still: list[str] = []
             if self.cache is None:
-                mine = pending
+                mine, still = pending, []
             else:  # one look-up and one claiming transaction per round, not one of each per bundle
                 hits = self.cache.get_many(pending)
                 results.update((k, v) for k, v in hits.items() if v is not None)
