@@ -26,6 +26,31 @@ def test_no_interventions_equals_raw_pipeline(tiny_model, edit):
     assert ours.image.tobytes() == raw_pil.tobytes()
 
 
+def test_prompt_is_encoded_once_and_memo_is_bounded(tiny_model, edit, monkeypatch):
+    """A prompt's embedding is memoised (the text encoder runs once for it) and equals what the
+    pipeline encodes itself; the memo drops its oldest prompts past ``PROMPT_MEMO_BYTES``."""
+    import mechinterp.engine.model as model_mod
+
+    tiny_model.prompt_memo.clear()
+    calls = []
+    handle = tiny_model.pipe.text_encoder.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        first = tiny_model.generate(edit)
+        again = tiny_model.generate(edit.replace(seed=edit.seed + 1))
+        assert len(calls) == 1 and len(tiny_model.prompt_memo) == 1
+        raw = tiny_model.pipe(**tiny_model.pipeline_kwargs(edit), output_type="np").images[0]
+        assert np.array_equal(first.array, raw) and len(calls) == 2  # the raw call encodes for itself
+        assert not np.array_equal(first.array, again.array)
+        one = next(iter(tiny_model.prompt_memo.values()))
+        monkeypatch.setattr(model_mod, "PROMPT_MEMO_BYTES", 2 * one.numel() * one.element_size())
+        for i in range(4):
+            tiny_model.prompt_embeds([f"{edit.text} {i}"])
+        assert [k[0] for k in tiny_model.prompt_memo] == [f"{edit.text} 2", f"{edit.text} 3"]
+    finally:
+        handle.remove()
+        tiny_model.prompt_memo.clear()
+
+
 def test_different_seeds_differ(tiny_model, edit):
     assert not np.array_equal(tiny_model.generate(edit).array, tiny_model.generate(edit.replace(seed=4)).array)
 

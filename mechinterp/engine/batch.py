@@ -94,7 +94,8 @@ def _memo_reference_latents(model, edit: Edit) -> torch.Tensor:
     """:func:`reference_latents` of the edit's reference, memoised on the model by the reference's
     content digest (the VAE encode is deterministic, so a memoised tensor equals a recomputed one)."""
     memo = model.reference_memo
-    key = (edit.reference_digest, str(model.device), str(model.pipe.vae.dtype))
+    vae_weight = next(model.pipe.vae.parameters())  # not ``vae.dtype``: diffusers walks every submodule for it
+    key = (edit.reference_digest, str(vae_weight.device), str(vae_weight.dtype))
     if key not in memo:
         if len(memo) >= _REF_MEMO_SIZE:
             memo.pop(next(iter(memo)))
@@ -125,8 +126,7 @@ def generate_many(model, edits: Sequence[Edit], interventions: Iterable[Interven
     captures = [as_capture(c) for c in capture]
     layouts = check_batchable(model, edits, [*model.wiring, *interventions, *captures])
     first = edits[0]
-    kwargs = model.pipeline_kwargs(first)
-    kwargs.update(prompt=[e.text for e in edits], generator=[model.noise(e.seed) for e in edits])
+    kwargs = model.call_kwargs(edits)
     swap = None
     digests = {e.reference_digest for e in edits}
     if first.reference is not None and len(digests) > 1:

@@ -34,6 +34,12 @@ from mechinterp.engine.sites import SiteTable
 GUIDANCE_SCALE = 1.0
 #: token layouts a model keeps (a suite run sees a few hundred prompts)
 _LAYOUT_MEMO_SIZE = 4096
+#: bytes of text embeddings ``Model.prompt_embeds`` keeps (an organism prompt is ~36 KB, a FLUX.2-klein one 7.9 MB)
+PROMPT_MEMO_BYTES = 64 << 20
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
 #: where the initial noise is drawn: ``"device"`` (the model's device, as the authors' runs:
 #: ``torch.Generator(<model device>)``, so CUDA noise on a GPU) or ``"cpu"`` (device-independent)
 GENERATORS = ("device", "cpu")
@@ -63,6 +69,8 @@ class Model:
         self.reference_memo: dict = {}
         #: token layouts by (prompt, instruction, size, reference size): tokenising is a generation's hot spot
         self.layout_memo: dict = {}
+        #: text embeddings by (prompt, text length, encoder layers) (:meth:`prompt_embeds`)
+        self.prompt_memo: dict = {}
         if generator not in GENERATORS:
             raise ValueError(f"generator {generator!r}: expected one of {', '.join(GENERATORS)} "
                              "(the model's device, as the authors' runs, or the CPU for device-independent noise)")
@@ -181,7 +189,8 @@ class Model:
 
     # -- generation ---------------------------------------------------------------------------
     def pipeline_kwargs(self, edit: Edit) -> dict:
-        """Exactly the arguments ``generate`` passes to the pipeline for ``edit``."""
+        """The pipeline's arguments for ``edit`` as a user would pass them (prompt as text); ``generate``
+        passes these with the prompt as its embedding (:meth:`call_kwargs`), which gives the same image."""
         return dict(
             prompt=edit.text,
             image=edit.reference,
@@ -194,17 +203,48 @@ class Model:
             text_encoder_out_layers=self.text_encoder_out_layers,
         )
 
+    def prompt_embeds(self, texts: Sequence[str]) -> torch.Tensor:
+        """The pipeline's text embeddings of ``texts`` as one ``[len(texts), text_len, hidden]`` tensor:
+        each prompt encoded alone, exactly as ``pipe.encode_prompt`` encodes it, and memoised by prompt.
+
+        A suite generates the same few prompts thousands of times and no intervention acts on the
+        text encoder, so its output is a function of the prompt alone. The memo is bounded by bytes
+        (``PROMPT_MEMO_BYTES``): thousands of organism prompts, a few of FLUX.2-klein's 512-token ones.
+        """
+        rows = []
+        for text in texts:
+            key = (text, self.text_len, self.text_encoder_out_layers)
+            row = self.prompt_memo.get(key)
+            if row is None:
+                row, _ = self.pipe.encode_prompt(prompt=text, device=self.device, max_sequence_length=self.text_len,
+                                                 text_encoder_out_layers=self.text_encoder_out_layers)
+                self.prompt_memo[key] = row
+                while len(self.prompt_memo) > 1 and sum(_nbytes(t) for t in self.prompt_memo.values()) > PROMPT_MEMO_BYTES:
+                    self.prompt_memo.pop(next(iter(self.prompt_memo)))  # oldest first
+            rows.append(row)
+        return rows[0] if len(rows) == 1 else torch.cat(rows)
+
+    def call_kwargs(self, edits: Sequence[Edit]) -> dict:
+        """The pipeline arguments of one run of ``edits`` (one batch): ``pipeline_kwargs`` of the first, with
+        every prompt given as its memoised embedding (:meth:`prompt_embeds`) and, for several edits, one
+        noise generator per edit (each sample then draws its one-by-one noise)."""
+        kwargs = self.pipeline_kwargs(edits[0])
+        kwargs.update(prompt=None, prompt_embeds=self.prompt_embeds([e.text for e in edits]))
+        if len(edits) > 1:
+            kwargs["generator"] = [self.noise(e.seed) for e in edits]
+        return kwargs
+
     @torch.inference_mode()
     def generate(self, edit: Edit, interventions: Iterable[Intervention] = (), capture: Iterable = ()) -> Generation:
         """Generate ``edit`` with ``interventions`` applied and the ``capture`` sites recorded.
 
         With no interventions (and no wiring) the image is exactly the pipeline's own output
-        for ``pipeline_kwargs(edit)``.
+        for ``pipeline_kwargs(edit)`` (the prompt's memoised embedding is what the pipeline computes).
         """
         interventions = tuple(interventions)
         captures = [as_capture(c) for c in capture]
         with self.intervene(edit, *interventions, *captures) as ctx:
-            out = self.pipe(**self.pipeline_kwargs(edit), output_type="np")
+            out = self.pipe(**self.call_kwargs([edit]), output_type="np")
         if ctx.step + 1 != edit.steps:
             raise RuntimeError(f"expected {edit.steps} transformer calls, saw {ctx.step + 1}")
         array = np.asarray(out.images[0], dtype=np.float32)
