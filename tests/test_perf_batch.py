@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import mechinterp as mi
+from mechinterp.engine.attention import flex_available
 from mechinterp.engine.batch import stack_captures
 from mechinterp.testing.tiny import tiny_pipeline
 
@@ -54,8 +55,27 @@ def test_unbatchable_edits_are_rejected_with_the_reason(tiny_model, edit):
         tiny_model.generate_many([edit, edit.replace(reference=None)])
     other = edit.replace(instruction="draw the hat in this color, keep everything else")
     with pytest.raises(ValueError, match="token group 'text.content' differs"):
-        tiny_model.generate_many([edit, other], [mi.Knockout("ref", "text.content")])
+        tiny_model.generate_many([edit, other], capture=[mi.Capture("double.0", "text.content", steps=0)])
+    with pytest.raises(ValueError, match="token group 'text.padding' differs"):
+        tiny_model.generate_many([edit, other], [mi.Patch("single.0", torch.zeros(1, 32), "text.padding")])
     tiny_model.generate_many([edit, other], [mi.Knockout("ref", "text")], capture=[mi.Capture("double.0", "image", steps=0)])
+
+
+@pytest.mark.parametrize("mode", ["auto", "dense"] + (["flex"] if flex_available() else []))
+def test_knockouts_batch_across_prompts_that_place_groups_differently(tiny_model, edit, mode):
+    """Rows whose prompts put ``text.content`` at other positions each block their own positions
+    (rows that block alike share a plan): every row equals its one-by-one generation, in every mode."""
+    model = tiny_model.with_modes(knockout_mode=mode)
+    other = edit.replace(instruction="draw the hat in this color, keep everything else", seed=3)
+    edits = [edit, other, edit.replace(seed=9), other.replace(seed=4)]
+    assert not torch.equal(model.layout(edit)["text.content"], model.layout(other)["text.content"])
+    items = [mi.Knockout("text.padding", "image"), mi.Knockout("ref", "text.content", sites=("single.0",), steps=(1, 2))]
+    many = model.generate_many(edits, items, capture=["single.1"])
+    ones = [model.generate(e, items, capture=["single.1"]) for e in edits]
+    _close(many, ones)
+    assert many[0].fired == ones[0].fired  # each knockout fires once per block and step, as one by one
+    for row, e in ((0, edit), (1, other)):  # the knockout acts, far beyond the tolerance
+        assert np.abs(many[row].array - model.generate(e).array).max() > 20 * TOL
 
 
 def _compile_backends():

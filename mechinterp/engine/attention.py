@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from diffusers.models.attention_dispatch import dispatch_attention_fn
+
 from mechinterp.engine.fast_attention import (
     Blocked,
     SplitPlan,
@@ -104,27 +106,60 @@ def _build_plan(kind: str, blocked: list[Blocked], seq_len: int, device):
     return plan
 
 
+def _edge_key(edges: Sequence[Edge]) -> tuple:
+    """What makes two samples' edge lists block the same positions at the same steps."""
+    return tuple((e.source.numpy().tobytes(), e.dest.numpy().tobytes(), e.steps) for e in edges)
+
+
+@dataclass(frozen=True)
+class Active:
+    """The edges one set of samples blocks at one step: ``blocked`` (empty when all are vacuous on
+    this sequence), ``key`` for its plan, and the batch rows it applies to (``None`` = every row)."""
+
+    key: tuple
+    blocked: list[Blocked]
+    samples: torch.Tensor | None
+
+
 class KnockoutRule:
     """The knockout edges of one block, resolved per step and sequence length, plans built once.
 
     ``short`` is the number of trailing (reference) tokens a truncating reference drop may have
     removed before this block: the sequence is then ``layout.seq_len - short`` long, and edges
     are restricted to the positions that remain.
+
+    ``samples`` (a batch whose prompts place token groups differently) gives each batch row its own
+    edge list, each edge the same knockout at that row's positions; rows whose lists block the same
+    positions share one plan. ``None``: every row uses ``edges``.
     """
 
     def __init__(self, site: str, edges: Sequence[Edge], layout: TokenLayout, clock: Callable[[], int], fired: Counter,
-                 short: int = 0):
+                 short: int = 0, samples: Sequence[Sequence[Edge]] | None = None):
         self.site = site
         self.edges = list(edges)
         self.layout = layout
         self.clock = clock
         self.fired = fired
         self.short = short
-        self._blocked: dict[tuple, list[Blocked]] = {}
+        self.n_samples = None if samples is None else len(samples)
+        self._variants: list[tuple[list[Edge], torch.Tensor | None]] = [(self.edges, None)]
+        if samples is not None:
+            rows: dict[tuple, list[int]] = {}
+            lists: dict[tuple, list[Edge]] = {}
+            for i, sample in enumerate(samples):
+                if len(sample) != len(self.edges):
+                    raise ValueError(f"{site}: sample {i} has {len(sample)} knockout edges, expected {len(self.edges)}")
+                key = _edge_key(sample)
+                rows.setdefault(key, []).append(i)
+                lists.setdefault(key, list(sample))
+            if len(rows) > 1:
+                self._variants = [(lists[k], torch.tensor(r, dtype=torch.long)) for k, r in rows.items()]
+        self._blocked: dict[tuple, list[Active]] = {}
         self._plans: dict[tuple, object] = {}
 
-    def blocked(self, step: int, seq_len: int) -> tuple[tuple, list[Blocked]] | None:
-        """The edges active at ``step`` on a ``seq_len`` sequence (``None`` when none); counts firing."""
+    def blocked(self, step: int, seq_len: int) -> list[Active] | None:
+        """The edges active at ``step`` on a ``seq_len`` sequence, one ``Active`` per set of batch rows
+        that block alike (``None`` when no edge is active); counts firing once per call."""
         active = tuple(i for i, e in enumerate(self.edges) if e.steps is None or step in e.steps)
         if not active:
             return None
@@ -132,24 +167,31 @@ class KnockoutRule:
             self.fired[(self.edges[i].label, self.site, step)] += 1
         key = (active, seq_len)
         if key not in self._blocked:
-            out = []
-            for i in active:
-                e = self.edges[i]
-                src, dst = e.source[e.source < seq_len], e.dest[e.dest < seq_len]
-                if src.numel() and dst.numel():  # an edge into a dropped reference is vacuous
-                    out.append(Blocked(src, dst, e.label))
-            self._blocked[key] = out
-        return key, self._blocked[key]
+            self._blocked[key] = [Active((v, *key), self._restrict(edges, active, seq_len), rows)
+                                  for v, (edges, rows) in enumerate(self._variants)]
+        return self._blocked[key]
 
-    def plan(self, kind: str, key: tuple, blocked: list[Blocked], seq_len: int, device):
+    @staticmethod
+    def _restrict(edges: list[Edge], active: tuple[int, ...], seq_len: int) -> list[Blocked]:
+        out = []
+        for i in active:
+            e = edges[i]
+            src, dst = e.source[e.source < seq_len], e.dest[e.dest < seq_len]
+            if src.numel() and dst.numel():  # an edge into a dropped reference is vacuous
+                out.append(Blocked(src, dst, e.label))
+        return out
+
+    def plan(self, kind: str, active: Active, seq_len: int, device):
         """The ``dense`` mask, ``split`` plan or ``flex`` block mask for one active edge set (cached)."""
-        cache_key = (kind, key, str(device))
+        cache_key = (kind, active.key, str(device))
         if cache_key not in self._plans:
-            self._plans[cache_key] = _build_plan(kind, blocked, seq_len, device) if blocked else None
+            self._plans[cache_key] = _build_plan(kind, active.blocked, seq_len, device) if active.blocked else None
         return self._plans[cache_key]
 
-    def check_length(self, seq_len: int) -> None:
-        """Fail loudly when the model's joint sequence does not match the layout."""
+    def check_length(self, seq_len: int, batch: int | None = None) -> None:
+        """Fail loudly when the model's joint sequence (or batch) does not match the layout (or samples)."""
+        if self.n_samples is not None and batch is not None and batch != self.n_samples:
+            raise RuntimeError(f"{self.site}: batch of {batch} rows but knockouts were planned for {self.n_samples} samples")
         if seq_len == self.layout.seq_len or (self.short and seq_len == self.layout.seq_len - self.short):
             return
         raise RuntimeError(
@@ -187,21 +229,46 @@ class KnockoutProcessor:
         enc = given.get("encoder_hidden_states")
         mask, rotary = given.get("attention_mask"), given.get("image_rotary_emb")
         seq_len = hidden_states.shape[1] + (0 if enc is None else enc.shape[1])
-        self.rule.check_length(seq_len)
+        self.rule.check_length(seq_len, hidden_states.shape[0])
         found = self.rule.blocked(self.rule.clock(), seq_len)
+        if found is not None and not any(a.blocked for a in found):
+            found = None
         fast = self._fast(mask, kwargs)
-        if found is not None and found[1] and fast is not None:
+        if found is not None and fast is not None:
             q, k, v, mlp = project(attn, hidden_states, enc, rotary)
-            plan = self.rule.plan(fast, found[0], found[1], seq_len, q.device)
-            if fast == "flex":
-                out = flex_attend(q, k, v, plan)
-            else:
-                out = plan.attend(q, k, v, backend=getattr(self.inner, "_attention_backend", None),
-                                  parallel_config=getattr(self.inner, "_parallel_config", None))
+            out = None if len(found) == 1 else torch.empty_like(q)
+            for active in found:
+                rows = active.samples
+                qs, ks, vs = (q, k, v) if rows is None else (q[rows], k[rows], v[rows])
+                plan = self.rule.plan(fast, active, seq_len, q.device)
+                if plan is None:  # these rows block nothing here: plain attention
+                    part = dispatch_attention_fn(qs, ks, vs, backend=getattr(self.inner, "_attention_backend", None),
+                                                 parallel_config=getattr(self.inner, "_parallel_config", None))
+                elif fast == "flex":
+                    part = flex_attend(qs, ks, vs, plan)
+                else:
+                    part = plan.attend(qs, ks, vs, backend=getattr(self.inner, "_attention_backend", None),
+                                       parallel_config=getattr(self.inner, "_parallel_config", None))
+                if out is None:
+                    out = part
+                else:
+                    out[rows.to(q.device)] = part.to(q.dtype)
             return finish(attn, out.to(q.dtype), enc, mlp)
-        if found is not None and found[1]:
-            dense = self.rule.plan("dense", found[0], found[1], seq_len, hidden_states.device)
+        if found is not None:
+            dense = self._dense(found, seq_len, hidden_states)
             mask = merge_masks(dense, mask, hidden_states.dtype)
         if self.double:
             return self.inner(attn, hidden_states, enc, mask, rotary, **kwargs)
         return self.inner(attn, hidden_states, mask, rotary, **kwargs)
+
+    def _dense(self, found: list[Active], seq_len: int, hidden_states) -> torch.Tensor:
+        """The boolean mask of this step: ``[1, 1, S, S]``, or ``[B, 1, S, S]`` when rows block differently."""
+        device = hidden_states.device
+        if len(found) == 1:
+            return self.rule.plan("dense", found[0], seq_len, device)
+        mask = torch.ones(hidden_states.shape[0], 1, seq_len, seq_len, dtype=torch.bool, device=device)
+        for active in found:
+            plan = self.rule.plan("dense", active, seq_len, device)
+            if plan is not None:
+                mask[active.samples.to(device)] = plan[0]
+        return mask

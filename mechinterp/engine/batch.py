@@ -3,7 +3,8 @@
 Edits batch when they have the same size, number of steps and reference token count (with or
 without a reference): the joint sequences then have one length and one layout of ``image`` and
 ``ref``. Text always has the model's full text length, but token groups inside it (content,
-padding) depend on the prompt, so the groups the interventions use must coincide across edits.
+padding) depend on the prompt: knockouts block each row's own positions, while the groups that
+captures and patches use must coincide across edits (they act on one set of rows).
 
 Each sample's noise equals its one-by-one noise: the pipeline draws one ``randn`` per sample
 from a list of per-sample generators. The pipeline encodes one reference for the whole batch,
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from mechinterp.engine.edit import Edit
-from mechinterp.engine.interventions import Capture, Captures, Intervention, Knockout, Patch, RefDrop
+from mechinterp.engine.interventions import Capture, Captures, Intervention, Patch
 from mechinterp.engine.generation import Generation, as_capture
 from mechinterp.engine.layout import MAX_REFERENCE_AREA, TokenLayout
 
@@ -37,15 +38,10 @@ def stack_captures(captures: Sequence[Captures]) -> Captures:
 
 
 def _groups_used(items: Iterable[Intervention]) -> set[str]:
-    out: set[str] = set()
-    for it in items:
-        if isinstance(it, (Capture, Patch)):
-            out.add(it.tokens)
-        elif isinstance(it, Knockout):
-            out |= {it.source, it.dest}
-        elif isinstance(it, RefDrop):
-            out |= {"ref", "image", "text"}
-    return out
+    """The token groups that must sit at the same positions in every row of a batch: those captures and
+    patches read or write (one set of rows for the whole batch). Knockouts block each row's own
+    positions (``Intervene(layouts=...)``), so their groups may differ between prompts."""
+    return {it.tokens for it in items if isinstance(it, (Capture, Patch))}
 
 
 def check_batchable(model, edits: Sequence[Edit], items: Sequence[Intervention]) -> list[TokenLayout]:
@@ -133,7 +129,7 @@ def generate_many(model, edits: Sequence[Edit], interventions: Iterable[Interven
         refs = torch.cat([_memo_reference_latents(model, e) for e in edits])
         swap = _swap_references(model.transformer, layouts[0].n_image, refs)
     try:
-        with model.intervene(first, *interventions, *captures, layout=layouts[0]) as ctx:
+        with model.intervene(first, *interventions, *captures, layout=layouts[0], layouts=layouts) as ctx:
             out = model.pipe(**kwargs, output_type="np")
     finally:
         if swap is not None:

@@ -16,7 +16,7 @@ on CUDA, captures are copied to pinned host memory asynchronously (no host sync 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -36,6 +36,25 @@ def check_modes(knockout_mode: str, ref_drop_mode: str) -> tuple[str, str]:
     if ref_drop_mode not in REF_DROP_MODES:
         raise ValueError(f"unknown ref_drop_mode {ref_drop_mode!r}; valid modes: {', '.join(REF_DROP_MODES)}")
     return check_mode(knockout_mode), ref_drop_mode
+
+
+def check_layouts(layout: TokenLayout, layouts: Sequence[TokenLayout] | None) -> list[TokenLayout]:
+    """The batch rows' layouts (``[layout]`` when not given); ``ValueError`` unless ``layout`` is the
+    first and every row has its joint sequence (text, image and reference token counts)."""
+    if layouts is None:
+        return [layout]
+    layouts = list(layouts)
+    if not layouts or layouts[0] is not layout:
+        raise ValueError("layouts must start with the layout given as `layout`")
+    for i, other in enumerate(layouts):
+        if not _same_shape(other, layout):
+            raise ValueError(f"batch row {i} has a joint sequence of text {other.text_len} + image {other.n_image} + "
+                             f"ref {other.n_ref} tokens; row 0 has {layout.text_len} + {layout.n_image} + {layout.n_ref}")
+    return layouts
+
+
+def _same_shape(a: TokenLayout, b: TokenLayout) -> bool:
+    return (a.text_len, a.n_image, a.n_ref) == (b.text_len, b.n_image, b.n_ref)
 
 
 def _processor_key(site: Site) -> str:
@@ -124,14 +143,18 @@ class Intervene:
     dense masks otherwise), ``"split"``, ``"flex"`` or ``"dense"`` (the reference path).
     ``ref_drop_mode``: ``"truncate"`` (remove the reference from the cutoff on when nothing here asks
     for reference rows there) or ``"mask"``. ``offload_captures``: copy captures to host memory
-    (default: when the transformer is on CUDA).
+    (default: when the transformer is on CUDA). ``layouts`` (a batch, one per row, ``layout`` first) may
+    place token groups differently per row where only knockouts use them: each row's knockouts block
+    its own positions; captures and patches need their groups alike in every row (``ValueError``).
     """
 
     def __init__(self, transformer: nn.Module, layout: TokenLayout, interventions: Iterable[Intervention] = (),
                  *, table: SiteTable | None = None, n_steps: int | None = None, knockout_mode: str = "auto",
-                 ref_drop_mode: str = "truncate", offload_captures: bool | None = None):
+                 ref_drop_mode: str = "truncate", offload_captures: bool | None = None,
+                 layouts: Sequence[TokenLayout] | None = None):
         self.transformer = transformer
         self.layout = layout
+        self.layouts = check_layouts(layout, layouts)
         self.table = table or SiteTable.for_transformer(transformer)
         self.items = list(interventions)
         self.n_steps = n_steps
@@ -148,7 +171,7 @@ class Intervene:
     # -- planning (validation only; nothing is installed) -------------------------------------
     def _plan(self):
         actions: dict[str, list[_SiteAction]] = defaultdict(list)
-        edges: dict[str, list[Edge]] = defaultdict(list)
+        edges: dict[str, list[list[Edge]]] = defaultdict(list)  # per site: each edge once per batch row
         for item in self.items:
             steps = getattr(item, "steps", None)
             if steps is not None and self.n_steps is not None and max(steps) >= self.n_steps:
@@ -159,6 +182,10 @@ class Intervene:
                 if site.kind == "embed" and item.tokens not in TEXT_GROUPS:
                     raise ValueError(f"site 'embed' carries only text tokens; {item.describe()} asks for {item.tokens!r}")
                 pos = self.layout[item.tokens]
+                for i, other in enumerate(self.layouts[1:], 1):
+                    if not torch.equal(other[item.tokens], pos):
+                        raise ValueError(f"{item.describe()}: token group {item.tokens!r} differs between batch rows 0 "
+                                         f"and {i}; a capture or patch needs it at the same positions in every row")
                 if isinstance(item, Capture):
                     actions[site.name].append(_SiteAction(item, site, pos, None))
                 else:
@@ -171,11 +198,11 @@ class Intervene:
                                                     self.fired, item.describe())
                     kos = kos[:1]  # ref→image before the cutoff; from it on the reference is gone
                 for ko in kos:
-                    edge = Edge(self.layout[ko.source], self.layout[ko.dest],
-                                None if ko.steps is None else frozenset(ko.steps), item.describe())
+                    steps = None if ko.steps is None else frozenset(ko.steps)
+                    per_row = [Edge(lay[ko.source], lay[ko.dest], steps, item.describe()) for lay in self.layouts]
                     sites = self.table.blocks if ko.sites is None else [self.table.resolve(s) for s in ko.sites]
                     for s in sites:
-                        edges[s.name].append(edge)
+                        edges[s.name].append(per_row)
             else:
                 raise ValueError(f"not an intervention: {item!r} (expected Capture, Patch, Knockout or RefDrop)")
         return actions, edges
@@ -280,7 +307,7 @@ class Intervene:
             self.transformer.set_attn_processor(dict(self._saved_processors))
             self._saved_processors = None
 
-    def _install_processors(self, edges: dict[str, list[Edge]]) -> None:
+    def _install_processors(self, edges: dict[str, list[list[Edge]]]) -> None:
         saved = dict(self.transformer.attn_processors)
         new = dict(saved)
         for name, site_edges in edges.items():
@@ -288,7 +315,9 @@ class Intervene:
             key = _processor_key(site)
             cut = self.truncation
             short = self.layout.n_ref if cut is not None and site.flat > cut.last.flat else 0
-            rule = KnockoutRule(site.name, site_edges, self.layout, self.clock, self.fired, short=short)
+            samples = None if len(self.layouts) == 1 else [list(row) for row in zip(*site_edges)]
+            rule = KnockoutRule(site.name, [row[0] for row in site_edges], self.layout, self.clock, self.fired,
+                                short=short, samples=samples)
             new[key] = KnockoutProcessor(saved[key], rule, site.kind == "double", self.knockout_mode)
         self._saved_processors = saved
         self.transformer.set_attn_processor(dict(new))

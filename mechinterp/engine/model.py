@@ -159,16 +159,18 @@ class Model:
                                                           self.multiple_of)
         return layout
 
-    def intervene(self, edit: Edit, *interventions: Intervention, layout: TokenLayout | None = None) -> Intervene:
+    def intervene(self, edit: Edit, *interventions: Intervention, layout: TokenLayout | None = None,
+                  layouts: Sequence[TokenLayout] | None = None) -> Intervene:
         """A context applying ``interventions`` (plus the model's wiring) for generations of ``edit``.
 
-        ``layout`` is ``self.layout(edit)`` when the caller has it already (it is computed otherwise).
+        ``layout`` is ``self.layout(edit)`` when the caller has it already (it is computed otherwise);
+        ``layouts`` are a batch's rows, ``layout`` first (see ``Intervene``).
         """
         layout = self.layout(edit) if layout is None else layout
         # a wire into or out of the reference is vacuous when the edit has none (e.g. the T2I Lens run)
         wiring = [k for k in self.wiring if k.source in layout and k.dest in layout]
         return Intervene(self.transformer, layout, [*wiring, *interventions], table=self.table, n_steps=edit.steps,
-                         knockout_mode=self.knockout_mode, ref_drop_mode=self.ref_drop_mode)
+                         knockout_mode=self.knockout_mode, ref_drop_mode=self.ref_drop_mode, layouts=layouts)
 
     @property
     def knockout_mode(self) -> str:

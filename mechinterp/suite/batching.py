@@ -7,8 +7,8 @@ captured; a patched target needs its source's capture), so they cannot be listed
 generation the cache (or this look) already has is returned at once; a missing one is recorded and
 returned as a promise, which the experiment may hold while it asks for further, independent
 generations; reading from a promise stops the experiment (:class:`Pending`). The missing
-generations of all stopped tasks are then computed together — grouped into batches whose edits share a shape, a token
-layout and the interventions' form (:meth:`mechinterp.engine.Model.generate_many`; patches with
+generations of all stopped tasks are then computed together — grouped into batches whose edits share a shape, the
+positions of the token groups their captures and patches use, and the interventions' form (:meth:`mechinterp.engine.Model.generate_many`; patches with
 per-task values are stacked) — stored in the cache, and the stopped experiments run again from the
 start, now further. An experiment whose generations depend on each other in k steps runs k + 1
 times; the re-runs read this look's memo and generate nothing.
@@ -30,7 +30,7 @@ import torch
 
 from mechinterp.engine.batch import stack_captures
 from mechinterp.engine.generation import Generation, as_capture
-from mechinterp.engine.interventions import Captures, Patch
+from mechinterp.engine.interventions import Capture, Captures, Patch
 from mechinterp.suite.gencache import CachingModel
 
 T = TypeVar("T")
@@ -108,10 +108,12 @@ def _values_form(values) -> tuple | None:
 
 
 def _form(model: CachingModel, request: Request) -> tuple:
-    """The batch key of a request: the edit's shape and every token group's positions, the
-    interventions with a patch's values reduced to their form, and the captures asked for."""
+    """The batch key of a request: the edit's shape, the positions of the token groups its captures and
+    patches use (knockouts block each row's own, ``engine.batch``), the interventions with a patch's
+    values reduced to their form, and the captures asked for."""
     edit, table = request.edit, model.table
     layout = model.layout(edit)
+    shared = {it.tokens for it in (*request.interventions, *request.capture) if isinstance(it, (Patch, Capture))}
     forms: list[tuple] = []
     for it in request.interventions:
         if isinstance(it, Patch):
@@ -121,7 +123,7 @@ def _form(model: CachingModel, request: Request) -> tuple:
             forms.append(("patch", table.name(it.site), it.tokens, it.steps, form))
         else:
             forms.append(("same", it.resolved(table).key()))
-    groups = tuple(sorted((g, tuple(t.tolist())) for g, t in layout.groups.items()))
+    groups = tuple(sorted((g, tuple(t.tolist())) for g, t in layout.groups.items() if g in shared))
     return (edit.height, edit.width, edit.steps, edit.reference is None, layout.n_ref, groups, tuple(forms),
             tuple(sorted(c.resolved(table).key() for c in request.capture)))
 
