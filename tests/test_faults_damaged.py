@@ -36,8 +36,8 @@ def _flip_bit(path: Path) -> None:
 DAMAGE = {
     "truncated captures": ("captures.safetensors", _truncate),
     "NaN bytes in captures": ("captures.safetensors", _nan_bytes),
-    "bit-flipped png": ("image.png", _flip_bit),
-    "truncated png": ("image.png", _truncate),
+    "bit-flipped array": ("array.npy", _flip_bit),
+    "truncated array": ("array.npy", _truncate),
     "NaN bytes in the array": ("array.npy", _nan_bytes),
     "missing array": ("array.npy", lambda p: p.unlink()),
     "record without digests": ("record.json", lambda p: p.write_text('{"key": "x", "captures": true}')),
@@ -66,12 +66,12 @@ def test_a_damaged_entry_is_reported_once_deleted_and_recomputed(kind, tiny_mode
         assert all(np.array_equal(gen.captures[k].numpy(), first.captures[k].numpy()) for k in first.captures)
 
 
-def test_swapped_pngs_are_both_recomputed(tiny_model, edit, tmp_path, caplog):
+def test_swapped_arrays_are_both_recomputed(tiny_model, edit, tmp_path, caplog):
     cm = CachingModel(tiny_model, GenerationCache(tmp_path))
     other = edit.replace(seed=edit.seed + 1)
     a, b = cm.generate(edit), cm.generate(other)
-    pa, pb = _entry(cm, edit) / "image.png", _entry(cm, other) / "image.png"
-    tmp = tmp_path / "swap.png"
+    pa, pb = _entry(cm, edit) / "array.npy", _entry(cm, other) / "array.npy"
+    tmp = tmp_path / "swap.npy"
     shutil.move(pa, tmp), shutil.move(pb, pa), shutil.move(tmp, pb)
     with caplog.at_level(logging.WARNING, logger="mechinterp.suite.gencache"):
         a2, b2 = cm.generate(edit), cm.generate(other)

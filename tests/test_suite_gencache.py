@@ -10,10 +10,25 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import mechinterp as mi
 from mechinterp import experiments as ex
 from mechinterp.suite.gencache import CachingModel, GenerationCache
+
+
+def test_only_the_array_is_stored_and_an_image_that_is_not_its_rendering_is_refused(tiny_model, edit, tmp_path):
+    from dataclasses import replace
+
+    from mechinterp.suite.gencache import render
+
+    cm = CachingModel(tiny_model, GenerationCache(tmp_path))
+    gen = cm.generate(edit)
+    folder = cm.cache._dir(cm.key(edit))
+    assert sorted(p.name for p in folder.iterdir()) == ["array.npy", "record.json"]
+    assert render(gen.array).tobytes() == gen.image.tobytes()
+    with pytest.raises(ValueError, match="not the rendering of its array"):
+        cm.cache.put("0" * 64, replace(gen, image=gen.image.rotate(90)))
 
 
 def test_hits_return_the_generated_images_and_captures(tiny_model, edit, tmp_path):

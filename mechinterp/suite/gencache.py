@@ -2,11 +2,14 @@
 
 A generation's key hashes everything that determines it: the model fingerprint (the model by
 content, wiring, dtype, device type, library versions), the sampling (noise device type,
-guidance), the edit, the interventions and the captures asked for. Each entry is a PNG (plus ``captures.safetensors`` when captures were asked for)
-and a JSON record, written to temporary files and moved into place with ``os.replace``; the
-JSON goes last, carries the SHA-256 of every payload file and marks the entry complete, so a run
-killed with ``kill -9`` leaves either a whole entry or none, a restarted run redoes nothing it
-finished, and a damaged entry is reported, deleted and recomputed, never used. A per-key lease
+guidance), the edit, the interventions and the captures asked for. Each entry is the float image
+array (``array.npy``, plus ``captures.safetensors`` when captures were asked for) and a JSON record,
+written to temporary files and moved into place with ``os.replace``; the JSON goes last, carries the
+SHA-256 of every payload file and marks the entry complete, so a run killed with ``kill -9`` leaves
+either a whole entry or none, a restarted run redoes nothing it finished, and a damaged entry
+(a power cut can leave renamed files without their bytes: nothing is fsynced, the digests catch
+it) is reported, deleted and recomputed, never used. The image is not stored: it is the array
+rendered as the pipeline renders it (``render``), so it costs no PNG encoding per generation. A per-key lease
 (an OS file lock) makes concurrent runs and workers compute each generation once.
 """
 
@@ -29,7 +32,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mechinterp.engine.edit import image_png_bytes
 from mechinterp.io import atomic_write
 from mechinterp.engine.interventions import Capture, Captures, interventions_key
 from mechinterp.engine.generation import Generation, as_capture
@@ -61,7 +63,7 @@ class GenerationCache:
     compute each generation once and a rerun after a kill never waits for a dead owner.
     """
 
-    FILES = ("image.png", "array.npy", "captures.safetensors")
+    FILES = ("image.png", "array.npy", "captures.safetensors")  #: image.png: entries written before 0.1 (still verified)
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root) / "generations"
@@ -113,7 +115,7 @@ class GenerationCache:
     def _read(self, folder: Path) -> dict:
         record = json.loads((folder / "record.json").read_text())
         digests = record.get("digests") if isinstance(record, dict) else None
-        if not isinstance(digests, dict) or "image.png" not in digests or "array.npy" not in digests:
+        if not isinstance(digests, dict) or "array.npy" not in digests:
             raise ValueError("no payload digests in record.json (written by an older mechinterp)")
         payload = {}
         for name, want in digests.items():
@@ -125,9 +127,10 @@ class GenerationCache:
                 raise ValueError(f"{name} does not match its digest ({len(data)} bytes, sha256 {got[:12]}…, "
                                  f"recorded {str(want)[:12]}…)")
             payload[name] = data
-        with Image.open(io.BytesIO(payload["image.png"])) as im:
-            record["image"] = im.convert("RGB")
         record["array"] = np.load(io.BytesIO(payload["array.npy"]))
+        if record["array"].ndim != 3 or record["array"].shape[-1] != 3 or not np.isfinite(record["array"]).all():
+            raise ValueError(f"array.npy holds {record['array'].shape} {record['array'].dtype} values, expected finite (h, w, 3)")
+        record["image"] = render(record["array"])
         if record.get("captures"):
             from safetensors.torch import load as load_tensors
 
@@ -135,12 +138,18 @@ class GenerationCache:
         return record
 
     def put(self, key: str, generation: Generation, meta: dict | None = None) -> None:
-        """Store a generation (image, float array, captures) atomically, with the digest of each file."""
+        """Store a generation (float array, captures) atomically, with the digest of each file.
+
+        ``ValueError`` when its image is not its array rendered (``render``): only the array is
+        stored, and a hit must give back the image that was put."""
         from safetensors.torch import save as save_tensors
 
+        if generation.image.tobytes() != render(generation.array).tobytes():
+            raise ValueError("generation cache: the image is not the rendering of its array "
+                             "(cached generations store the array and render the image from it)")
         folder = self._dir(key)
         folder.mkdir(parents=True, exist_ok=True)
-        files = {"image.png": image_png_bytes(generation.image), "array.npy": _npy_bytes(generation.array)}
+        files = {"array.npy": _npy_bytes(generation.array)}
         caps = {}
         for (site, step), t in generation.captures.items():
             caps[f"{site}|{step}"] = t.detach().cpu().clone()
@@ -151,12 +160,20 @@ class GenerationCache:
             atomic_write(folder / name, data)
         digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
         record = {"key": key, "captures": bool(caps), "digests": digests, **(meta or {})}
-        atomic_write(folder / "record.json", json.dumps(record, sort_keys=True, default=str), fsync=True)
+        atomic_write(folder / "record.json", json.dumps(record, sort_keys=True, default=str))
 
     def array(self, key: str) -> np.ndarray | None:
         """The float image array stored with ``key`` (verified), or ``None``."""
         hit = self.get(key)
         return None if hit is None else hit["array"]
+
+
+def render(array: np.ndarray) -> Image.Image:
+    """The RGB image of a float ``(h, w, 3)`` array in [0, 1], exactly as the pipeline renders its output
+    (``VaeImageProcessor.numpy_to_pil``: scale by 255, round, 8 bits)."""
+    from diffusers.image_processor import VaeImageProcessor
+
+    return VaeImageProcessor.numpy_to_pil(np.asarray(array)[None])[0]
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
