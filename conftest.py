@@ -1,9 +1,6 @@
-"""Repository-wide pytest set-up: deterministic CPU threads and hypothesis profiles."""
-
-import os
+"""Repository-wide pytest set-up: deterministic CPU threads (hypothesis profiles: ``tests/conftest.py``)."""
 
 import torch
-from hypothesis import settings
 
 #: the loopback Anthropic server fixture ``fake_anthropic`` for the library's tests
 pytest_plugins = ["mechinterp.testing.fixtures"]
@@ -12,7 +9,3 @@ pytest_plugins = ["mechinterp.testing.fixtures"]
 # quiet machine and spins under load (the colour main job at load ~3: 92 s with one thread, 112 s with two);
 # xdist workers (one per core) then never oversubscribe either
 torch.set_num_threads(1)
-
-settings.register_profile("ci", deadline=None, max_examples=50, derandomize=True)
-settings.register_profile("dev", deadline=None, max_examples=50)
-settings.load_profile("ci" if os.environ.get("CI") else "dev")

@@ -1,12 +1,20 @@
-"""Shared fixtures for the library's own tests."""
+"""Shared fixtures and hypothesis profiles for the library's own tests (here, not in the root
+``conftest.py``: the claim jobs use no hypothesis and should not pay its second of imports)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
 from PIL import Image
 
 import mechinterp as mi
 from mechinterp.testing.tiny import tiny_pipeline
+
+settings.register_profile("ci", deadline=None, max_examples=50, derandomize=True)
+settings.register_profile("dev", deadline=None, max_examples=50)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture(scope="session")
