@@ -226,3 +226,118 @@ def test_two_xdist_workers_call_the_api_once_per_bundle(tmp_path, fake_anthropic
     assert len(fake_anthropic.message_requests()) == 6
     assert [r[:3] for r in results[0]] == [r[:3] for r in results[1]]
     assert [a[3] + b[3] for a, b in zip(*results)] == [1] * 6  # each fresh once, cached once
+
+
+class CountingCache(VerdictCache):
+    """A real cache that counts its SQLite connections (each write transaction opens one)."""
+
+    connects = 0
+
+    def _connect(self):
+        self.connects += 1
+        return super()._connect()
+
+
+def test_put_many_stores_exactly_what_put_stores(tmp_path):
+    """Rows written in one ``put_many`` transaction equal, byte for byte, those of ``put`` one at a time
+    (record and checksum), read back the same through get and get_many, and release the claims as put does."""
+    items = [(key(i), verdict(i)) for i in range(40)] + [(key(99), Verdict(None, "ΔE 12.3 — ambiguous", "c:m:q", 0, 0))]
+    one, many = VerdictCache(tmp_path / "one"), VerdictCache(tmp_path / "many")
+    other = VerdictCache(tmp_path / "many")
+    assert many.claim_many([k for k, _ in items], ttl=60) == {k: "claimed" for k, _ in items}
+    for k, v in items:
+        one.put(k, v)
+    many.put_many(items)
+    keys = [k for k, _ in items]
+    assert one.get_many(keys) == many.get_many(keys) == {k: Verdict(**{**v.__dict__, "cached": True}) for k, v in items}
+    assert all(one.get(k) == many.get(k) for k in keys)
+
+    def rows(path):
+        conn = sqlite3.connect(path / DB_NAME)
+        try:
+            return conn.execute("SELECT key, record, checksum FROM verdicts ORDER BY key").fetchall()
+        finally:
+            conn.close()
+
+    assert rows(tmp_path / "one") == rows(tmp_path / "many") and len(rows(tmp_path / "one")) == len(items)
+    assert other.claim_many(keys, ttl=60) == {k: "done" for k in keys}  # put_many released our claims
+    conn = sqlite3.connect(tmp_path / "many" / DB_NAME)
+    assert conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+    conn.close()
+
+
+def test_put_many_is_one_connection_and_one_transaction(tmp_path):
+    cache = CountingCache(tmp_path)
+    cache.connects = 0
+    cache.put_many([(key(i), verdict(i)) for i in range(200)])
+    assert cache.connects == 1 and len(cache) == 200
+    cache.connects = 0
+    cache.put_many([])
+    assert cache.connects == 0
+    for i in range(3):
+        cache.put(key(1000 + i), verdict(i))
+    assert cache.connects == 3
+
+
+def test_put_many_recovers_a_damaged_database_like_put(tmp_path, caplog):
+    cache = VerdictCache(tmp_path)
+    cache.put_many([(key(i), verdict(i)) for i in range(50)])
+    path = tmp_path / DB_NAME
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    with open(path, "r+b") as fh:  # a header torn in half, under an open cache object
+        fh.truncate(50)
+    cache.put_many([(key(i), verdict(i)) for i in range(100, 110)])
+    assert "damaged" in caplog.text
+    assert all(cache.get(key(i)) == Verdict(**{**verdict(i).__dict__, "cached": True}) for i in range(100, 110))
+
+
+def colour_items(n):
+    return [("ko_text.color", [Image.new("RGB", (32, 32), (50, 170, 80)), Image.new("RGB", (32, 32), (50, 170, 80)),
+                               Image.new("RGB", (32, 32), (i, 128, 128))]) for i in range(n)]
+
+
+def test_a_pixel_judge_stores_its_batch_in_one_transaction(tmp_path):
+    """A colour batch costs three connections (look-up, claims, one put_many), whatever its size; every
+    verdict lands in the cache and no claim is left behind."""
+    cache = CountingCache(tmp_path)
+    cache.connects = 0
+    fresh = ColorJudge(cache=cache).judge_many(colour_items(30))
+    assert cache.connects == 3 and len(cache) == 30 and not any(v.cached for v in fresh)
+    again = ColorJudge(cache=VerdictCache(tmp_path)).judge_many(colour_items(30))
+    assert again == [Verdict(**{**v.__dict__, "cached": True}) for v in fresh]
+    assert fresh == ColorJudge().judge_many(colour_items(30))  # the same verdicts as with no cache at all
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    assert conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+    conn.close()
+
+
+def test_a_pixel_batch_that_fails_midway_keeps_what_it_decided(tmp_path):
+    class Failing(ColorJudge):
+        def decide(self, question, images):
+            if images[2].getpixel((0, 0))[0] == 5:
+                raise RuntimeError("boom")
+            return super().decide(question, images)
+
+    cache = VerdictCache(tmp_path)
+    try:
+        Failing(cache=cache).judge_many(colour_items(10))
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the failing decision should raise")
+    assert len(cache) == 5  # the five decided before the failure were stored
+    other = VerdictCache(tmp_path)  # and every claim was settled or released: nothing is left busy
+    judge = ColorJudge(cache=other)
+    assert set(other.claim_many([judge.bundle(i, *it).key for i, it in enumerate(colour_items(10))],
+                                ttl=60).values()) <= {"done", "claimed"}
+
+
+def test_a_network_judge_still_stores_each_verdict_as_it_comes(tmp_path, fake_anthropic):
+    """The Claude judge keeps one transaction per verdict: a kill must not lose an answer already paid for."""
+    cache = CountingCache(tmp_path)
+    cache.connects = 0
+    items = [("lens.color", [Image.new("RGB", (8, 8), (i * 30, 0, 0))] * 3) for i in range(4)]
+    AnthropicJudge(api_key=SECRET, base_url=fake_anthropic.base_url, max_concurrency=2, cache=cache).judge_many(items)
+    assert cache.connects == 2 + 4 and len(cache) == 4

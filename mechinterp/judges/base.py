@@ -55,6 +55,9 @@ class Judge:
     claim_ttl = 300.0
     #: seconds between looks at the cache while another worker judges a bundle
     wait_poll = 0.05
+    #: store each verdict in its own transaction as it is delivered (a network judge: a kill loses nothing
+    #: already paid for); False stores the whole batch in one :meth:`VerdictCache.put_many` when it is done
+    store_each = True
 
     def __init__(self, cache: VerdictCache | None = None) -> None:
         self.cache = cache
@@ -133,12 +136,16 @@ class Judge:
             return
         todo = {k: bundles[by_key[k][0]] for k in keys}
         lock = threading.Lock()
+        unsaved: dict[str, Verdict] = {}  # verdicts kept for one put_many at the end (store_each=False)
 
         def deliver(key: str, verdict: Verdict) -> None:
             with lock:
                 if key in results or key not in todo:
                     return  # a duplicate or stray answer: first one wins, never counted twice
                 results[key] = verdict
+                if self.cache is not None and not self.store_each:
+                    unsaved[key] = verdict
+                    return
             if self.cache is not None:
                 self.cache.put(key, verdict)
 
@@ -147,7 +154,8 @@ class Judge:
             def beat() -> None:  # keep our claims alive while the judge works (a batch may take hours)
                 while not stop.wait(self.claim_ttl / 3):
                     try:
-                        self.cache.heartbeat([k for k in keys if k not in results], self.claim_ttl)
+                        self.cache.heartbeat([k for k in keys if k not in results or k in unsaved],
+                                             self.claim_ttl)
                     except Exception as err:  # noqa: BLE001 - a missed beat only risks a duplicate call
                         log.warning("verdict cache heartbeat failed: %s", err)
 
@@ -157,9 +165,15 @@ class Judge:
         finally:
             stop.set()
             if self.cache is not None:
-                for key in keys:
-                    if key not in results:
-                        self.cache.release(key)
+                try:
+                    with lock:
+                        batch = list(unsaved.items())
+                    self.cache.put_many(batch)  # also when _judge_fresh raised: keep what was decided
+                    unsaved.clear()
+                finally:
+                    for key in keys:
+                        if key not in results:
+                            self.cache.release(key)
         for key in keys:
             if key not in results:
                 failures[key] = failed.get(key, "no verdict returned")
@@ -176,6 +190,8 @@ class PixelJudge(Judge):
     judges): ``family`` names the questions it takes, :meth:`decide` answers one bundle."""
 
     family = ""
+    #: a pixel judge decides a batch in milliseconds: one transaction for it all, not one per verdict
+    store_each = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(cache={self.cache!r})"

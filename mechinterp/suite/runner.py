@@ -16,6 +16,7 @@ on the model its cell's family runs on (``runner_for``: the session's runner per
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -26,6 +27,7 @@ from mechinterp import experiments as ex
 from mechinterp.claims import Claim, Experiment
 from mechinterp.claims.budget import claim_plan
 from mechinterp.claims.draws import claim_items, drawn_family
+from mechinterp.io import bounded_memo
 from mechinterp.report.run import VerdictRow
 from mechinterp.stats import ALPHA, LOOKS, ArmsTally, Decision, PairTally, Plan, Tally, plain_interval, run_sequential
 from mechinterp.stats.plan import smallest_decidable
@@ -69,12 +71,27 @@ def item_id(item) -> str:
 
 
 def thumbnail(image: Image.Image, size: int = THUMB) -> str:
-    """A small base64 PNG of an image for the report's grids."""
-    im = image.copy()
-    im.thumbnail((size, size))
+    """A small base64 PNG of an image for the report's grids. A plain RGB image (no metadata, which the PNG
+    would carry) is memoised by its pixels at the default size: a claim's references and baselines recur in
+    many bundles, and each is encoded once."""
+    if size == THUMB and image.mode == "RGB" and not image.info:
+        return _plain_thumbnail(image)
+    return _encode_thumbnail(image, size)
+
+
+def _encode_thumbnail(image: Image.Image, size: int) -> str:
+    im = image
+    if im.width > size or im.height > size:  # a smaller image is left as it is by thumbnail: no copy
+        im = image.copy()
+        im.thumbnail((size, size))
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode()
+
+
+@bounded_memo(lambda image: (image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest()))
+def _plain_thumbnail(image: Image.Image) -> str:  # RGB images only (thumbnail checks): size and pixels decide
+    return _encode_thumbnail(image, THUMB)
 
 
 @dataclass(frozen=True)
