@@ -90,7 +90,8 @@ def test_ref_drop_sweep_claim_holds_at_every_cutoff_and_is_plotted(registry, tmp
     assert {r.task_id.rsplit("@", 1)[1] for r in outcome.rows} == set(sites)
     assert {r.claim_id for r in outcome.rows} == {claim.id}
     uri = sweep_plot(outcome.sweep, claim.id, 0.5)
-    assert base64.b64decode(uri.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert uri.startswith("data:image/svg+xml;base64,")
+    assert base64.b64decode(uri.split(",", 1)[1]).decode().count('class="dot"') == len(sites)
 
 
 def test_sweep_must_name_a_site_parameter(tmp_path):

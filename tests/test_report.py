@@ -384,7 +384,7 @@ def test_a_sweeps_counts_are_escaped_like_every_run_value(make_run, monkeypatch)
     write_html(run)
     page = (run.path / "claims" / claim_slug(KO_TEXT)).read_text()
     assert "<script" not in page and "<td>&lt;script&gt;1&lt;/script&gt; / 8</td>" in page
-    assert '<h2>Sweep</h2><img class="sweep" alt="rate per site" src="data:image/png;base64,' in page
+    assert '<h2>Sweep</h2><img class="sweep" alt="rate per site" src="data:image/png;base64,AAAA' in page
 
 
 def test_a_verdict_row_holds_the_judges_verdict_and_round_trips_flat():
@@ -454,9 +454,44 @@ def test_a_transition_claims_sweep_marks_the_claimed_and_the_measured_crossing(t
     assert marks.rows == {"embed": set(), "double.0": {"window"}, "double.1": {"claimed", "window", "measured"},
                           "single.0": {"window"}, "single.1": set(), "single.2": set(), "single.3": set()}
     plain, marked = sweep_plot(sweep, cid, 0.5), sweep_plot(sweep, cid, 0.5, transition)
-    assert marked != plain and marked.startswith("data:image/png;base64,")
+    assert marked != plain and marked.startswith("data:image/svg+xml;base64,")
     # a sweep with no transition keeps its plain page: no crossing element, no extra column
     other = write_run(tmp_path / "plain", META, [replace(r, claim_id="refdrop[single.9+]-color") for r in rows],
                       decisions={"refdrop[single.9+]-color": {"decision": "holds", "sweep": sweep}})
     write_html(other)
     assert "transition-" not in (other.path / "claims" / claim_slug("refdrop[single.9+]-color")).read_text()
+
+
+def test_the_sweep_plot_is_an_svg_that_draws_each_site_its_band_bound_and_crossings():
+    """The plot is parsed back: one dot per site with answers (at its rate), the band through every interval,
+    the threshold at its height, the claimed crossing between the right sites; text is escaped."""
+    import base64
+    import xml.etree.ElementTree as ET
+
+    from mechinterp.report.plots import STEP, LEFT, crossing_x, sweep_plot
+
+    sites = ["embed", "double.0", "double.1", "single.0"]
+    sweep = {s: {"k": k, "n": n, "low": lo, "high": hi} for s, k, n, lo, hi in
+             zip(sites, (16, 12, 0, 0), (16, 16, 0, 16), (0.8, 0.5, 0.0, 0.0), (1.0, 0.9, 1.0, 0.2))}
+    transition = {"at": "double.1", "claimed": ["double.0", "single.0"], "located": ["double.1", "double.1"]}
+    uri = sweep_plot(sweep, "<script>alert(1)</script> & rate", 0.5, transition)
+    svg = base64.b64decode(uri.split(",", 1)[1]).decode()
+    assert "<script" not in svg and "&lt;script&gt;" in svg
+    root = ET.fromstring(svg)
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    by_class = lambda c: root.findall(f".//*[@class='{c}']", ns)  # noqa: E731
+    top, bottom = float(by_class("claimed")[0].get("y1")), float(by_class("claimed")[0].get("y2"))
+    y_of = lambda rate: top + (1 - rate) * (bottom - top)  # noqa: E731
+    x_of = lambda i: LEFT + (i + 0.5) * STEP  # noqa: E731
+    dots = by_class("dot")
+    assert [d.find("s:title", ns).text for d in dots] == ["embed: 16 / 16", "double.0: 12 / 16", "single.0: 0 / 16"]
+    assert [float(c) for d in dots for c in (d.get("cx"), d.get("cy"))] == pytest.approx(
+        [x_of(0), y_of(1.0), x_of(1), y_of(0.75), x_of(3), y_of(0.0)], abs=0.06)
+    band = [tuple(map(float, p.split(","))) for p in by_class("band")[0].get("points").split()]
+    assert [y for _, y in band] == pytest.approx([y_of(v) for v in (1.0, 0.9, 0.2, 0.0, 0.5, 0.8)], abs=0.06)
+    assert float(by_class("threshold")[0].get("y1")) == pytest.approx(y_of(0.5), abs=0.06)
+    assert float(by_class("claimed")[0].get("x1")) == pytest.approx(x_of(crossing_x(sites, "double.1")), abs=0.06)
+    assert [t.text for t in by_class("site")] == sites
+    assert {g.get("data-kind") for g in by_class("legend")} == {"band", "rate", "threshold", "claimed", "measured"}
+    plain = ET.fromstring(base64.b64decode(sweep_plot(sweep).split(",", 1)[1]))
+    assert not plain.findall(".//*[@class='claimed']", ns) and not plain.findall(".//*[@class='threshold']", ns)
