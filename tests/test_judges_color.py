@@ -204,6 +204,10 @@ def test_pixel_memo_answers_by_pixels_not_by_object():
     # the mode is part of the key: the same bytes read as another mode are another image
     grey = Image.new("L", (8, 8), 128)
     assert reference_color(grey) is not reference_color(Image.new("L", (8, 8), 129))
+    # a palette image's bytes are indices: two with the same indices and other palettes are other colours
+    red, blue = (solid(c).quantize(2) for c in ((220, 30, 30), (30, 30, 220)))
+    assert red.tobytes() == blue.tobytes() and red.getpalette() != blue.getpalette()
+    assert not np.array_equal(reference_color(red), reference_color(blue))
 
 
 def test_bounded_memo_keys_by_digest_and_keeps_the_newest():

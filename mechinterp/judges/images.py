@@ -72,7 +72,11 @@ def image_block(image: Image.Image) -> dict:
 def _pixel_key(image: Image.Image) -> tuple:
     # the raw bytes with mode and size, not io.image_digest (RGB after convert): an RGBA image is
     # composited on white by as_rgb, so two that differ only in alpha must not share an answer
-    return image.mode, image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest()
+    # a palette image's bytes are indices: its palette is part of its pixels
+    h = hashlib.blake2b(image.tobytes(), digest_size=16)
+    if image.mode in ("P", "PA"):
+        h.update(bytes(image.getpalette() or ()))
+    return image.mode, image.size, h.digest()
 
 
 def memo_by_pixels(fn):
