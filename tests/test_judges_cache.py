@@ -68,6 +68,19 @@ def test_key_depends_on_every_input():
     assert len(keys) == 6
 
 
+def test_a_bundle_is_keyed_by_its_images_as_judges_see_them():
+    """Judges see images with alpha composited on white: two RGBA images with equal colour channels and
+    other alpha are other bundles (once they shared a key), and an image and its composite are one."""
+    from mechinterp.judges.images import as_rgb
+
+    judge = ColorJudge()
+    ref = Image.new("RGB", (16, 16), (220, 30, 30))
+    opaque, faint = Image.new("RGBA", (16, 16), (30, 30, 220, 255)), Image.new("RGBA", (16, 16), (30, 30, 220, 40))
+    key = lambda out: judge.bundle(0, "ko_text.color", [ref, ref, out]).key  # noqa: E731
+    assert key(opaque) != key(faint)
+    assert key(faint) == key(as_rgb(faint)) and key(opaque) == key(opaque.convert("RGB"))
+
+
 def test_corrupt_row_is_rejected_and_rejudged(tmp_path):
     cache = VerdictCache(tmp_path)
     judge = ColorJudge(cache=cache)

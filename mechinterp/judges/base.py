@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from mechinterp.judges.cache import VerdictCache, bundle_key
+from mechinterp.judges.images import as_rgb
 from mechinterp.io import image_digest
 from mechinterp.judges.questions import QUESTIONS, Question, get_question
 from mechinterp.judges.verdict import Verdict
@@ -120,8 +121,10 @@ class Judge:
             if not isinstance(image, Image.Image):
                 raise TypeError(f"question {question_id!r} (item {index}): image "
                                 f"{role!r} must be a PIL.Image.Image, got {type(image).__name__}")
+        # keyed by the images as every judge sees them (alpha composited on white), so two that differ
+        # only in alpha get their own verdicts, and an image and its composite share one
         key = bundle_key(self.model, question.system, question.question, question.labels,
-                         [image_digest(im) for im in images])
+                         [image_digest(as_rgb(im)) for im in images])
         return Bundle(question, tuple(images), key)
 
     def verdict(self, question: Question, passed: bool | None, reason: str,
