@@ -20,7 +20,7 @@ from mechinterp.suite.gencache import CachingModel, GenerationCache
 def test_only_the_array_is_stored_and_an_image_that_is_not_its_rendering_is_refused(tiny_model, edit, tmp_path):
     from dataclasses import replace
 
-    from mechinterp.suite.gencache import render
+    from mechinterp.engine.generation import render
 
     cm = CachingModel(tiny_model, GenerationCache(tmp_path))
     gen = cm.generate(edit)

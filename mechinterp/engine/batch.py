@@ -24,7 +24,7 @@ import torch
 
 from mechinterp.engine.edit import Edit
 from mechinterp.engine.interventions import Capture, Captures, Intervention, Patch
-from mechinterp.engine.generation import Generation, as_capture
+from mechinterp.engine.generation import Generation, as_capture, render
 from mechinterp.engine.layout import MAX_REFERENCE_AREA, TokenLayout
 
 
@@ -141,6 +141,6 @@ def generate_many(model, edits: Sequence[Edit], interventions: Iterable[Interven
     for i, e in enumerate(edits):
         caps = Captures({k: (v if len(edits) == 1 else v[i]) for k, v in ctx.captures.items()},
                         positions=ctx.captures.positions)
-        image = model.pipe.image_processor.numpy_to_pil(arrays[i][None])[0]
+        image = render(arrays[i])
         results.append(Generation(image, arrays[i], caps, e, layouts[i], interventions, Counter(ctx.fired)))
     return results

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -108,10 +107,3 @@ class Edit:
         }
         values.update(changes)
         return Edit(**values)
-
-
-def image_png_bytes(image: Image.Image) -> bytes:
-    """Deterministic PNG encoding of an image (used for caches and reports)."""
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=False)
-    return buf.getvalue()

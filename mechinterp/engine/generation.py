@@ -1,4 +1,5 @@
-"""``Generation``: what one generation returns (image, captures, layout, what fired), and capture entries."""
+"""``Generation``: what one generation returns (image, captures, layout, what fired), how its image is
+rendered from its array (``render``), and capture entries."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ class Generation:
     layout: TokenLayout
     interventions: tuple = ()
     fired: Counter = field(default_factory=Counter)
+
+
+def render(array: np.ndarray) -> Image.Image:
+    """The RGB image of a float ``(h, w, 3)`` array in [0, 1], exactly as the pipeline renders its output
+    (``VaeImageProcessor.numpy_to_pil``: scale by 255, round, 8 bits). One definition for every generation's
+    image and for the generation cache, which stores the array alone and renders the image from it."""
+    from diffusers.image_processor import VaeImageProcessor
+
+    return VaeImageProcessor.numpy_to_pil(np.asarray(array)[None])[0]
 
 
 def as_capture(item) -> Capture:

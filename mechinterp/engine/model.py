@@ -18,7 +18,7 @@ import torch
 
 from mechinterp.engine.batch import generate_many
 from mechinterp.engine.edit import Edit
-from mechinterp.engine.generation import Generation, as_capture
+from mechinterp.engine.generation import Generation, as_capture, render
 from mechinterp.engine.hooks import Intervene, check_modes
 from mechinterp.engine.identity import ModelSource, content_id
 from mechinterp.engine.interventions import Intervention, Knockout
@@ -36,13 +36,13 @@ GUIDANCE_SCALE = 1.0
 _LAYOUT_MEMO_SIZE = 4096
 #: bytes of text embeddings ``Model.prompt_embeds`` keeps (an organism prompt is ~36 KB, a FLUX.2-klein one 7.9 MB)
 PROMPT_MEMO_BYTES = 64 << 20
+#: where the initial noise is drawn: ``"device"`` (the model's device, as the authors' runs:
+#: ``torch.Generator(<model device>)``, so CUDA noise on a GPU) or ``"cpu"`` (device-independent)
+GENERATORS = ("device", "cpu")
 
 
 def _nbytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
-#: where the initial noise is drawn: ``"device"`` (the model's device, as the authors' runs:
-#: ``torch.Generator(<model device>)``, so CUDA noise on a GPU) or ``"cpu"`` (device-independent)
-GENERATORS = ("device", "cpu")
 
 
 class Model:
@@ -250,7 +250,7 @@ class Model:
         if ctx.step + 1 != edit.steps:
             raise RuntimeError(f"expected {edit.steps} transformer calls, saw {ctx.step + 1}")
         array = np.asarray(out.images[0], dtype=np.float32)
-        image = self.pipe.image_processor.numpy_to_pil(array[None])[0]
+        image = render(array)
         return Generation(image, array, ctx.captures, edit, ctx.layout, interventions, ctx.fired)
 
     def generate_many(self, edits: Sequence[Edit], interventions: Iterable[Intervention] = (),

@@ -9,7 +9,7 @@ SHA-256 of every payload file and marks the entry complete, so a run killed with
 either a whole entry or none, a restarted run redoes nothing it finished, and a damaged entry
 (a power cut can leave renamed files without their bytes: nothing is fsynced, the digests catch
 it) is reported, deleted and recomputed, never used. The image is not stored: it is the array
-rendered as the pipeline renders it (``render``), so it costs no PNG encoding per generation. A per-key lease
+rendered as the pipeline renders it (``engine.generation.render``), so it costs no PNG encoding per generation. A per-key lease
 (an OS file lock) makes concurrent runs and workers compute each generation once.
 """
 
@@ -30,11 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from mechinterp.io import atomic_write
 from mechinterp.engine.interventions import Capture, Captures, interventions_key
-from mechinterp.engine.generation import Generation, as_capture
+from mechinterp.engine.generation import Generation, as_capture, render
 from mechinterp.engine.model import Model
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ class GenerationCache:
     compute each generation once and a rerun after a kill never waits for a dead owner.
     """
 
-    FILES = ("image.png", "array.npy", "captures.safetensors")  #: image.png: entries written before 0.1 (still verified)
+    FILES = ("image.png", "array.npy", "captures.safetensors")  #: image.png: in entries of earlier versions (verified, not read)
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root) / "generations"
@@ -166,14 +165,6 @@ class GenerationCache:
         """The float image array stored with ``key`` (verified), or ``None``."""
         hit = self.get(key)
         return None if hit is None else hit["array"]
-
-
-def render(array: np.ndarray) -> Image.Image:
-    """The RGB image of a float ``(h, w, 3)`` array in [0, 1], exactly as the pipeline renders its output
-    (``VaeImageProcessor.numpy_to_pil``: scale by 255, round, 8 bits)."""
-    from diffusers.image_processor import VaeImageProcessor
-
-    return VaeImageProcessor.numpy_to_pil(np.asarray(array)[None])[0]
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
