@@ -1,6 +1,6 @@
 """Files: atomic writes (the one way every cache, run folder and model file is written) and content hashes
 (of files, and :func:`image_digest`, the one hash of an image's pixels every cache key uses); and
-:func:`bounded_memo`, the in-process memo by content digest."""
+:func:`bounded_memo`, the in-process memo by content digest, with :func:`pixel_key` for images."""
 
 from __future__ import annotations
 
@@ -60,6 +60,16 @@ def image_digest(image) -> str:
     h = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
     h.update(rgb.tobytes())
     return h.hexdigest()
+
+
+def pixel_key(image) -> tuple:
+    """An in-process memo key of a PIL image's exact pixels: mode, size and a digest of its raw bytes (with
+    the palette of a palette image, whose bytes are indices). Not :func:`image_digest` (RGB after convert):
+    an RGBA image is composited on white where it is shown, so two that differ only in alpha differ here."""
+    h = hashlib.blake2b(image.tobytes(), digest_size=16)
+    if image.mode in ("P", "PA"):
+        h.update(bytes(image.getpalette() or ()))
+    return image.mode, image.size, h.digest()
 
 
 def bounded_memo(key: Callable, size: int = 4096):

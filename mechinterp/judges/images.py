@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import io
 import math
 
 from PIL import Image
 
-from mechinterp.io import bounded_memo
+from mechinterp.io import bounded_memo, pixel_key
 
 #: longest side the API keeps unresized (Anthropic vision docs)
 MAX_EDGE_PX = 1568
@@ -69,19 +68,9 @@ def image_block(image: Image.Image) -> dict:
             "source": {"type": "base64", "media_type": "image/png", "data": png_base64(image)}}
 
 
-def _pixel_key(image: Image.Image) -> tuple:
-    # the raw bytes with mode and size, not io.image_digest (RGB after convert): an RGBA image is
-    # composited on white by as_rgb, so two that differ only in alpha must not share an answer
-    # a palette image's bytes are indices: its palette is part of its pixels
-    h = hashlib.blake2b(image.tobytes(), digest_size=16)
-    if image.mode in ("P", "PA"):
-        h.update(bytes(image.getpalette() or ()))
-    return image.mode, image.size, h.digest()
-
-
 def memo_by_pixels(fn):
     """Memoise ``fn(image)`` (a pure function of an image's pixels returning a NumPy array, made read-only, or
-    an immutable value) by the image's mode, size and pixel digest (:func:`mechinterp.io.bounded_memo`). A
+    an immutable value) by the image's pixels (:func:`mechinterp.io.pixel_key`, :func:`mechinterp.io.bounded_memo`). A
     claim's bundles share their references and baselines (one I2I baseline serves every knockout of a task),
     so a pixel judge sees the same image many times; the memo returns the same object each time."""
     @functools.wraps(fn)
@@ -91,4 +80,4 @@ def memo_by_pixels(fn):
             value.setflags(write=False)
         return value
 
-    return bounded_memo(_pixel_key)(frozen)
+    return bounded_memo(pixel_key)(frozen)

@@ -16,7 +16,6 @@ on the model its cell's family runs on (``runner_for``: the session's runner per
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,7 +26,7 @@ from mechinterp import experiments as ex
 from mechinterp.claims import Claim, Experiment
 from mechinterp.claims.budget import claim_plan
 from mechinterp.claims.draws import claim_items, drawn_family
-from mechinterp.io import bounded_memo
+from mechinterp.io import bounded_memo, pixel_key
 from mechinterp.report.run import VerdictRow
 from mechinterp.stats import ALPHA, LOOKS, ArmsTally, Decision, PairTally, Plan, Tally, plain_interval, run_sequential
 from mechinterp.stats.plan import smallest_decidable
@@ -89,7 +88,7 @@ def _encode_thumbnail(image: Image.Image, size: int) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-@bounded_memo(lambda image: (image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest()))
+@bounded_memo(pixel_key)
 def _plain_thumbnail(image: Image.Image) -> str:  # RGB images only (thumbnail checks): size and pixels decide
     return _encode_thumbnail(image, THUMB)
 
