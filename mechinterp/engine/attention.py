@@ -88,10 +88,15 @@ _PLAN_CACHE: OrderedDict = OrderedDict()
 _PLAN_CACHE_SIZE = 256
 
 
+def _positions_key(edges: Sequence[Edge | Blocked]) -> tuple:
+    """The positions ``edges`` block, as hashable bytes (equal edge sets share plans and batch rows)."""
+    return tuple((e.source.numpy().tobytes(), e.dest.numpy().tobytes()) for e in edges)
+
+
 def _build_plan(kind: str, blocked: list[Blocked], seq_len: int, device):
     if kind == "dense":  # S x S masks are large (75 MB at 8,704 tokens): never kept past their context
         return allowed_mask(blocked, seq_len, device)
-    key = (kind, seq_len, str(device), tuple((e.source.numpy().tobytes(), e.dest.numpy().tobytes()) for e in blocked))
+    key = (kind, seq_len, str(device), _positions_key(blocked))
     if key in _PLAN_CACHE:
         _PLAN_CACHE.move_to_end(key)
         return _PLAN_CACHE[key]
@@ -108,7 +113,7 @@ def _build_plan(kind: str, blocked: list[Blocked], seq_len: int, device):
 
 def _edge_key(edges: Sequence[Edge]) -> tuple:
     """What makes two samples' edge lists block the same positions at the same steps."""
-    return tuple((e.source.numpy().tobytes(), e.dest.numpy().tobytes(), e.steps) for e in edges)
+    return _positions_key(edges), tuple(e.steps for e in edges)
 
 
 @dataclass(frozen=True)
