@@ -17,6 +17,8 @@ from mechinterp.judges import VerdictCache
 from mechinterp.judges.cache import DB_NAME
 from mechinterp.suite.gencache import CachingModel, GenerationCache
 
+pytest_plugins = ["pytester"]
+
 
 def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -201,3 +203,58 @@ def test_damage_lists_are_pooled_once_each_and_shown_escaped_in_the_header():
     row = dict(pooled.rows())["damaged cache entries"]
     assert f"{a['path']}: {a['reason']}" in row and f"{b['path']}: {b['reason']}" in row
     assert RunMeta.from_dict(pooled.to_dict()) == pooled
+
+
+USER_CLAIMS = """
+schema = 1
+
+[[claim]]
+id = "knockout[ref->text.template]-color"
+statement = "Blocking the chat-template tokens from the reference destroys the colour."
+family = "color"
+tasks = ["color"]
+experiment = { name = "knockout", source = "ref", dest = "text.template", blocks = "all" }
+question = "ko_text_padding.color"
+markers = ["color", "knockout"]
+hypothesis = "rate >= 0.5"
+"""
+
+
+def test_a_run_on_damaged_caches_recomputes_and_lists_each_entry_on_the_console_run_json_and_report(pytester, tmp_path):
+    """Swapped generation entries and a corrupt verdict database, under xdist: the rerun's counts are a fresh
+    run's, and every damaged entry reaches the controller's console, ``run.json`` and ``report.html``."""
+    import json
+
+    from markupsafe import escape
+
+    from mechinterp.engine.meta import ModelMeta
+    from mechinterp.testing.tiny import save_pipeline, tiny_pipeline
+
+    model = tmp_path / "model"
+    pipe = tiny_pipeline()
+    ModelMeta.of(pipe).replace(site_map={"single.9": "single.1", "double.7": "double.1"}, default_size=64).attach(pipe)
+    save_pipeline(pipe, model)
+    pytester.path.joinpath("mine.claims.toml").write_text(USER_CLAIMS)
+    cache = tmp_path / "cache"
+    args = ["mine.claims.toml", "--model", str(model), "--samples", "8", "--cache-dir", str(cache), "-p", "no:randomly"]
+    assert pytester.runpytest_subprocess(*args, "--report", str(tmp_path / "fresh")).ret == pytest.ExitCode.OK
+    records = sorted(cache.rglob("record.json"), key=lambda p: p.parent.name)
+    swapped = [records[0].parent, records[-1].parent]
+    _swap(*swapped)
+    (cache / DB_NAME).write_bytes(b"not a database" * 300)
+    for suffix in ("-wal", "-shm"):
+        (cache / (DB_NAME + suffix)).unlink(missing_ok=True)
+    result = pytester.runpytest_subprocess(*args, "--report", str(tmp_path / "again"), "-n", "2")
+    assert result.ret == pytest.ExitCode.OK
+
+    fresh, again = (json.loads((tmp_path / r / "results.json").read_text()) for r in ("fresh", "again"))
+    assert {c: (r["decision"], r["k"], r["n"]) for c, r in again.items()} == {c: (r["decision"], r["k"], r["n"]) for c, r in fresh.items()}
+    damage = json.loads((tmp_path / "again" / "run.json").read_text())["cache_damage"]
+    assert sorted(d["path"] for d in damage) == sorted([*map(str, swapped), str(cache / DB_NAME)])
+    for d in damage:
+        assert ("not of its folder's key" if "generations" in d["path"] else "unreadable sqlite") in d["reason"]
+    out = result.stdout.str()
+    header = (tmp_path / "again" / "report.html").read_text().split("<h2>Paper tables")[0]
+    for d in damage:
+        assert f"damaged cache entry: {d['path']}: {d['reason']}" in out
+        assert str(escape(f"{d['path']}: {d['reason']}")) in header
