@@ -18,9 +18,9 @@ Safety properties, each tested:
 - a kill mid-write loses at most the uncommitted row (SQLite's atomic commit);
 - a corrupt row (bad checksum or record) is deleted and reported as a miss, so the bundle is
   re-judged; a corrupt or truncated database file is moved aside, its readable valid rows
-  salvaged into a fresh file (an empty one is rebuilt in place). A row's checksum covers its key, so a row moved under another key
-  is a corrupt row too. Each is damage, reported once with its path and reason
-  (:attr:`VerdictCache.damaged`, which the run's metadata lists).
+  salvaged into a fresh file (an empty one is rebuilt in place). A row's checksum covers its
+  key, so a row moved under another key is a corrupt row too. Each is damage, reported once
+  with its path and reason (:attr:`VerdictCache.damaged`, which the run's metadata lists).
 
 No secret is ever stored: rows hold the key hash, the verdict record and its checksum.
 """
@@ -102,7 +102,8 @@ class VerdictCache:
         self.path = self.dir / DB_NAME
         self.busy_timeout = busy_timeout
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.damaged: list[dict] = []  #: ``{"path", "reason"}`` of each corrupt row (deleted) or database (rebuilt) found here
+        #: ``{"path", "reason"}`` of each corrupt row (deleted) or database (rebuilt) this object found
+        self.damaged: list[dict] = []
         with self._file_lock():
             self._open_or_recover()
 
@@ -150,8 +151,8 @@ class VerdictCache:
     def _open_or_recover(self) -> None:
         if self.path.exists() and self.path.stat().st_size == 0 and not Path(str(self.path) + "-wal").exists():
             # SQLite takes an empty file for a new database: say so, since every verdict it held is gone
-            report_damage(log, self.damaged, self.path, "verdict cache: empty database file (0 bytes), its verdicts are lost",
-                          "rebuilt")
+            report_damage(log, self.damaged, self.path,
+                          "verdict cache: empty database file (0 bytes), its verdicts are lost", "rebuilt")
         try:
             conn = self._connect()
             try:

@@ -105,8 +105,9 @@ class GenerationCache:
         """The stored record for ``key`` with its image, float array (and captures), or ``None``.
 
         A damaged entry (unreadable record, a record of another key, missing file, digest mismatch,
-        undecodable or non-finite payload) is a miss; with ``repair`` (called under the key's lease) it is also reported once with
-        its path and reason and deleted, so the caller recomputes it."""
+        undecodable or non-finite payload) is a miss; with ``repair`` (called under the key's lease) it
+        is also reported once with its path and reason (:attr:`damaged`) and deleted, so the caller
+        recomputes it."""
         folder = self._dir(key)
         if not (folder / "record.json").exists():
             return None
@@ -123,7 +124,8 @@ class GenerationCache:
         record = json.loads((folder / "record.json").read_text())
         if not isinstance(record, dict) or record.get("key") != key:
             found = record.get("key") if isinstance(record, dict) else None
-            raise ValueError(f"record.json holds the entry of key {str(found)[:16]!r}…, not of its folder's key {key[:16]}…")
+            raise ValueError(f"record.json holds the entry of key {str(found)[:16]!r}…, "
+                             f"not of its folder's key {key[:16]}…")
         digests = record.get("digests")
         if not isinstance(digests, dict) or "array.npy" not in digests:
             raise ValueError("no payload digests in record.json (written by an older mechinterp)")
