@@ -91,3 +91,12 @@ def bounded_memo(key: Callable, size: int = 4096):
         return memoised
 
     return wrap
+
+
+def report_damage(logger, found: list[dict], path: str | os.PathLike, reason: str, then: str) -> None:
+    """Record one damaged on-disk cache entry in ``found`` as ``{"path", "reason"}`` (the reason ends with what
+    happens next, ``then``) and log it once as a warning. Why: every cache reports damage the same way, so the
+    run's metadata (``run.json``), its report and the console list each entry with its path and reason."""
+    reason = f"{str(reason)[:300]}; {then}"
+    found.append({"path": str(path), "reason": reason})
+    logger.warning("damaged cache entry %s: %s", path, reason)

@@ -572,7 +572,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    """Say where the run's reports are."""
+    """Say where the run's reports are, and each damaged cache entry the run found (path and reason)."""
     report = getattr(config, "_mechinterp_report", None)
     if report:
         terminalreporter.write_sep("-", "mechinterp")
@@ -580,3 +580,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.write_line(f"report:     {report['html']}")
         terminalreporter.write_line(f"junit:      {report['junit']}")
         terminalreporter.write_line("decisions:  " + ", ".join(f"{k} {v}" for k, v in sorted(report["decisions"].items())))
+        for d in report.get("damaged", []):  # every worker's, pooled in run.json: each once, with path and reason
+            terminalreporter.write_line(f"damaged cache entry: {d['path']}: {d['reason']}", yellow=True)

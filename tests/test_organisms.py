@@ -214,3 +214,25 @@ def test_vae_refit_changes_only_the_vae_and_keeps_the_images(tmp_path):
         refit_vae(folder, (8, 4, 8, 8))
     with pytest.raises(ValueError, match=r"has 4 blocks"):
         refit_vae(folder, (8, 8, 8))
+
+
+def test_a_checkpoint_of_another_run_or_with_nan_weights_is_refused_naming_the_file(tmp_path):
+    """A reused (or swapped) work folder must not resume another organism's weights; a NaN weight is not resumed."""
+    cfg, path = TrainConfig(**TINY), tmp_path / "checkpoint.pt"
+    train(get_spec("text-routed"), cfg, workdir=tmp_path, progress=False, stop_after=4)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*belongs to another run"):
+        train(get_spec("free"), cfg, workdir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="belongs to another run"):
+        train(get_spec("text-routed"), TrainConfig(**{**TINY, "lr": 1e-3}), workdir=tmp_path, progress=False)
+    ckpt = torch.load(path, weights_only=True)
+    name = next(iter(ckpt["transformer"]))
+    ckpt["transformer"][name].view(-1)[0] = float("nan")
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + f".*non-finite values in {re.escape(name)}"):
+        train(get_spec("text-routed"), cfg, workdir=tmp_path, progress=False)
+
+
+def test_a_diverging_run_stops_naming_the_step_and_saves_nothing(tmp_path):
+    with pytest.raises(ValueError, match=r"training diverged by step 4: non-finite values"):
+        train(get_spec("text-routed"), TrainConfig(**{**TINY, "lr": float("inf")}), workdir=tmp_path, progress=False)
+    assert not (tmp_path / "checkpoint.pt").exists()

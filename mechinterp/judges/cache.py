@@ -18,7 +18,9 @@ Safety properties, each tested:
 - a kill mid-write loses at most the uncommitted row (SQLite's atomic commit);
 - a corrupt row (bad checksum or record) is deleted and reported as a miss, so the bundle is
   re-judged; a corrupt or truncated database file is moved aside, its readable valid rows
-  salvaged into a fresh file.
+  salvaged into a fresh file (an empty one is rebuilt in place). A row's checksum covers its
+  key, so a row moved under another key is a corrupt row too. Each is damage, reported once
+  with its path and reason (:attr:`VerdictCache.damaged`, which the run's metadata lists).
 
 No secret is ever stored: rows hold the key hash, the verdict record and its checksum.
 """
@@ -38,6 +40,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from mechinterp.io import report_damage
 from mechinterp.judges.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -99,9 +102,15 @@ class VerdictCache:
         self.path = self.dir / DB_NAME
         self.busy_timeout = busy_timeout
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.rejected = 0  #: corrupt rows found (and deleted) by this object
+        #: ``{"path", "reason"}`` of each corrupt row (deleted) or database (rebuilt) this object found
+        self.damaged: list[dict] = []
         with self._file_lock():
             self._open_or_recover()
+
+    @property
+    def rejected(self) -> int:
+        """How many corrupt rows (deleted, re-judged) and databases (rebuilt) this object found."""
+        return len(self.damaged)
 
     def __repr__(self) -> str:
         return f"VerdictCache({str(self.dir)!r})"
@@ -142,7 +151,8 @@ class VerdictCache:
     def _open_or_recover(self) -> None:
         if self.path.exists() and self.path.stat().st_size == 0 and not Path(str(self.path) + "-wal").exists():
             # SQLite takes an empty file for a new database: say so, since every verdict it held is gone
-            log.warning("verdict cache %s is empty (0 bytes): its verdicts are lost and it is rebuilt", self.path)
+            report_damage(log, self.damaged, self.path,
+                          "verdict cache: empty database file (0 bytes), its verdicts are lost", "rebuilt")
         try:
             conn = self._connect()
             try:
@@ -160,9 +170,9 @@ class VerdictCache:
     def _recover(self, reason: str) -> None:
         """Move the damaged file aside and start afresh with whatever rows still verify."""
         aside = self.path.with_name(f"{DB_NAME}.corrupt-{int(time.time())}-{os.getpid()}")
-        log.warning("verdict cache %s is damaged (%s); moved to %s and rebuilt", self.path,
-                    reason, aside.name)
         salvaged = self._salvage()
+        report_damage(log, self.damaged, self.path, f"verdict cache: unreadable sqlite database: {reason}",
+                      f"moved to {aside.name} and rebuilt with its {len(salvaged)} valid rows")
         for suffix in ("", "-wal", "-shm"):
             src = Path(str(self.path) + suffix)
             if src.exists():
@@ -231,9 +241,8 @@ class VerdictCache:
                 raise ValueError("checksum mismatch")
             return Verdict.from_json(record, cached=True)
         except ValueError as err:
-            self.rejected += 1
-            log.warning("verdict cache: corrupt row %s… (%s); it will be re-judged",
-                        key[:12], err)
+            report_damage(log, self.damaged, f"{self.path} row {key[:16]}…", f"verdict cache: corrupt row: {err}",
+                          "deleted, it will be re-judged")
             with self._tx() as conn:
                 conn.execute("DELETE FROM verdicts WHERE key = ? AND record IS ?", (key, record))
             return None

@@ -7,13 +7,20 @@ text is the pipeline's ``encode_prompt`` output from the frozen random Qwen3 enc
 levels trained on include exactly the scheduler's inference sigmas. The organism's wiring is
 applied with ``mechinterp.engine.hooks.Intervene`` during training, as the engine applies it at
 inference. Training is seeded and resumable: a checkpoint holds the weights, optimiser, learning
-rate schedule and random-generator state, so a resumed run is bit-identical to an unbroken one.
+rate schedule and random-generator state, so a resumed run is bit-identical to an unbroken one. It also
+holds the key of the run it belongs to (organism and configuration): a checkpoint of another run (a reused
+or swapped work folder) or with non-finite weights or losses is refused with an error naming the file, never
+resumed from; a run whose loss or weights turn non-finite stops with an error naming the organism and step
+instead of saving them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -283,7 +290,7 @@ def train(spec: OrganismSpec, cfg: TrainConfig | None = None, *, workdir: str | 
     pipe = _pipeline(build_components(cfg.arch, spec.seed))
     transformer = pipe.transformer
     ckpt_path = Path(workdir) / CHECKPOINT if workdir else None
-    ckpt = _load_checkpoint(ckpt_path) if ckpt_path and ckpt_path.exists() else None
+    ckpt = _load_checkpoint(ckpt_path, run_key(spec, cfg)) if ckpt_path and ckpt_path.exists() else None
     fit_vae(pipe, cfg, spec.task)
     data = task_data(pipe, spec, cfg.arch, spec.seed)
     sig_grid = torch.tensor(sorted(set(inference_sigmas(pipe, cfg.inference_steps, data.img_ids.shape[0])
@@ -317,7 +324,7 @@ def train(spec: OrganismSpec, cfg: TrainConfig | None = None, *, workdir: str | 
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
         done = step + 1
         if ckpt_path and (done % cfg.checkpoint_every == 0 or done == end):
-            _save_checkpoint(ckpt_path, pipe, opt, sched, gen, losses, done, elapsed())
+            _save_checkpoint(ckpt_path, pipe, opt, sched, gen, losses, done, elapsed(), key=run_key(spec, cfg))
     transformer.eval()
     seconds = elapsed()
     extra = {"final_loss": _final_loss(losses),
@@ -326,19 +333,45 @@ def train(spec: OrganismSpec, cfg: TrainConfig | None = None, *, workdir: str | 
     return TrainResult(pipe, losses, seconds, cfg)
 
 
-def _save_checkpoint(path: Path, pipe, opt, sched, gen, losses, step, seconds=0.0) -> None:
+def run_key(spec: OrganismSpec, cfg: TrainConfig) -> str:
+    """The key of one training run (the organism and every setting but its description and how often it
+    checkpoints): a checkpoint resumes only the run it was written by."""
+    settings = {k: v for k, v in asdict(cfg).items() if k != "checkpoint_every"}
+    return hashlib.sha256(json.dumps([{k: v for k, v in asdict(spec).items() if k != "purpose"}, settings], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _non_finite(state: dict, losses: list[float]) -> list[str]:
+    """What in a checkpoint is not finite: the names of its floating-point weights, and ``losses``."""
+    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    return bad + (["losses"] if not all(math.isfinite(x) for x in losses) else [])
+
+
+def _save_checkpoint(path: Path, pipe, opt, sched, gen, losses, step, seconds=0.0, *, key: str) -> None:
+    state = pipe.transformer.state_dict()
+    bad = _non_finite(state, losses)
+    if bad:
+        raise ValueError(f"training diverged by step {step}: non-finite values in {', '.join(bad[:5])}; "
+                         f"not saved to {str(path)!r} (lower --lr or check the data)")
     buf = io.BytesIO()
-    torch.save({"transformer": pipe.transformer.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "generator": gen.get_state(), "losses": losses, "step": step, "seconds": seconds}, buf)
+    torch.save({"key": key, "transformer": state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "generator": gen.get_state(), "losses": losses, "step": step, "seconds": seconds}, buf)
     atomic_write(path, buf.getvalue())
 
 
-def _load_checkpoint(path: Path) -> dict:
+def _load_checkpoint(path: Path, key: str) -> dict:
+    hint = "delete it (or train with --fresh) to start the run afresh"
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"training checkpoint {str(path)!r} is corrupt or not a checkpoint ({err}); "
-                         "delete it to start the run afresh") from err
+        raise ValueError(f"training checkpoint {str(path)!r} is corrupt or not a checkpoint ({err}); {hint}") from err
+    if not isinstance(ckpt, dict) or ckpt.get("key") != key:
+        raise ValueError(f"training checkpoint {str(path)!r} belongs to another run (key "
+                         f"{str(ckpt.get('key') if isinstance(ckpt, dict) else None)[:16]}…, this run's {key[:16]}…: "
+                         f"another organism or configuration, or an older mechinterp); {hint}")
+    bad = _non_finite(ckpt["transformer"], ckpt["losses"])
+    if bad:
+        raise ValueError(f"training checkpoint {str(path)!r} holds non-finite values in {', '.join(bad[:5])}; {hint}")
+    return ckpt
 
 
 @torch.no_grad()

@@ -57,6 +57,7 @@ class RunMeta:
     judge_cost_usd: float | None = None  # None: no priced judge answered
     judge_reasked: int = 0  # judge calls repeated because the reply was no verdict (malformed, empty, pass=2)
     cache_rejected: int = 0  # damaged cache entries (generations, verdict rows) reported, deleted and recomputed
+    cache_damage: list[dict] = field(default_factory=list)  # each of them: {"path", "reason"} (pooled: every distinct one)
     registry: list[str] = field(default_factory=list)  # claim files the results were pooled with
     source: str | None = None  # released verdicts: their folder
     files: list[str] = field(default_factory=list)  # released verdicts: the CSVs read
@@ -109,6 +110,7 @@ class RunMeta:
         out["started"], out["finished"] = (min(starts) if starts else None), (max(ends) if ends else None)
         out["registry"] = sorted({f for m in metas for f in m.registry}, key=lambda f: (not f.endswith("registry.toml"), f))
         out["files"] = sorted({f for m in metas for f in m.files})
+        out["cache_damage"] = list({(d["path"], d["reason"]): d for m in metas for d in m.cache_damage}.values())
         out["name"], out["source"] = metas[0].name, metas[0].source
         out.update(overrides)
         return cls(**out)
@@ -147,7 +149,8 @@ class RunMeta:
             ("re-asked", f"{self.judge_reasked} judge replies were no verdict and were asked again"
              if self.judge_reasked else None),
             ("damaged cache entries", f"{self.cache_rejected} reported, deleted and recomputed"
-             if self.cache_rejected else None), ("source", text(self.source)),
+             + "".join(f"; {d['path']}: {d['reason']}" for d in self.cache_damage)
+             if self.cache_rejected or self.cache_damage else None), ("source", text(self.source)),
             ("merged from", text(self.merged_from)),
             ("merge", f"{self.duplicates} duplicate samples dropped ({self.conflicts} conflicting)"
              if self.merged_from else None),

@@ -8,7 +8,11 @@ written to temporary files and moved into place with ``os.replace``; the JSON go
 SHA-256 of every payload file and marks the entry complete, so a run killed with ``kill -9`` leaves
 either a whole entry or none, a restarted run redoes nothing it finished, and a damaged entry
 (a power cut can leave renamed files without their bytes: nothing is fsynced, the digests catch
-it) is reported, deleted and recomputed, never used. The image is not stored: it is the array
+it; a record whose key is not its folder's, e.g. two entry folders swapped, and a stored array or capture
+that is not finite count as damage too) is reported with its path and reason, deleted and recomputed, never
+used. A freshly computed generation whose array or captures are not finite is refused (``ValueError``
+naming the request), never stored: a NaN image would be judged like any other, and stored it would
+poison every later run. The image is not stored: it is the array
 rendered as the pipeline renders it (``engine.generation.render``), so it costs no PNG encoding per generation. A per-key lease
 (an OS file lock) makes concurrent runs and workers compute each generation once.
 """
@@ -31,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mechinterp.io import atomic_write
+from mechinterp.io import atomic_write, report_damage
 from mechinterp.engine.interventions import Capture, Captures, interventions_key
 from mechinterp.engine.generation import Generation, as_capture, render
 from mechinterp.engine.model import Model
@@ -69,7 +73,12 @@ class GenerationCache:
         self.root.mkdir(parents=True, exist_ok=True)
         self.hits = 0
         self.misses = 0
-        self.rejected = 0  #: damaged entries found (reported, deleted, recomputed) by this object
+        self.damaged: list[dict] = []  #: ``{"path", "reason"}`` of each damaged entry found (reported, deleted, recomputed)
+
+    @property
+    def rejected(self) -> int:
+        """How many damaged entries this object found (reported, deleted and recomputed)."""
+        return len(self.damaged)
 
     def _dir(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -95,25 +104,29 @@ class GenerationCache:
     def get(self, key: str, repair: bool = False) -> dict | None:
         """The stored record for ``key`` with its image, float array (and captures), or ``None``.
 
-        A damaged entry (unreadable record, missing file, digest mismatch, undecodable payload)
-        is a miss; with ``repair`` (called under the key's lease) it is also reported once with
-        its path and reason and deleted, so the caller recomputes it."""
+        A damaged entry (unreadable record, a record of another key, missing file, digest mismatch,
+        undecodable or non-finite payload) is a miss; with ``repair`` (called under the key's lease) it
+        is also reported once with its path and reason (:attr:`damaged`) and deleted, so the caller
+        recomputes it."""
         folder = self._dir(key)
         if not (folder / "record.json").exists():
             return None
         try:
-            return self._read(folder)
+            return self._read(folder, key)
         except Exception as err:  # noqa: BLE001 - any damage means: recompute, never crash the claim
             if repair:
-                self.rejected += 1
-                log.warning("generation cache: damaged entry %s (%s: %s); deleted, it will be recomputed",
-                            folder, type(err).__name__, str(err)[:200])
+                report_damage(log, self.damaged, folder, f"generation cache: {type(err).__name__}: {err}",
+                              "deleted, it will be recomputed")
                 shutil.rmtree(folder, ignore_errors=True)
             return None
 
-    def _read(self, folder: Path) -> dict:
+    def _read(self, folder: Path, key: str) -> dict:
         record = json.loads((folder / "record.json").read_text())
-        digests = record.get("digests") if isinstance(record, dict) else None
+        if not isinstance(record, dict) or record.get("key") != key:
+            found = record.get("key") if isinstance(record, dict) else None
+            raise ValueError(f"record.json holds the entry of key {str(found)[:16]!r}…, "
+                             f"not of its folder's key {key[:16]}…")
+        digests = record.get("digests")
         if not isinstance(digests, dict) or "array.npy" not in digests:
             raise ValueError("no payload digests in record.json (written by an older mechinterp)")
         payload = {}
@@ -127,22 +140,29 @@ class GenerationCache:
                                  f"recorded {str(want)[:12]}…)")
             payload[name] = data
         record["array"] = np.load(io.BytesIO(payload["array.npy"]))
-        if record["array"].ndim != 3 or record["array"].shape[-1] != 3 or not np.isfinite(record["array"]).all():
-            raise ValueError(f"array.npy holds {record['array'].shape} {record['array'].dtype} values, expected finite (h, w, 3)")
+        if record["array"].ndim != 3 or record["array"].shape[-1] != 3:
+            raise ValueError(f"array.npy holds {record['array'].shape} {record['array'].dtype} values, expected (h, w, 3)")
+        if not np.isfinite(record["array"]).all():
+            raise ValueError(f"array.npy holds {int((~np.isfinite(record['array'])).sum())} non-finite values")
         record["image"] = render(record["array"])
         if record.get("captures"):
             from safetensors.torch import load as load_tensors
 
             record["captures_tensors"] = load_tensors(payload["captures.safetensors"])
+            bad = _non_finite(record["captures_tensors"])
+            if bad:
+                raise ValueError(f"captures.safetensors holds non-finite values in {bad}")
         return record
 
     def put(self, key: str, generation: Generation, meta: dict | None = None) -> None:
         """Store a generation (float array, captures) atomically, with the digest of each file.
 
         ``ValueError`` when its image is not its array rendered (``render``): only the array is
-        stored, and a hit must give back the image that was put."""
+        stored, and a hit must give back the image that was put; and when its array or a capture is
+        not finite (named with the request), which would be judged as an image and poison later runs."""
         from safetensors.torch import save as save_tensors
 
+        _check_finite(key, generation)
         if generation.image.tobytes() != render(generation.array).tobytes():
             raise ValueError("generation cache: the image is not the rendering of its array "
                              "(cached generations store the array and render the image from it)")
@@ -165,6 +185,23 @@ class GenerationCache:
         """The float image array stored with ``key`` (verified), or ``None``."""
         hit = self.get(key)
         return None if hit is None else hit["array"]
+
+
+def _non_finite(tensors: dict) -> list[str]:
+    """The names of the floating-point tensors in ``tensors`` holding a NaN or an infinity."""
+    return sorted(name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
+
+
+def _check_finite(key: str, generation: Generation) -> None:
+    """``ValueError`` naming the request when a computed generation's array or captures are not finite."""
+    bad = [] if np.isfinite(generation.array).all() else ["the image array"]
+    bad += _non_finite({f"capture {site} step {step}": t for (site, step), t in generation.captures.items()})
+    if bad:
+        edit = generation.edit
+        raise ValueError(f"generation cache: refusing to store a generation with non-finite values in {', '.join(bad)} "
+                         f"(instruction {edit.instruction!r}, seed {edit.seed}, "
+                         f"interventions {[i.describe() for i in generation.interventions]}, key {key[:16]}…): "
+                         "the model produced NaN or infinity (check its dtype and weights)")
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -249,6 +286,6 @@ class CachingModel:
         if capture:
             plain_key = self.key(edit, interventions)
             with self.cache.lease(plain_key, wait=False) as held:
-                if held and self.cache.get(plain_key) is None:
+                if held and self.cache.get(plain_key, repair=True) is None:
                     plain = Generation(gen.image, gen.array, Captures(), edit, gen.layout, interventions, gen.fired)
                     self.cache.put(plain_key, plain, {"model": self.model.model_id, "edit": edit.key()})

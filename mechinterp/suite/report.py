@@ -49,4 +49,5 @@ def finish_run(run_dir: Path) -> dict:
     run = write_run(run_dir, meta, rows, registry, decisions, merge_outcomes(run_dir))
     junit, html = write_report(run, registry)
     return {"run_dir": str(run_dir), "junit": str(junit), "html": str(html),
-            "decisions": dict(Counter(r.decision for r in run.results.values()))}
+            "decisions": dict(Counter(r.decision for r in run.results.values())),
+            "damaged": list(meta.cache_damage)}

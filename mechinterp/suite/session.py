@@ -202,8 +202,10 @@ class SuiteSession:
             meta.generations, meta.cache_hits = sum(x.generated for x in loaded), sum(x.cache.hits for x in loaded)
             meta.generation_seconds = round(sum(x.generation_seconds for x in loaded), 3)
             meta.cache_rejected += sum(x.cache.rejected for x in loaded)
+            meta.cache_damage += [d for x in loaded for d in x.cache.damaged]
         if self._verdict_cache is not None:
             meta.cache_rejected += self._verdict_cache.rejected
+            meta.cache_damage += self._verdict_cache.damaged
         if self._judges:
             meta.judge_model = ", ".join(sorted(f"{j.name}:{j.model}" for j in self._judges.values()))
             usages = [getattr(j, "usage", None) for j in self._judges.values()]
