@@ -4,7 +4,7 @@ A run lives in ``reports/<run>/``:
 
 * ``run.json`` — the run's :class:`~mechinterp.report.meta.RunMeta`: model and revision,
   fingerprint, judge, seed, samples, budget, device, git commit, versions, timings,
-  generations, judge tokens and cost.
+  generations, judge tokens and cost, and the ``--mi-shard`` (``"I/N"``) of a shard's folder.
 * ``verdicts.jsonl`` — one judged sample per line: ``claim_id, task_id, question_id,
   passed`` (``true``/``false``/``null`` = abstained), ``reason, judge, input_tokens,
   output_tokens, images`` (a list of
