@@ -277,11 +277,12 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 def pytest_collection_finish(session) -> None:
     """Once ``-m``/``-k``/``--mi-shard`` have chosen the claims: check their prerequisites (without
-    xdist; under xdist the controller does, from the workers' collection)."""
+    xdist; under xdist the controller does, from the workers' collection); a shard the split left without
+    a claim records its settings, so the run still writes its (empty) run folder."""
     claims = [c for item in session.items if is_claim_item(item) and (c := _item_claim(item)) is not None]
     if claims and not _worker_id(session.config):
         _check_prerequisites(session.config, claims)
-    if not claims and session.config.stash.get(_SHARD_DROPPED_KEY, False):
+    if not claims and session.config.stash.get(_SHARD_DROPPED_KEY, False) and not session.config.option.collectonly:
         # a shard left with no claim still leaves its (empty) run folder, so `merge` finds every shard
         from mechinterp.suite.runfolder import record_settings
 

@@ -100,3 +100,6 @@ def test_a_shard_names_itself_an_empty_shard_leaves_its_folder_and_merge_wants_t
     assert {r.decision for r in merged.results.values()} == {"skipped"} and len(merged.results) == 4
     refused = pytester.runpytest("--mi-shard", "2/2", "--report", str(shards[0]))
     assert refused.ret == pytest.ExitCode.USAGE_ERROR and "--mi-shard '1/2' there, '2/2' now" in refused.stderr.str()
+    empty = next(i for i, r in enumerate(runs, 1) if not r.results)
+    assert pytester.runpytest("--collect-only", "--mi-shard", f"{empty}/2").ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert not (pytester.path / "reports").exists()  # collecting an empty shard writes no run folder
