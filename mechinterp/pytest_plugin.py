@@ -39,6 +39,7 @@ _CLAIM_FILES_KEY = pytest.StashKey()
 _CLAIM_NODES_KEY = pytest.StashKey()
 _OUTCOMES_KEY = pytest.StashKey()
 _CLAIM_SOURCES_KEY = pytest.StashKey()
+_SHARD_DROPPED_KEY = pytest.StashKey[bool]()
 
 
 # -- options and configuration ------------------------------------------------------------------
@@ -259,6 +260,7 @@ def pytest_collection_modifyitems(config, items) -> None:
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
+        config.stash[_SHARD_DROPPED_KEY] = bool(drop)
     worker = _worker_id(config)
     claims = [item for item in items if is_claim_item(item)]
     config.stash[_CLAIM_COUNT_KEY] = len(claims)
@@ -275,10 +277,16 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 def pytest_collection_finish(session) -> None:
     """Once ``-m``/``-k``/``--mi-shard`` have chosen the claims: check their prerequisites (without
-    xdist; under xdist the controller does, from the workers' collection)."""
+    xdist; under xdist the controller does, from the workers' collection); a shard the split left without
+    a claim records its settings, so the run still writes its (empty) run folder."""
     claims = [c for item in session.items if is_claim_item(item) and (c := _item_claim(item)) is not None]
     if claims and not _worker_id(session.config):
         _check_prerequisites(session.config, claims)
+    if not claims and session.config.stash.get(_SHARD_DROPPED_KEY, False) and not session.config.option.collectonly:
+        # a shard left with no claim still leaves its (empty) run folder, so `merge` finds every shard
+        from mechinterp.suite.runfolder import record_settings
+
+        record_settings(Path(session.config.stash[_RUN_DIR_KEY]), session.config.stash[_SETTINGS_KEY])
 
 
 _PREREQS_CHECKED_KEY = pytest.StashKey[bool]()

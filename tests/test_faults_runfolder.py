@@ -76,3 +76,30 @@ def test_workers_of_one_run_on_different_default_organisms_pool_into_one_record(
     assert pooled.model == "identity-image, padding-routed" and pooled.revision is None and pooled.generations == 42
     with pytest.raises(ValueError, match="different judges"):  # what must agree still must
         RunMeta.pool([RunMeta(model="a", judge="auto"), RunMeta(model="a", judge="color")])
+
+
+def test_a_shard_names_itself_an_empty_shard_leaves_its_folder_and_merge_wants_them_all(pytester, tmp_path, capsys):
+    """Issue 26: each shard's run.json names its ``--mi-shard`` (so ``merge`` can check the run is whole), a
+    shard that the split leaves without a claim still writes its (empty) run folder, and a shard's folder
+    refuses another shard's rows."""
+    from mechinterp.cli import main
+    from mechinterp.report import load_run
+
+    pytester.makepyfile(test_claims=CLAIMS)  # the four colour knockouts: one claim group, so one shard gets none
+    shards = [tmp_path / "shard-1", tmp_path / "shard-2"]
+    for i, run in enumerate(shards, 1):
+        result = pytester.runpytest("--mi-shard", f"{i}/2", "--report", str(run), "--cache-dir", str(tmp_path / "cache"))
+        assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
+    runs = [load_run(run) for run in shards]
+    assert [r.metadata.shard for r in runs] == ["1/2", "2/2"]
+    assert sorted(len(r.results) for r in runs) == [0, 4]  # every knockout in one shard, skipped, none in the other
+    assert main(["merge", str(shards[0]), "--out", str(tmp_path / "part")]) == 2
+    assert capsys.readouterr().err == f"mechinterp merge: missing shard 2/2 of the 2: given 1/2 ({shards[0]})\n"
+    assert main(["merge", *map(str, shards), "--out", str(tmp_path / "all")]) == 0
+    merged = load_run(tmp_path / "all")
+    assert {r.decision for r in merged.results.values()} == {"skipped"} and len(merged.results) == 4
+    refused = pytester.runpytest("--mi-shard", "2/2", "--report", str(shards[0]))
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR and "--mi-shard '1/2' there, '2/2' now" in refused.stderr.str()
+    empty = next(i for i, r in enumerate(runs, 1) if not r.results)
+    assert pytester.runpytest("--collect-only", "--mi-shard", f"{empty}/2").ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert not (pytester.path / "reports").exists()  # collecting an empty shard writes no run folder

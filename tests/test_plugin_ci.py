@@ -217,3 +217,47 @@ def test_a_colour_run_never_imports_the_judge_sdk(pytester, monkeypatch, tmp_pat
                                            "--mi-cache-dir", str(tmp_path / "cache"), "--mi-report", str(tmp_path / "run"))
     result.assert_outcomes(passed=1)
     assert (pytester.path / "sdk-modules.txt").read_text() == "[]"
+
+
+@pytest.mark.slow
+def test_a_sharded_and_merged_colour_job_equals_the_unsharded_job(pytester, tmp_path):
+    """Issue 26, for real on the shipped default organism: the colour job's refdrop and lens claims (a transition
+    claim, sweeps and a relation among them) run whole and as ``--mi-shard 1/2`` + ``2/2`` on one generation
+    cache; ``mechinterp merge`` of the shards equals the whole run claim for claim (results.json entry, junit
+    testcase, report page). Before, merge re-decided every claim on pooled verdicts: the transition claim
+    ``refdrop[embed+:crosses.single.9]-color`` turned from holds into refuted and the sequential fields were lost."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    from mechinterp.cli import main
+
+    _copy_claims(pytester)
+    args = ["-m", "color", "-k", "refdrop or lens", "-p", "no:cacheprovider", "--mi-cache-dir", str(tmp_path / "cache")]
+    for name, shard in (("whole", []), ("shard-1", ["--mi-shard", "1/2"]), ("shard-2", ["--mi-shard", "2/2"])):
+        result = pytester.runpytest_subprocess(*args, *shard, "--mi-report", str(tmp_path / name))
+        assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
+    assert main(["merge", str(tmp_path / "shard-1"), str(tmp_path / "shard-2"), "--out", str(tmp_path / "merged")]) == 0
+
+    def results(name):
+        return json.loads((tmp_path / name / "results.json").read_text())
+
+    whole, merged = results("whole"), results("merged")
+    shards = [set(results("shard-1")), set(results("shard-2"))]
+    assert all(shards) and not shards[0] & shards[1] and shards[0] | shards[1] == set(whole)  # both shards ran claims
+    transition, relation = "refdrop[embed+:crosses.single.9]-color", "rel[refdrop.pre>refdrop.post]-color"
+    assert {transition, relation} <= set(whole) and whole[transition]["decision"] == "holds"
+    assert list(merged) == list(whole)
+    for cid, entry in whole.items():
+        keys = ("decision", "k", "n", "decision_low", "decision_high", "ci_low", "ci_high")
+        assert [merged[cid][k] for k in keys] == [entry[k] for k in keys], cid
+        assert merged[cid] == entry, cid  # complete: worst case, looks, budget, power, design point, sweep, transition
+
+    def cases(name):
+        return {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+                for case in ET.parse(tmp_path / name / "junit.xml").getroot().iter("testcase")}
+
+    assert cases("merged") == cases("whole")
+    pages = sorted(p.name for p in (tmp_path / "whole" / "claims").iterdir())
+    assert sorted(p.name for p in (tmp_path / "merged" / "claims").iterdir()) == pages and len(pages) == len(whole)
+    for page in pages:
+        assert (tmp_path / "merged" / "claims" / page).read_text() == (tmp_path / "whole" / "claims" / page).read_text(), page

@@ -265,7 +265,7 @@ def test_compare_flags_flipped_claims_with_a_newcombe_interval(make_run, capsys)
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith(KO_TEXT))
     assert "holds -> refuted" in line and "FLIPPED" in line and "-65.0 [" in line
-    assert "4 claims compared, 2 flipped" in out  # the relation flips with it
+    assert "4 claims compared (decided in both runs), 2 flipped, 0 not compared" in out  # the relation flips with it
     json_path = a.path.parent / "changes.json"
     assert main(["compare", str(a.path), str(b.path), "--fail-on-flip", "--json", str(json_path)]) == 1
     assert {row["claim_id"] for row in json.loads(json_path.read_text()) if row["flipped"]} == {KO_TEXT, REL}
@@ -277,12 +277,56 @@ def test_compare_fails_when_nothing_was_compared(make_run, tmp_path, capsys):
     for args in (["compare", str(a.path), str(empty.path)], ["compare", str(empty.path), str(a.path), "--fail-on-flip"]):
         assert main(args) == 1
         err = capsys.readouterr().err
-        assert "nothing compared" in err and "(0 claims)" in err and "(4 claims)" in err
+        assert "nothing compared" in err and "(0 claims, 0 decided)" in err and "(4 claims, 4 decided)" in err
     # a claim present in one run only is named, not silently dropped
     partial = write_run(tmp_path / "partial", META, [v for v in load_run(a.path).verdicts if v.claim_id == KO_TEXT])
     assert main(["compare", str(a.path), str(partial.path)]) == 0
     out = capsys.readouterr().out
-    assert "1 claims compared" in out and "only in a (3, not compared): " in out and KO_IMAGE in out
+    assert "1 claims compared (decided in both runs), 0 flipped, 3 not compared" in out
+    assert "not compared: only in tiny/klein (A) (3): " in out and KO_IMAGE in out
+
+
+SKIPPED_CLAIMS = ("knockout[ref->text.padding]-color", "knockout[ref->text.content]-color")
+
+
+def test_compare_counts_only_claims_decided_in_both_runs(make_run, tmp_path, capsys):
+    """Issue 26: a claim skipped (or errored) in either run has no result to compare; a run whose claims all
+    skipped compared with itself compared nothing, and says so with exit 1 (also under --fail-on-flip)."""
+    skips = {cid: {"outcome": "skipped", "message": "needs --mi-data-dir"} for cid in SKIPPED_CLAIMS}
+    a = write_run(tmp_path / "run", META, _verdicts(tmp_path / "run", 34), outcomes=skips)
+    assert len(a.results) == 6 and sum(r.decided for r in a.results.values()) == 4
+    assert main(["compare", str(a.path), str(a.path), "--fail-on-flip"]) == 0
+    out = capsys.readouterr().out
+    assert "4 claims compared (decided in both runs), 0 flipped, 2 not compared" in out
+    assert (f"not compared: skipped in tiny/klein (A), skipped in tiny/klein (B) (2): {', '.join(SKIPPED_CLAIMS)}"
+            in out.splitlines())
+    errored = write_run(tmp_path / "errored", META, [v for v in a.verdicts if v.claim_id != KO_IMAGE],
+                        outcomes={**skips, KO_IMAGE: {"outcome": "failed", "message": "CUDA out of memory"}})
+    assert main(["compare", str(a.path), str(errored.path)]) == 0
+    out = capsys.readouterr().out
+    assert f"not compared: holds in tiny/klein (A), error in tiny/klein (B) (1): {KO_IMAGE}" in out.splitlines()
+    assert KO_IMAGE not in [line.split()[0] for line in out.splitlines()[1:] if line]  # not in the table
+    all_skipped = write_run(tmp_path / "all-skipped", META, [], outcomes=skips)
+    for args in ([str(all_skipped.path)] * 2, [str(all_skipped.path)] * 2 + ["--fail-on-flip"]):
+        assert main(["compare", *args]) == 1
+        err = capsys.readouterr().err
+        assert "nothing compared: no claim was decided in both" in err and "(2 claims, 0 decided)" in err
+        assert "0 claims compared (decided in both runs), 0 flipped, 2 not compared" in err
+
+
+def test_compare_names_its_columns_after_the_runs_models(make_run, tmp_path, capsys):
+    a = make_run("run", ko_text_pass=34)
+    (tmp_path / "other").mkdir()
+    cases = [(dict(model="tiny/klein-rc2"), ("tiny/klein", "tiny/klein-rc2")),
+             (dict(revision="def4567890"), ("tiny/klein@abc123", "tiny/klein@def45678")),
+             (dict(fingerprint="beefcafe1234"), ("tiny/klein#f00d", "tiny/klein#beefcafe")),
+             (dict(), ("tiny/klein (A)", "tiny/klein (B)"))]
+    for i, (meta, names) in enumerate(cases):
+        run_dir = tmp_path / "other" / "run" if i == 0 else tmp_path / f"b{i}" / "run"  # same last part as A's
+        b = write_run(run_dir, replace(META, **meta), _verdicts(run_dir, 34))
+        assert main(["compare", str(a.path), str(b.path)]) == 0
+        header = capsys.readouterr().out.splitlines()[0]
+        assert re.match(rf"claim +{re.escape(names[0])} +{re.escape(names[1])} +change B-A", header), (header, names)
 
 
 def test_version_flag_prints_the_package_version(capsys):
@@ -293,30 +337,98 @@ def test_version_flag_prints_the_package_version(capsys):
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"mechinterp {mechinterp.__version__}"
 
 
-def test_merge_pools_verdicts_not_rates(make_run, tmp_path: Path, capsys):
-    s1 = make_run("s1", ko_text_pass=40, n=40, start=0)
-    s2 = make_run("s2", ko_text_pass=0, n=20, start=40, seed=1, judge_cost_usd=0.25, started=1_735_690_000.0,
-                  finished=1_735_700_000.0)
+def _claims_of(verdicts: list[VerdictRow], *claim_ids: str) -> list[VerdictRow]:
+    return [v for v in verdicts if v.claim_id in claim_ids]
+
+
+def test_merge_pools_verdicts_and_keeps_each_claims_result(make_run, tmp_path: Path, capsys):
+    s1 = write_run(tmp_path / "s1", META, _claims_of(_verdicts(tmp_path / "s1", 34), KO_TEXT, KO_IMAGE))
+    s2 = write_run(tmp_path / "s2", replace(META, seed=1, judge_cost_usd=0.25, started=1_735_690_000.0,
+                                            finished=1_735_700_000.0),
+                   _claims_of(_verdicts(tmp_path / "s2", 0, start=40), LENS_HUMAN))
     merged = merge_runs([s1.path, s2.path], tmp_path / "merged")
     m = merged.metadata  # sums, or the list of the shards' values
     assert (m.seed, m.samples, m.judge_cost_usd, m.generations, m.judge_calls) == ([0, 1], 40, 0.75, 160, 162)
     assert (m.started, m.finished, m.model, m.revision) == (1_735_689_600.0, 1_735_700_000.0, "tiny/klein", "abc123")
     assert m.merged_from == [str(s1.path), str(s2.path)] and m.workers == 2
-    r = merged.results[KO_TEXT]
-    assert (r.k, r.n) == (40, 60)  # pooled: 40/60, not the mean of 100% and 0%
+    assert merged.results == {**s1.results, **s2.results} and len(merged.results) == 4  # the relation with its cells
+    assert list(merged.results) == list(write_run(tmp_path / "whole", META, merged.verdicts).results)  # registry order
     assert (merged.metadata.duplicates, merged.metadata.conflicts) == (0, 0)
     assert all("path" not in img for v in merged.verdicts for img in v.images)  # images embedded
     shutil.rmtree(s1.path / "images")  # the merged folder stands alone
     assert main(["report", str(tmp_path / "merged")]) == 0
     assert "data:image/png" in (tmp_path / "merged" / "claims" / claim_slug(KO_TEXT)).read_text()
-    again = merge_runs([s1.path, s1.path, s2.path], tmp_path / "m2")
-    assert again.metadata.duplicates == len(s1.verdicts) and again.results[KO_TEXT].n == 60
+    again = merge_runs([s1.path, s1.path, s2.path], tmp_path / "m2")  # a claim decided alike twice: kept once
+    assert again.metadata.duplicates == len(s1.verdicts) and again.results == merged.results
     capsys.readouterr()
     assert main(["merge", str(s1.path), str(s2.path), "--out", str(tmp_path / "m3")]) == 0
     assert (tmp_path / "m3" / "report.html").is_file() and (tmp_path / "m3" / "junit.xml").is_file()
     header = (tmp_path / "m3" / "report.html").read_text().split("<h2>Paper tables")[0]
     assert "<th>seed</th><td>0 | 1</td>" in header and "<th>judge cost</th><td>$0.7500</td>" in header
     assert "<th>samples per claim</th><td>40</td>" in header and load_run(tmp_path / "m3").metadata == load_run(tmp_path / "m3").metadata
+
+
+SUITE_DECISION = {"decision": "inconclusive", "looks": [18, 36], "note": "stopped at the budget",
+                  "interval": {"low": 0.70, "high": 0.93, "confidence": 0.9969},
+                  "worst_case": {"low": 0.66, "high": 0.94, "confidence": 0.9969},
+                  "plan": {"budget": 40, "power": 0.91, "point": 0.858},
+                  "sweep": {"single.9": {"k": 34, "n": 40, "low": 0.70, "high": 0.93, "decision": "inconclusive"}}}
+
+
+def test_merge_keeps_each_claims_sequential_decision_as_its_shard_made_it(tmp_path: Path):
+    """Issue 26: merge decided every claim again on the pooled verdicts, losing the shards' sequential
+    decisions, intervals, looks, budgets, power and sweeps (and turning a transition claim that held into
+    refuted); each claim's results.json entry is now its shard's, complete, in results, junit and HTML."""
+    s1 = write_run(tmp_path / "s1", replace(META, shard="1/2"), _claims_of(_verdicts(tmp_path / "s1", 34), KO_TEXT),
+                   decisions={KO_TEXT: SUITE_DECISION})
+    s2 = write_run(tmp_path / "s2", replace(META, shard="2/2"), _claims_of(_verdicts(tmp_path / "s2", 0), LENS_HUMAN))
+    assert s1.results[KO_TEXT].decision == "inconclusive" and evaluate(s1.verdicts, load_registry())[KO_TEXT].decision == "holds"
+    assert main(["merge", str(s2.path), str(s1.path), "--out", str(tmp_path / "merged")]) == 0
+    merged = load_run(tmp_path / "merged")
+    assert merged.results[KO_TEXT] == s1.results[KO_TEXT] and merged.results[LENS_HUMAN] == s2.results[LENS_HUMAN]
+    r = merged.results[KO_TEXT]
+    assert (r.decision, r.decision_low, r.worst_high, r.looks, r.budget, r.power, r.note) == (
+        "inconclusive", 0.70, 0.94, [18, 36], 40, 0.91, "stopped at the budget")
+    assert r.sweep == SUITE_DECISION["sweep"] and merged.metadata.shard is None
+    def cases(run_dir):
+        return {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+                for case in ET.parse(run_dir / "junit.xml").getroot().iter("testcase")}
+
+    write_junit(s1)
+    assert cases(merged.path)[KO_TEXT] == cases(s1.path)[KO_TEXT] and cases(merged.path)[KO_TEXT]["looks"] == "18,36"
+    assert "[70.0, 93.0] % at 99.69 %" in (merged.path / "report.html").read_text()
+
+
+def test_merge_refuses_a_claim_decided_differently_in_two_runs(make_run, tmp_path: Path, capsys):
+    a, b = make_run("a", ko_text_pass=34), make_run("b", ko_text_pass=8, start=100)
+    with pytest.raises(ValueError, match=re.escape(f"claim {KO_TEXT!r} was decided in two runs with different results: "
+                                                   f"{a.path} (holds, 85.0")) as err:
+        merge_runs([a.path, b.path], tmp_path / "m")
+    assert f"and {b.path} (refuted, 20.0" in str(err.value) and not (tmp_path / "m").exists()
+    assert main(["merge", str(a.path), str(b.path), "--out", str(tmp_path / "m")]) == 2
+    assert capsys.readouterr().err.startswith(f"mechinterp merge: claim {KO_TEXT!r} was decided in two runs")
+    # decided in one run, skipped in the other: the decision stays
+    skipped = write_run(tmp_path / "skipped", META, [], outcomes={KO_TEXT: {"outcome": "skipped", "message": "no data"}})
+    assert merge_runs([skipped.path, a.path], tmp_path / "m4").results[KO_TEXT] == a.results[KO_TEXT]
+
+
+@pytest.mark.parametrize("shards, error", [
+    (["1/3", "3/3"], "missing shard 2/3 of the 3: given 1/3 ({s0}), 3/3 ({s1})"),
+    (["2/4"], "missing shards 1/4, 3/4, 4/4 of the 4: given 2/4 ({s0})"),
+    (["1/2", "1/2", "2/2"], "shard 1/2 given twice: {s0} and {s1}"),
+    (["1/2", "2/2", "1/3"], "cannot merge shards of different splits: {s0} is shard 1/2, {s1} is shard 2/2, {s2} is shard 1/3"),
+    (["1/2", "0/2"], "{s1}: run.json's shard '0/2' is not I/N with 1 <= I <= N"),
+])
+def test_merge_refuses_an_incomplete_or_mixed_set_of_shards(tmp_path: Path, capsys, shards, error):
+    """Issue 26: a merged report of a sharded run must not silently lack a shard's claims."""
+    ids = [KO_TEXT, KO_IMAGE, LENS_HUMAN]
+    runs = [write_run(tmp_path / f"s{i}", replace(META, shard=shard), _claims_of(_verdicts(tmp_path / f"s{i}", 34), ids[i % 3]))
+            for i, shard in enumerate(shards)]
+    message = error.format(**{f"s{i}": run.path for i, run in enumerate(runs)})
+    with pytest.raises(ValueError, match=re.escape(message)):
+        merge_runs([r.path for r in runs], tmp_path / "m")
+    assert main(["merge", *(str(r.path) for r in runs), "--out", str(tmp_path / "m")]) == 2
+    assert capsys.readouterr().err == f"mechinterp merge: {message}\n" and not (tmp_path / "m").exists()
 
 
 def test_merge_refuses_to_pool_different_models(make_run, tmp_path: Path):

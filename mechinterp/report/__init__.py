@@ -5,7 +5,8 @@
 * :func:`load_released` — the authors' released verdict CSVs as a run.
 * :func:`format_tables` / :func:`check_tables` — Tables 1, 2, 3, D1 as the paper prints them.
 * :func:`write_junit` / :func:`junit_properties`, :func:`write_html` — reports.
-* :func:`compare_runs`, :func:`merge_runs` — two runs side by side; several runs pooled.
+* :func:`compare_runs`, :func:`merge_runs` — two runs side by side; a sharded run's shards combined
+  (each claim as its own shard decided it).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from mechinterp.report import (
     check_tables, compare_runs, evaluate, format_changes, format_tables, load_released, load_run,
     merge_runs, write_report, write_run,
 )
+from mechinterp.report.compare import not_compared, run_names
 from mechinterp.report.tables import table_cell_count
 
 
@@ -43,16 +44,17 @@ def _tables(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     a, b = load_run(args.run_a, args.registry), load_run(args.run_b, args.registry)
-    changes = compare_runs(a, b)
+    names = run_names(a.metadata, b.metadata)
+    changes, uncompared = compare_runs(a, b), not_compared(a, b, names)
+    text = format_changes(changes, *names, uncompared)
     if not changes:  # e.g. a run whose claims were all skipped: a regression check that checked nothing
-        print(f"compare: nothing compared: no claim has a result in both {a.path} ({len(a.results)} claims) "
-              f"and {b.path} ({len(b.results)} claims)", file=sys.stderr)
+        def decided(run):
+            return f"{len(run.results)} claims, {sum(r.decided for r in run.results.values())} decided"
+
+        print(f"compare: nothing compared: no claim was decided in both {a.path} ({decided(a)}) "
+              f"and {b.path} ({decided(b)})\n{text}", file=sys.stderr)
         return 1
-    print(format_changes(changes, a.path.name, b.path.name))
-    only = [(name, sorted(set(x.results) - set(y.results))) for name, x, y in ((a.path.name, a, b), (b.path.name, b, a))]
-    for name, ids in only:
-        if ids:
-            print(f"only in {name} ({len(ids)}, not compared): {', '.join(ids)}")
+    print(text)
     if args.json:
         rows = [{**asdict(ch), "flipped": ch.flipped} for ch in changes]
         atomic_write(args.json, json.dumps(rows, indent=1) + "\n")
@@ -60,11 +62,15 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    run = merge_runs(args.runs, args.out, args.registry)
+    try:
+        run = merge_runs(args.runs, args.out, args.registry)
+    except (ValueError, FileNotFoundError) as err:  # a refusal (see mechinterp.report.merge): one message, no traceback
+        print(f"mechinterp merge: {err}", file=sys.stderr)
+        return 2
     write_report(run, args.registry)
     meta = run.metadata
-    print(f"merged {len(args.runs)} runs into {args.out}: {len(run.verdicts)} verdicts, "
-          f"{meta.duplicates} duplicates dropped ({meta.conflicts} conflicting)")
+    print(f"merged {len(args.runs)} runs into {args.out}: {len(run.results)} claims (each as its own run decided it), "
+          f"{len(run.verdicts)} verdicts, {meta.duplicates} duplicates dropped ({meta.conflicts} conflicting)")
     return 0
 
 
@@ -87,7 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_tables)
 
     p = subparsers.add_parser("compare", help="per-claim change between two runs, flags flipped decisions "
-                                              "(exit 1 when no claim has a result in both)")
+                                              "(exit 1 when no claim was decided in both)")
     p.add_argument("run_a", metavar="RUN_A")
     p.add_argument("run_b", metavar="RUN_B")
     p.add_argument("--json", metavar="PATH", help="also write the changes as JSON")
@@ -95,7 +101,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--registry", **reg)
     p.set_defaults(func=_compare)
 
-    p = subparsers.add_parser("merge", help="pool the verdicts of several runs into one run folder")
+    p = subparsers.add_parser("merge", help="combine the shards of a run (or runs of disjoint claims) into one run "
+                                            "folder, each claim as its own run decided it")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     p.add_argument("--registry", **reg)

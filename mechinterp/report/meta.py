@@ -6,7 +6,8 @@ Pooling keeps everything: counts, tokens, dollars and seconds are summed; settin
 differ between shards (seed, samples, device, git commit, ...) stay one value when every shard
 agrees and become the list of the shards' values otherwise; the model, its revision and the
 judge policy must agree (verdicts of different models are never pooled). An unknown value
-(``None``: e.g. a worker that never loaded the model) is left out, never a disagreement.
+(``None``: e.g. a worker that never loaded the model) is left out, never a disagreement. A pooled
+record belongs to no one shard: its ``shard`` is unset unless given.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class RunMeta:
     registry: list[str] = field(default_factory=list)  # claim files the results were pooled with
     source: str | None = None  # released verdicts: their folder
     files: list[str] = field(default_factory=list)  # released verdicts: the CSVs read
+    shard: str | None = None  # --mi-shard "I/N" of one shard of a sharded run (None: the whole selection)
     merged_from: list[str] = field(default_factory=list)
     duplicates: int = 0  # merge: samples judged in several runs (counted once)
     conflicts: int = 0  # merge: of those, samples whose verdicts differ
@@ -151,7 +153,7 @@ class RunMeta:
             ("damaged cache entries", f"{self.cache_rejected} reported, deleted and recomputed"
              + "".join(f"; {d['path']}: {d['reason']}" for d in self.cache_damage)
              if self.cache_rejected or self.cache_damage else None), ("source", text(self.source)),
-            ("merged from", text(self.merged_from)),
+            ("shard", text(self.shard)), ("merged from", text(self.merged_from)),
             ("merge", f"{self.duplicates} duplicate samples dropped ({self.conflicts} conflicting)"
              if self.merged_from else None),
         ]

@@ -4,7 +4,7 @@ A run lives in ``reports/<run>/``:
 
 * ``run.json`` — the run's :class:`~mechinterp.report.meta.RunMeta`: model and revision,
   fingerprint, judge, seed, samples, budget, device, git commit, versions, timings,
-  generations, judge tokens and cost.
+  generations, judge tokens and cost, and the ``--mi-shard`` (``"I/N"``) of a shard's folder.
 * ``verdicts.jsonl`` — one judged sample per line: ``claim_id, task_id, question_id,
   passed`` (``true``/``false``/``null`` = abstained), ``reason, judge, input_tokens,
   output_tokens, images`` (a list of
@@ -40,6 +40,8 @@ from mechinterp.report.meta import RunMeta
 from mechinterp.stats import ArmsTally, PairTally, Tally, plain_interval
 
 RUN_FILE, VERDICTS_FILE, RESULTS_FILE = "run.json", "verdicts.jsonl", "results.json"
+#: the decisions of a claim that ran to no result: it raised (``error``) or was skipped
+UNDECIDED = ("error", "skipped")
 
 
 @dataclass
@@ -141,6 +143,15 @@ class ClaimResult:
     power: float | None = None  # P(holds) at the design point with that budget
     design_point: float | None = None  # the rate (relations: a - b) the budget is planned for
     note: str = ""
+
+    @property
+    def decided(self) -> bool:
+        """True when the claim reached a decision (holds, refuted, inconclusive), not ``error``/``skipped``."""
+        return self.decision not in UNDECIDED
+
+    def record(self) -> dict[str, Any]:
+        """The claim's ``results.json`` entry (non-finite numbers as ``null``): what a run wrote of it."""
+        return {k: _finite(v) for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -316,13 +327,24 @@ def write_run(run_dir: str | Path, metadata: RunMeta, verdicts: list[VerdictRow]
         if decision is not None:
             hyp = str(index[cid].hypothesis) if cid in index else ""
             results[cid] = ClaimResult(cid, hyp, decision, 0, 0, None, 0.0, 1.0, note=o.get("message") or "")
+    return save_run(run_dir, metadata, verdicts, results, registry)
+
+
+def save_run(run_dir: str | Path, metadata: RunMeta, verdicts: list[VerdictRow], results: dict[str, ClaimResult],
+             registry: str | Path | list | None = None) -> Run:
+    """Write a run folder's ``run.json``, ``verdicts.jsonl`` and ``results.json`` with ``results`` as given
+    (``write_run`` pools them from the verdicts; ``merge`` keeps each claim's entry as its own run wrote it).
+
+    ``git_commit`` and ``registry`` are filled in when missing.
+    """
+    run_dir = Path(run_dir)
     meta = replace(metadata)
     if not meta.git_commit:
         meta.git_commit = git_commit()
     if not meta.registry and registry:
         meta.registry = [str(r) for r in registry] if isinstance(registry, (list, tuple)) else [str(registry)]
     atomic_write(run_dir / VERDICTS_FILE, "".join(json.dumps(v.to_dict(), ensure_ascii=False) + "\n" for v in verdicts))
-    rows = {cid: {k: _finite(v) for k, v in asdict(r).items()} for cid, r in results.items()}
+    rows = {cid: r.record() for cid, r in results.items()}
     atomic_write(run_dir / RESULTS_FILE, json.dumps(rows, indent=1, ensure_ascii=False))
     atomic_write(run_dir / RUN_FILE, json.dumps(meta.to_dict(), indent=1, ensure_ascii=False, default=str))
     return Run(run_dir, meta, list(verdicts), results)

@@ -9,6 +9,7 @@ from pathlib import Path
 from dataclasses import replace
 
 from mechinterp.report.meta import RunMeta
+from mechinterp.suite.runfolder import recorded_shard
 from mechinterp.suite.session import PARTS, merge_outcomes, merge_parts
 
 
@@ -39,12 +40,13 @@ def finish_run(run_dir: Path) -> dict:
 
     The decision of each claim is its sequential test's (what the claim test asserted), with
     the interval it was made on; the interval shown beside it is the plain 95 % Wilson (paired
-    score interval for a relation) of all its answered verdicts.
+    score interval for a relation) of all its answered verdicts. ``run.json`` names the run's
+    ``--mi-shard`` (from the folder's settings record), so ``merge`` can check a sharded run is whole.
     """
     from mechinterp.report import write_report, write_run
 
     rows, decisions = merge_parts(run_dir)
-    meta = _merged_metadata(run_dir)
+    meta = replace(_merged_metadata(run_dir), shard=recorded_shard(run_dir))
     registry = meta.registry or None
     run = write_run(run_dir, meta, rows, registry, decisions, merge_outcomes(run_dir))
     junit, html = write_report(run, registry)

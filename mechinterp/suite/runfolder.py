@@ -5,6 +5,9 @@ Why: a run folder pools every verdict row found in it. Rows made with other sett
 run's counts, so the first claim process of a run records those settings in
 ``<run>/parts/settings.json`` and a run that finds a folder recorded with different ones is
 refused before anything runs, naming each difference (reruns with the same settings resume).
+The record also names the ``--mi-shard`` the folder holds (``"I/N"``, or ``null``): it shapes no row,
+but a folder holds one shard, and ``finish_run`` writes it into ``run.json`` so ``mechinterp merge``
+can check that every shard of a sharded run is there.
 """
 
 from __future__ import annotations
@@ -27,6 +30,21 @@ def shaping_settings(settings: Settings) -> dict:
     values = {name: getattr(settings, name) for name in SHAPING}
     values["model"] = values["model"] or DEFAULT_ORGANISM
     return values
+
+
+def folder_settings(settings: Settings) -> dict:
+    """What a run folder records of its settings: :func:`shaping_settings` and the shard (``"I/N"`` or ``None``)."""
+    shard = None if settings.shard is None else "{}/{}".format(*settings.shard)
+    return {**shaping_settings(settings), "shard": shard}
+
+
+def recorded_shard(run_dir: Path) -> str | None:
+    """The ``--mi-shard`` (``"I/N"``) a run folder's settings record names; ``None``: the whole selection
+    (or no record)."""
+    record = run_dir / PARTS / SETTINGS_FILE
+    if not record.is_file():
+        return None
+    return json.loads(record.read_text(encoding="utf-8")).get("shard")
 
 
 def _recorded(run_dir: Path) -> dict | None:
@@ -58,7 +76,7 @@ def check_run_folder(run_dir: Path, settings: Settings) -> None:
             raise ValueError(f"--mi-report {run_dir}: holds verdict rows of a run whose settings are not recorded; "
                              "use a new --mi-report folder so they are not pooled with this run's")
         return
-    now = shaping_settings(settings)
+    now = folder_settings(settings)
     def show(v):
         return "unset" if v is None else repr(v)
 
@@ -70,7 +88,7 @@ def check_run_folder(run_dir: Path, settings: Settings) -> None:
 
 
 def record_settings(run_dir: Path, settings: Settings) -> Path:
-    """Write the run's shaping settings into its folder (atomically; the same content from every worker)."""
+    """Write the run's :func:`folder_settings` into its folder (atomically; the same content from every worker)."""
     path = run_dir / PARTS / SETTINGS_FILE
-    atomic_write(path, json.dumps(shaping_settings(settings), sort_keys=True))
+    atomic_write(path, json.dumps(folder_settings(settings), sort_keys=True))
     return path
