@@ -1,9 +1,12 @@
-"""Files: atomic writes (the one way every cache, run folder and model file is written) and content hashes
+"""Files: atomic writes (the one way every cache, run folder and model file is written), a cross-process
+:func:`file_lock`, and content hashes
 (of files, and :func:`image_digest`, the one hash of an image's pixels every cache key uses); and
 :func:`bounded_memo`, the in-process memo by content digest, with :func:`pixel_key` for images."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import os
@@ -34,6 +37,20 @@ def atomic_write(path: str | os.PathLike, data: str | bytes, *, fsync: bool = Fa
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike):
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the ``with`` block: serialises a
+    read-modify-write of a shared file across processes; the OS drops it when its holder dies."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @lru_cache(maxsize=4096)

@@ -390,8 +390,14 @@ def _session(config):
     if config.stash.get(_SESSION_KEY, None) is None:
         from mechinterp.suite.runfolder import record_settings
 
+        settings = config.stash[_SETTINGS_KEY]
+        try:  # made here, not at start-up: a session that runs no claims creates no cache folder
+            settings.cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            pytest.exit(f"--mi-cache-dir {settings.cache_dir}: cannot create the cache folder: {err}",
+                        returncode=pytest.ExitCode.USAGE_ERROR)
         try:  # before this process's first claim runs: the settings its rows are made with
-            record_settings(Path(config.stash[_RUN_DIR_KEY]), config.stash[_SETTINGS_KEY])
+            record_settings(Path(config.stash[_RUN_DIR_KEY]), settings)
         except OSError as err:
             pytest.exit(f"--mi-report {config.stash[_RUN_DIR_KEY]}: cannot write the run folder: {err}",
                         returncode=pytest.ExitCode.USAGE_ERROR)

@@ -132,3 +132,81 @@ def test_steps_beyond_the_run_are_an_error(tiny_model, edit):
             tiny_model.generate(edit, [item] if isinstance(item, mi.Knockout) else (), capture=[item] if isinstance(item, mi.Capture) else ())
     gen = tiny_model.generate(edit, capture=[mi.Capture("single.0", steps=[edit.steps - 1])])
     assert set(gen.captures) == {("single.0", edit.steps - 1)}
+
+
+def _unwritable_dirs(tmp_path):
+    """Folders in which no file can be created: ``/proc`` for anyone, root included (for whom permission bits
+    stop nothing), and a ``chmod 555`` folder where the tests do not run as root."""
+    import os
+
+    dirs = ["/proc"]
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        dirs.append(str(locked))
+    return dirs
+
+
+def test_a_cache_dir_that_cannot_be_written_is_a_usage_error(pytester, tmp_path):
+    pytester.makepyfile(test_claims=RAN)
+    for folder in _unwritable_dirs(tmp_path):
+        result = pytester.runpytest("--mi-cache-dir", folder, "--mi-report", str(tmp_path / "run"))
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, folder
+        _one_error(result, f"--mi-cache-dir {folder!r}: no file can be created there (",
+                   "expected a writable folder for the generation and verdict caches")
+        assert not (pytester.path / "ran").exists()
+
+
+def test_a_cache_dir_that_is_a_file_or_under_one_is_a_usage_error(pytester, tmp_path):
+    pytester.makepyfile(test_claims=RAN)
+    target = tmp_path / "cache.db"
+    target.write_text("not a folder")
+    for given, where in ((target, "is a file"), (target / "sub", f"{str(target)!r} above it is a file")):
+        result = pytester.runpytest("--mi-cache-dir", str(given))
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        _one_error(result, f"--mi-cache-dir {str(given)!r}: {where}; expected a folder (new or existing) for the "
+                           "generation and verdict caches")
+        assert not (pytester.path / "ran").exists() and target.read_text() == "not a folder"
+
+
+def test_a_cache_dir_that_cannot_be_created_stops_the_run_with_one_error(pytester, tmp_path):
+    """A new cache folder is made by the first claim (a session without claims leaves none): where it cannot
+    be made, that is one error for the run, not a failure per claim."""
+    pytester.makepyfile(test_claims=RAN)
+    result = pytester.runpytest("-k", "knockout[ref-to-image]-color or knockout[ref-to-text]-color",
+                                "--mi-cache-dir", "/proc/mechinterp-cache", "--mi-report", str(tmp_path / "run"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    out = result.stdout.str()
+    assert out.count("--mi-cache-dir /proc/mechinterp-cache: cannot create the cache folder") == 1, out[-3000:]
+    assert "passed" not in out and "failed" not in out.splitlines()[-1]
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:x", "cpu:0", "mps:1", "gpu"])
+def test_a_device_torch_cannot_use_here_is_a_usage_error(pytester, device):
+    pytester.makepyfile(test_claims=RAN)
+    result = pytester.runpytest("--mi-device", device)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    _one_error(result, f"--mi-device {device!r}: expected cpu, cuda, cuda:N (N: a GPU index) or mps")
+    assert not (pytester.path / "ran").exists()
+
+
+def test_a_gpu_this_machine_lacks_is_a_usage_error(pytester):
+    import torch
+
+    pytester.makepyfile(test_claims=RAN)
+    result = pytester.runpytest("--mi-device", "cuda:99")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    seen = f"{count} CUDA GPU{'s' * (count != 1)} (cuda:0 to cuda:{count - 1})" if count else "no CUDA GPU"
+    _one_error(result, f"--mi-device 'cuda:99': torch {torch.__version__} sees {seen} here; expected cpu, cuda")
+    assert not (pytester.path / "ran").exists()
+
+
+@pytest.mark.parametrize("budget", ["0", "$0", "-5"])
+def test_a_budget_of_nothing_is_a_usage_error_not_a_run_that_skips_every_claim(pytester, budget):
+    pytester.makepyfile(test_claims=RAN)
+    result = pytester.runpytest("--mi-budget", budget)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    _one_error(result, f"--mi-budget {budget!r}: expected a positive number of generations ('2000') or dollars ('$25')")
+    assert not (pytester.path / "ran").exists()

@@ -46,10 +46,18 @@ def test_resolve_validates(monkeypatch):
         resolve(_Config(cli={"samples": "0"}))
 
 
-@given(st.integers(0, 10**9))
+@given(st.integers(1, 10**9))
 def test_generation_budgets(n):
     assert parse_budget(str(n)) == (n, None)
     assert parse_budget(f"${n}") == (None, float(n))
+
+
+@pytest.mark.parametrize("text", ["0", "$0", "0.0$", "-5", "$-2"])
+def test_a_budget_of_nothing_is_an_error_not_a_run_that_skips_everything(text):
+    with pytest.raises(ValueError) as err:
+        parse_budget(text)
+    assert str(err.value) == (f"--mi-budget {text!r}: expected a positive number of generations ('2000') "
+                              "or dollars ('$25')")
 
 
 @given(st.text(max_size=8))

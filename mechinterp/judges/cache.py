@@ -28,7 +28,6 @@ No secret is ever stored: rows hold the key hash, the verdict record and its che
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -40,7 +39,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from mechinterp.io import report_damage
+from mechinterp.io import file_lock, report_damage
 from mechinterp.judges.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -119,12 +118,8 @@ class VerdictCache:
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
         """Serialise opening/recovery across processes (not ordinary reads and writes)."""
-        with open(self.dir / (DB_NAME + ".lock"), "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with file_lock(self.dir / (DB_NAME + ".lock")):
+            yield
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)

@@ -22,10 +22,10 @@ from typing import Any, Callable, TypeVar
 
 import anthropic
 
+from mechinterp.judges.config import DEFAULT_MODEL
+
 log = logging.getLogger(__name__)
 
-#: the judge model of the paper (Claude Opus 4.7)
-DEFAULT_MODEL = "claude-opus-4-7"
 
 #: HTTP statuses worth another try: request timeout, conflict, rate limit, server errors
 #: (500-599, which includes Anthropic's 529 "overloaded").

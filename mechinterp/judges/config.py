@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-from mechinterp.judges.client import DEFAULT_MODEL
+#: the judge model of the paper (Claude Opus 4.7); here, not in ``client``, so a config is read without the SDK
+DEFAULT_MODEL = "claude-opus-4-7"
+#: the settings that change a verdict or whether one comes (a run folder pools rows of one only):
+#: the model answers, a shorter reply can be cut before its verdict, re-asks turn malformed replies into verdicts
+VERDICT_SETTINGS = ("model", "max_tokens", "reask")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,11 @@ class JudgeConfig:
             raise ValueError(f"batch_max_rounds must be >= 1, got {self.batch_max_rounds!r}")
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"model must be a non-empty model id such as {DEFAULT_MODEL!r}, got {self.model!r}")
+
+    def verdict_settings(self) -> dict:
+        """The :data:`VERDICT_SETTINGS` as plain JSON values: what a run folder records of the judge (its
+        concurrency, retries, time-outs and endpoint change how fast verdicts come, not which)."""
+        return {name: getattr(self, name) for name in VERDICT_SETTINGS}
 
     def replace(self, **changes) -> "JudgeConfig":
         """A copy with some fields changed (``ValueError`` naming an unknown one)."""

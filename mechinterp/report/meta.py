@@ -24,7 +24,7 @@ MUST_AGREE = ("model", "revision", "judge")
 SUMMED = ("workers", "generations", "cache_hits", "generation_seconds", "judge_calls", "judge_input_tokens",
           "judge_output_tokens", "judge_cost_usd", "judge_reasked", "cache_rejected", "duplicates", "conflicts")
 #: fields kept as one value when the pooled records agree, else as the list of their values
-LISTED = ("fingerprint", "judge_model", "seed", "samples", "budget", "device", "dtype", "sampling", "git_commit",
+LISTED = ("fingerprint", "judge_model", "judge_config", "data_dir", "seed", "samples", "budget", "device", "dtype", "sampling", "git_commit",
           "versions")
 
 
@@ -38,6 +38,8 @@ class RunMeta:
     fingerprint: Any = None  # the generation cache's model key (content, wiring, dtype, device type)
     judge: str | None = None  # the --judge policy (auto, color, anthropic, ...) or "released"
     judge_model: Any = None  # the judges that answered, e.g. "color:cielab-de2000-v1(...)"
+    judge_config: Any = None  # the Claude judge's verdict settings (model id, max_tokens, reask)
+    data_dir: Any = None  # the data dir: resolved path and digest of its task lists (None: not set)
     seed: Any = None
     samples: Any = None  # tasks (or pairs) per claim at most
     budget: Any = None  # --budget as given ("2000" generations, "$25")
@@ -139,7 +141,8 @@ class RunMeta:
                                                                      if self.generation_seconds else ""))
         rows = [
             ("model", text(self.model)), ("revision", text(self.revision)), ("fingerprint", text(self.fingerprint)),
-            ("judge", text(self.judge)), ("judge model", text(self.judge_model)), ("seed", text(self.seed)),
+            ("judge", text(self.judge)), ("judge model", text(self.judge_model)),
+            ("judge config", text(self.judge_config)), ("data dir", text(self.data_dir)), ("seed", text(self.seed)),
             ("samples per claim", text(self.samples)), ("budget", text(self.budget)), ("device", text(self.device)),
             ("dtype", text(self.dtype)), ("sampling", text(self.sampling)), ("git commit", text(self.git_commit)),
             ("versions", text(self.versions)),

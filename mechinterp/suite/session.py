@@ -17,6 +17,7 @@ from mechinterp.io import atomic_write
 from mechinterp.report.meta import RunMeta, library_versions
 from mechinterp.resources import DEFAULT_ORGANISM, default_model
 from mechinterp.suite.models import resolve_model
+from mechinterp.suite.runfolder import record_fingerprint, shaping_settings
 from mechinterp.suite.runner import ClaimOutcome, ClaimRunner, ClaimSkipped
 from mechinterp.suite import PARTS
 from mechinterp.suite.settings import Settings, batch_size, judge_kind
@@ -27,7 +28,8 @@ class BudgetExhausted(ClaimSkipped):
 
 
 class ModelUnavailable(RuntimeError):
-    """``--model`` could not be loaded: the run stops with this one message (every claim needs it)."""
+    """``--model`` could not be loaded, or is not the model the run folder's rows were made with: the run
+    stops with this one message (every claim needs it)."""
 
 
 class SuiteSession:
@@ -83,7 +85,13 @@ class SuiteSession:
             except Exception as err:  # noqa: BLE001 - whatever the loader raises, the run cannot go on
                 self._model_errors[spec] = f"--mi-model {spec!r} cannot be loaded: {type(err).__name__}: {err}"
                 raise ModelUnavailable(self._model_errors[spec]) from None
-            self._models[spec] = CachingModel(model, GenerationCache(self.settings.cache_dir))
+            cached = CachingModel(model, GenerationCache(self.settings.cache_dir))
+            try:  # before any claim runs on it: the run folder's rows are of this very model, or it stops
+                record_fingerprint(self.run_dir, spec, cached.fingerprint)
+            except ValueError as err:
+                self._model_errors[spec] = str(err)
+                raise ModelUnavailable(str(err)) from None
+            self._models[spec] = cached
         return self._models[spec]
 
     @property
@@ -193,6 +201,8 @@ class SuiteSession:
         meta = RunMeta(model=s.model or ", ".join(self._models) or DEFAULT_ORGANISM, judge=s.judge, seed=s.seed, samples=s.samples, budget=budget,
                        dtype=s.dtype, versions=library_versions(), started=self.started, finished=time.time(),
                        registry=[str(default_registry_path()), *self.claim_files])
+        shaping = shaping_settings(s)
+        meta.judge_config, meta.data_dir = shaping["judge_config"], shaping["data_dir"]
         m = self._model or next(iter(self._models.values()), None)  # the default model, else the one loaded
         if m is not None:
             meta.revision, meta.fingerprint = m.source.revision, m.fingerprint

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,13 +133,14 @@ def raw_value(config, opt: Option) -> str | None:
 
 
 def parse_budget(text: str | None) -> tuple[int | None, float | None]:
-    """``'2000'`` → 2000 generations; ``'$25'`` / ``'25$'`` → 25 dollars; ``None`` → no budget."""
+    """``'2000'`` → 2000 generations; ``'$25'`` / ``'25$'`` → 25 dollars; ``None`` → no budget. A budget of
+    0 (or below) is an error, not a run that skips every claim and exits 0."""
     if text is None:
         return None, None
     t = text.strip()
     m = re.fullmatch(r"\$?\s*(\d+(?:\.\d+)?)\s*\$?", t)
-    if not m:
-        raise ValueError(f"--mi-budget {text!r}: expected a number of generations ('2000') or dollars ('$25')")
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"--mi-budget {text!r}: expected a positive number of generations ('2000') or dollars ('$25')")
     if "$" in t:
         return None, float(m.group(1))
     if "." in m.group(1):
@@ -182,6 +184,56 @@ def parse_switch(opt: str, text: str) -> bool:
     raise ValueError(f"--mi-{opt} {text!r}: expected on or off")
 
 
+#: the devices ``--mi-device`` takes (what ``mechinterp.load`` moves a pipeline to)
+DEVICES = "cpu, cuda, cuda:N (N: a GPU index) or mps"
+
+
+def parse_device(text: str | None, check_available: bool = True) -> str | None:
+    """``--mi-device`` checked before anything runs: ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (``None``: the
+    default, cuda when available), and, with ``check_available``, present on this machine (torch is imported
+    only for a GPU device). ``ValueError`` naming the flag and the valid devices otherwise."""
+    if text is None:
+        return None
+    t = text.strip().lower()
+    m = re.fullmatch(r"(cpu|mps|cuda)(?::(\d+))?", t)
+    if not m or (m.group(2) is not None and m.group(1) != "cuda"):
+        raise ValueError(f"--mi-device {text!r}: expected {DEVICES}")
+    if check_available and m.group(1) != "cpu":
+        import torch
+
+        if m.group(1) == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"--mi-device {text!r}: torch {torch.__version__} sees no MPS device here; expected {DEVICES}")
+        count = torch.cuda.device_count() if m.group(1) == "cuda" and torch.cuda.is_available() else 0
+        if m.group(1) == "cuda" and int(m.group(2) or 0) >= count:
+            seen = f"{count} CUDA GPU{'s' * (count != 1)} (cuda:0 to cuda:{count - 1})" if count else "no CUDA GPU"
+            raise ValueError(f"--mi-device {text!r}: torch {torch.__version__} sees {seen} here; expected {DEVICES}")
+    return t
+
+
+def check_cache_dir(path: Path) -> Path:
+    """``--mi-cache-dir`` checked before anything runs: ``ValueError`` when it, or a folder above it, is a
+    file, or when it is an existing folder in which no file can be created. Writability is tried (a
+    temporary file made and removed), not read from permission bits, which say nothing for root or a
+    read-only mount. A folder that does not exist yet is made by the first claim (nothing is created
+    here: a session that runs no claims leaves no trace)."""
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "is a file" if probe == path else f"{str(probe)!r} above it is a file"
+        raise ValueError(f"--mi-cache-dir {str(path)!r}: {where}; expected a folder (new or existing) for the "
+                         "generation and verdict caches")
+    if probe == path:
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path, prefix=".mechinterp-write-check-")
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as err:
+            raise ValueError(f"--mi-cache-dir {str(path)!r}: no file can be created there ({err.strerror or err}); "
+                             "expected a writable folder for the generation and verdict caches") from None
+    return path
+
+
 def _int(opt: str, text: str, minimum: int) -> int:
     try:
         value = int(text)
@@ -193,7 +245,10 @@ def _int(opt: str, text: str, minimum: int) -> int:
 
 
 def resolve(config) -> Settings:
-    """Read every suite option from ``config``; ``ValueError`` naming the option on bad values."""
+    """Read every suite option from ``config``; ``ValueError`` naming the option on bad values (the one place
+    settings are checked, so a bad value is one usage error before anything runs). The device's presence
+    is checked where the claims are scheduled, not in an xdist worker, which must not touch CUDA before
+    it is given its GPU."""
     v = {o.name: raw_value(config, o) for o in OPTIONS}
     if v["judge"] not in JUDGES:
         raise ValueError(f"--mi-judge {v['judge']!r}: expected one of {', '.join(JUDGES)}")
@@ -207,9 +262,9 @@ def resolve(config) -> Settings:
         budget_generations=generations,
         budget_dollars=dollars,
         seed=_int("seed", v["seed"], 0),
-        cache_dir=Path(v["cache_dir"]).expanduser(),
+        cache_dir=check_cache_dir(Path(v["cache_dir"]).expanduser()),
         data_dir=Path(v["data_dir"]).expanduser() if v["data_dir"] else None,
-        device=v["device"],
+        device=parse_device(v["device"], check_available=not hasattr(config, "workerinput")),
         dtype=v["dtype"],
         generator=v["generator"],
         report=Path(v["report"]).expanduser() if v["report"] else None,

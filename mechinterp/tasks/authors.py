@@ -9,6 +9,7 @@ Every malformed line raises ``TaskDataError`` naming the file, the line and the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -55,6 +56,25 @@ def find_pairs_file(data_dir: Path, name: str) -> Path:
         data_dir / "pairs" / f"{name}.txt",
         data_dir / "experiments" / "i2i_to_i2i_patching" / "pairs" / f"{name}.txt",
     ])
+
+
+def task_lists_digest(data_dir: Path) -> str:
+    """SHA-256 over every task list and pair list the readers would take from ``data_dir`` (by bucket or
+    list name and content; ``"none"`` for one that is missing): what tells one data dir's tasks from
+    another's, cheaply (the lists are small; the images are pinned by the manifest's digests)."""
+    from mechinterp.io import file_sha256
+    from mechinterp.vocabulary import PAIR_FAMILIES
+
+    wanted = [(f"tasks/{b}", lambda b=b: find_bucket_file(data_dir, b)) for b in BUCKETS]
+    wanted += [(f"pairs/{f.pairs_file}", lambda f=f: find_pairs_file(data_dir, f.pairs_file))
+               for f in PAIR_FAMILIES.values()]
+    h = hashlib.sha256()
+    for name, find in wanted:
+        try:
+            h.update(f"{name}\0{file_sha256(find())}\0".encode())
+        except TaskDataError:
+            h.update(f"{name}\0none\0".encode())
+    return h.hexdigest()
 
 
 def _stratum(bucket: str, row: dict) -> str:
