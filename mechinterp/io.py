@@ -1,7 +1,8 @@
 """Files: atomic writes (the one way every cache, run folder and model file is written), a cross-process
 :func:`file_lock`, and content hashes
 (of files, and :func:`image_digest`, the one hash of an image's pixels every cache key uses); and
-:func:`bounded_memo`, the in-process memo by content digest, with :func:`pixel_key` for images."""
+:func:`bounded_memo`, the in-process memo by content digest, with :func:`pixel_key` for images; and
+:func:`as_rgb`, the one conversion of an image to the 8-bit RGB pixels the model and every judge see."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes, *, fsync: bool = False) -> Path:
@@ -68,6 +72,49 @@ def file_sha256(path: str | os.PathLike) -> str:
     path = Path(path)
     st = path.stat()
     return _sha256(path, st.st_mtime_ns, st.st_size)
+
+
+#: modes with an alpha channel: composited on white
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa")
+#: 8-bit modes without alpha: converted as PIL converts them (a palette or colour-key transparency composited on white)
+EIGHT_BIT_MODES = ("RGB", "L", "1", "P", "RGBX", "CMYK", "YCbCr")
+#: 16-bit unsigned greyscale (a 16-bit PNG): scaled to 8 bits, 65535 -> 255 (``round(v * 255 / 65535)``)
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+#: every mode :func:`as_rgb` accepts
+RGB_MODES = ALPHA_MODES + EIGHT_BIT_MODES + SIXTEEN_BIT_MODES
+
+
+def as_rgb(image) -> Image.Image:
+    """``image`` as the 8-bit RGB pixels the model is given and every judge looks at (one conversion for both,
+    so a judge never sees another reference than the model): alpha (an alpha channel, or a palette's or
+    colour key's transparency) composited on white; 16-bit greyscale scaled to 8 bits (65535 is white, not
+    255: PIL's own ``convert`` clips it); an RGB image without transparency returned as it is.
+
+    ``ValueError`` names any other mode and the accepted ones: a 32-bit integer (``I``) or float (``F``)
+    image has no defined white level (its values might be 8-bit, 16-bit or anything), so it is refused
+    rather than guessed; ``TypeError`` when ``image`` is not a PIL image.
+    """
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"expected a PIL.Image.Image, got {type(image).__name__}")
+    mode, keyed = image.mode, "transparency" in image.info
+    if mode == "RGB" and not keyed:
+        return image
+    if mode not in RGB_MODES:
+        raise ValueError(f"image mode {mode!r} is not supported: accepted modes are {', '.join(RGB_MODES)} "
+                         "(8-bit, alpha composited on white; 16-bit greyscale scaled to 8 bits); convert a 32-bit "
+                         "integer ('I') or float ('F') image to one of them with the white level it means")
+    if mode in SIXTEEN_BIT_MODES:
+        if keyed:
+            raise ValueError(f"a 16-bit greyscale image (mode {mode!r}) with a transparent colour key is not "
+                             "supported: give it an alpha channel (mode 'LA' or 'RGBA') instead")
+        wide = np.asarray(image).astype(np.uint32)
+        return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8)).convert("RGB")
+    if mode in ALPHA_MODES or keyed:
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return image.convert("RGB")
 
 
 def image_digest(image) -> str:

@@ -102,3 +102,62 @@ def test_an_edit_cannot_keep_a_stale_reference_digest():
     assert Edit("draw a ball", red.convert("RGBA"), height=16, width=16) == edit  # same pixels, same edit
     assert Edit("draw a ball", None, height=16, width=16).reference_digest == ""
     assert "reference_digest" not in {f.name for f in dataclasses.fields(Edit)}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_patch_values_must_be_finite(bad):
+    """NaN or infinite patch values would be written into the forward pass and give a NaN or noise
+    image instead of an error: every form of values is checked, naming where the bad entry is."""
+    t = torch.zeros(4, 8)
+    t[2, 5] = bad
+    with pytest.raises(ValueError, match=r"Patch\(single.0, text, steps=all\): values must be finite; .*at index \(2, 5\)"):
+        mi.Patch("single.0", t)
+    with pytest.raises(ValueError, match=r"values at \('single.0', 1\) must be finite"):
+        mi.Patch("single.0", {("single.0", 0): torch.zeros(4, 8), ("single.0", 1): t})
+    with pytest.raises(ValueError, match=r"must be finite"):
+        mi.Patch("single.0", mi.Captures({("single.0", 0): t.unsqueeze(0)}))
+    assert mi.Patch("single.0", torch.zeros(4, 8)).resolved(SiteTable(2, 2)).site == "single.0"
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("seed", "3", "seed must be an integer in 0..18446744073709551615, got '3' (str)"),
+    ("seed", 2.0, "seed must be an integer in 0..18446744073709551615, got 2.0 (float)"),
+    ("seed", True, "seed must be an integer in 0..18446744073709551615, got True (bool)"),
+    ("seed", -1, "seed must be an integer in 0..18446744073709551615, got -1 (int)"),
+    ("seed", 2**64, "seed must be an integer in 0..18446744073709551615, got 18446744073709551616 (int)"),
+    ("steps", 2.5, "steps must be an integer >= 1, got 2.5 (float)"),
+    ("steps", 0, "steps must be an integer >= 1, got 0 (int)"),
+    ("steps", -2, "steps must be an integer >= 1, got -2 (int)"),
+    ("height", 64.0, "height must be an integer >= 1, got 64.0 (float)"),
+    ("width", 0, "width must be an integer >= 1, got 0 (int)"),
+    ("prompt", 7, "prompt must be a string or None, got 7 (int)"),
+])
+def test_bad_edit_fields_are_named(field, value, expected):
+    """One error naming the field, its value and what it takes, not a failure deep inside torch."""
+    import re
+
+    with pytest.raises(ValueError, match="^" + re.escape(expected) + "$"):
+        mi.Edit("draw a ball", None, **{"height": 64, "width": 64, field: value})
+
+
+def test_numpy_integers_are_plain_ints_in_an_edit():
+    import numpy as np
+
+    edit = mi.Edit("draw a ball", None, seed=np.int64(3), steps=np.int32(2), height=np.int64(64), width=64)
+    assert (edit.seed, edit.steps, edit.height) == (3, 2, 64)
+    assert all(type(v) is int for v in (edit.seed, edit.steps, edit.height, edit.width))
+    assert edit == mi.Edit("draw a ball", None, seed=3, steps=2, height=64, width=64)
+
+
+def test_generate_names_a_misplaced_argument(tiny_model, edit):
+    with pytest.raises(ValueError, match=r"edit 0 must be an Edit, got 'draw a ball' \(str\)"):
+        tiny_model.generate("draw a ball")
+    with pytest.raises(ValueError, match=r"edits must be a list .* wrap a single entry in a list"):
+        tiny_model.generate_many(edit)
+    with pytest.raises(ValueError, match=r"interventions must be a list .*Knockout\(source='ref'"):
+        tiny_model.generate(edit, mi.Knockout("ref", "image"))
+    with pytest.raises(ValueError, match=r"capture must be a list .*got 'single.0'"):
+        tiny_model.generate(edit, capture="single.0")
+    m = tiny_model.multiple_of  # the pipeline would otherwise resize a size it cannot patch, with a warning
+    with pytest.raises(ValueError, match=rf"height and width must be multiples of {m} for this model, got {64 + m // 2}x64"):
+        tiny_model.generate(edit.replace(height=64 + m // 2))

@@ -110,6 +110,52 @@ def test_nested_contexts_compose(tiny_model, edit, solid):
     assert outer.fired and inner.fired
 
 
+def test_a_reentered_intervene_records_what_a_fresh_one_does(tiny_model, edit):
+    """Each entry of one ``Intervene`` is a new run: the step clock restarts, so ``Capture(steps=0)``
+    captures the second run's step 0 (it once captured nothing and kept the first run's rows), and
+    the first entry's captures and counts are left as they were; hooks are gone after each exit."""
+    items = (mi.Capture("single.1", "image", steps=0), mi.Capture("double.0", steps=(1, 3)),
+             mi.Knockout("ref", "text", sites=("single.0",)), mi.RefDrop("single.1"))
+    other = edit.replace(seed=5)  # kwargs built per run: a run consumes its generator
+    before = _hook_state(tiny_model)
+    ctx = tiny_model.intervene(edit, *items)
+    with ctx:
+        tiny_model.pipe(**tiny_model.pipeline_kwargs(edit))
+    assert _hook_state(tiny_model) == before
+    first_captures, first_fired = ctx.captures, ctx.fired
+    kept = {k: v.clone() for k, v in first_captures.items()}
+    with ctx:
+        second = tiny_model.pipe(**tiny_model.pipeline_kwargs(other), output_type="np").images[0]
+    assert _hook_state(tiny_model) == before
+    with tiny_model.intervene(edit, *items) as fresh:
+        expected = tiny_model.pipe(**tiny_model.pipeline_kwargs(other), output_type="np").images[0]
+    assert np.array_equal(second, expected)
+    assert ctx.step == fresh.step == edit.steps - 1
+    assert set(ctx.captures) == set(fresh.captures) == {("single.1", 0), ("double.0", 1), ("double.0", 3)}
+    assert all(torch.equal(ctx.captures[k], fresh.captures[k]) for k in fresh.captures)
+    assert ctx.fired == fresh.fired
+    assert not torch.equal(ctx.captures[("single.1", 0)], kept[("single.1", 0)])  # another seed: other rows
+    assert first_captures is not ctx.captures and first_fired is not ctx.fired
+    assert all(torch.equal(first_captures[k], kept[k]) for k in kept)  # the first run's results untouched
+
+
+def test_an_intervene_cannot_be_entered_inside_itself(tiny_model, edit):
+    before = _hook_state(tiny_model)
+    ctx = tiny_model.intervene(edit, mi.Capture("single.0"), mi.Knockout("ref", "image"))
+    with ctx:
+        installed = _hook_state(tiny_model)
+        with pytest.raises(RuntimeError, match="already active: it cannot be entered again inside its own"):
+            with ctx:
+                pass
+        assert _hook_state(tiny_model) == installed  # the refused entry touched nothing
+        tiny_model.pipe(**tiny_model.pipeline_kwargs(edit))
+    assert _hook_state(tiny_model) == before
+    assert len(ctx.captures) == edit.steps
+    with ctx:  # once exited it may be entered again
+        pass
+    assert _hook_state(tiny_model) == before
+
+
 def test_bad_patch_values_raise_before_anything_is_installed(tiny_model, edit):
     before = _hook_state(tiny_model)
     with pytest.raises(ValueError, match=r"shape \(5, 32\), expected \(48, 32\)"):

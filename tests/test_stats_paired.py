@@ -141,3 +141,36 @@ def test_a_paired_design_needs_paired_counts():
         d.interval((3,), Tally(3, 3))
     with pytest.raises(ValueError, match="q10, q01"):
         d.operating(q10=0.8, q01=0.4)
+
+
+def _decision(design: Design, n10: int, n01: int) -> Decision:
+    """The decision of a one-look ``design`` on ``n10`` a-only and ``n01`` b-only pairs of its budget."""
+    from mechinterp.stats import SequentialTest
+
+    test = SequentialTest(design)
+    return test.update(PairTally(n10=n10, n01=n01, n00=design.budget - n10 - n01))
+
+
+def test_states_with_one_statistic_decide_alike():
+    """``(2, 0)`` and ``(12, 6)`` of 25 pairs have Tango's Z = sqrt(2) at ``d0 = 0`` (2/sqrt(2) = 6/sqrt(18)),
+    computed one float step apart; this design's calibrated critical value fell between them, and one was
+    inconclusive while the other held, both with a lower end of 0.000 (their mirror images, (0, 2) and
+    (6, 12), one refuted). Rounded as the unpaired statistic is (``lattice.tie``), they tie and decide alike,
+    and so does every group of states with one exact statistic at these sizes."""
+    from fractions import Fraction
+
+    design = Design(H("a - b > 0"), budget=25, looks=1, alpha=0.1)
+    assert tango_z(2, 0, 25, 0.0) == tango_z(12, 6, 25, 0.0) and tango_z(0, 2, 25, 0.0) == tango_z(6, 12, 25, 0.0)
+    assert _decision(design, 2, 0) == _decision(design, 12, 6)
+    assert _decision(design, 2, 6) == _decision(design, 6, 12)
+    (crit,), _ = design.critical()
+    assert (tango_z(2, 0, 25, 0.0) > crit) == (tango_z(12, 6, 25, 0.0) > crit)  # the calibration's crossing rule
+    for n in (25, 31):
+        design = Design(H("a - b > 0"), budget=n, looks=1, alpha=0.1)
+        groups: dict = {}
+        for b in range(n + 1):
+            for c in range(1 if b == 0 else 0, n + 1 - b):  # Z(0) = (b - c) / sqrt(b + c): one exact value per group
+                groups.setdefault((b > c, Fraction((b - c) ** 2, b + c)), []).append((b, c))
+        for states in groups.values():
+            assert len({_decision(design, b, c) for b, c in states}) == 1, (n, states)
+            assert len({float(tango_z(b, c, n, 0.0)) for b, c in states}) == 1, (n, states)

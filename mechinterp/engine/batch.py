@@ -24,7 +24,7 @@ import torch
 
 from mechinterp.engine.edit import Edit
 from mechinterp.engine.interventions import Capture, Captures, Intervention, Patch
-from mechinterp.engine.generation import Generation, as_capture, render
+from mechinterp.engine.generation import Generation, generation_args, render
 from mechinterp.engine.layout import MAX_REFERENCE_AREA, TokenLayout
 
 
@@ -117,9 +117,7 @@ def generate_many(model, edits: Sequence[Edit], interventions: Iterable[Interven
     Patch values may be ``[batch, n, hidden]`` (see ``stack_captures``) to patch each sample
     with its own values. ``fired`` counts are those of the batched run, shared by every result.
     """
-    edits = list(edits)
-    interventions = tuple(interventions)
-    captures = [as_capture(c) for c in capture]
+    edits, interventions, captures = generation_args(edits, interventions, capture)
     layouts = check_batchable(model, edits, [*model.wiring, *interventions, *captures])
     first = edits[0]
     kwargs = model.call_kwargs(edits)

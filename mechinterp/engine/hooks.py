@@ -146,6 +146,12 @@ class Intervene:
     (default: when the transformer is on CUDA). ``layouts`` (a batch, one per row, ``layout`` first) may
     place token groups differently per row where only knockouts use them: each row's knockouts block
     its own positions; captures and patches need their groups alike in every row (``ValueError``).
+
+    One ``Intervene`` may be entered again after it exits: each entry starts afresh, at step -1 with
+    new ``captures`` and ``fired`` (the previous entry's objects are left as they were, for whoever
+    holds them), so a second run records exactly what a new ``Intervene`` would. Entering it again
+    while it is active (nested in itself) is refused with a ``RuntimeError``: its one step clock
+    cannot count two runs.
     """
 
     def __init__(self, transformer: nn.Module, layout: TokenLayout, interventions: Iterable[Intervention] = (),
@@ -164,6 +170,7 @@ class Intervene:
         self.captures = Captures()
         self.fired: Counter = Counter()
         self.step = -1
+        self._active = False
         self._handles: list = []
         self._saved_processors: dict | None = None
         self._hidden = getattr(transformer, "inner_dim", None)
@@ -266,7 +273,13 @@ class Intervene:
 
     # -- install / remove ---------------------------------------------------------------------
     def __enter__(self) -> "Intervene":
+        if self._active:
+            raise RuntimeError("this Intervene is already active: it cannot be entered again inside its own "
+                               "`with` block (nest a second Intervene instead)")
         self.truncation = None
+        self.step = -1  # each entry is a new run: a fresh step clock, captures and firing counts
+        self.captures = Captures()
+        self.fired = Counter()
         actions, edges = self._plan()
         device = self._device()
         if self.offload_captures is None:
@@ -289,9 +302,11 @@ class Intervene:
         except BaseException:
             self._remove()
             raise
+        self._active = True
         return self
 
     def __exit__(self, *exc) -> bool:
+        self._active = False
         self._remove()
         return False
 

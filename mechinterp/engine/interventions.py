@@ -122,12 +122,17 @@ class Patch:
         if isinstance(v, torch.Tensor):
             if v.ndim not in (2, 3):
                 raise ValueError(f"patch values must be [n_tokens, hidden] or [batch, n_tokens, hidden], got shape {tuple(v.shape)}")
+            tensors = {"": v}
         elif isinstance(v, Mapping):
             bad = [k for k, t in v.items() if not isinstance(t, torch.Tensor)]
             if bad:
                 raise ValueError(f"patch values must map (site, step) to tensors; entries {bad[:3]} are not tensors")
+            tensors = {f" at {k!r}": t for k, t in v.items()}
         else:
             raise ValueError(f"patch values must be a Captures dict, a mapping or a tensor, got {type(v).__name__}")
+        if not self._values_digest:  # a resolved copy carries values already checked
+            for where, t in tensors.items():
+                _check_finite(self, where, t)
 
     def values_digest(self) -> str:
         """Content hash of the values (computed once per patch and its resolved copies)."""
@@ -162,6 +167,19 @@ class Patch:
     def describe(self) -> str:
         """One-line human-readable form."""
         return f"Patch({self.site}, {self.tokens}, steps={'all' if self.steps is None else list(self.steps)})"
+
+
+def _check_finite(patch: Patch, where: str, t: torch.Tensor) -> None:
+    """``ValueError`` when patch values hold NaN or infinity: written into a forward pass they would
+    silently turn the generation into noise (or NaNs) instead of failing."""
+    if not (t.is_floating_point() or t.is_complex()) or t.numel() == 0:
+        return
+    finite = torch.isfinite(t)
+    if not bool(finite.all()):
+        first = tuple(int(i) for i in torch.nonzero(~finite)[0])
+        n_nan = int(torch.isnan(t).sum())
+        raise ValueError(f"{patch.describe()}: values{where} must be finite; they hold {n_nan} NaN and "
+                         f"{int((~finite).sum()) - n_nan} infinite entries (the first at index {first})")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import torch
 
 from mechinterp.engine.batch import generate_many
 from mechinterp.engine.edit import Edit
-from mechinterp.engine.generation import Generation, as_capture, render
+from mechinterp.engine.generation import Generation, generation_args, render
 from mechinterp.engine.hooks import Intervene, check_modes
 from mechinterp.engine.identity import ModelSource, content_id
 from mechinterp.engine.interventions import Intervention, Knockout
@@ -243,8 +243,7 @@ class Model:
         With no interventions (and no wiring) the image is exactly the pipeline's own output
         for ``pipeline_kwargs(edit)`` (the prompt's memoised embedding is what the pipeline computes).
         """
-        interventions = tuple(interventions)
-        captures = [as_capture(c) for c in capture]
+        (edit,), interventions, captures = generation_args((edit,), interventions, capture)
         with self.intervene(edit, *interventions, *captures) as ctx:
             out = self.pipe(**self.call_kwargs([edit]), output_type="np")
         if ctx.step + 1 != edit.steps:

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from mechinterp.judges.cache import VerdictCache, bundle_key
-from mechinterp.judges.images import as_rgb
-from mechinterp.io import image_digest
+from mechinterp.io import as_rgb, image_digest
 from mechinterp.judges.questions import QUESTIONS, Question, get_question
 from mechinterp.judges.verdict import Verdict
 

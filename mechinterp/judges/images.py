@@ -15,7 +15,7 @@ import math
 
 from PIL import Image
 
-from mechinterp.io import bounded_memo, pixel_key
+from mechinterp.io import as_rgb, bounded_memo, pixel_key
 
 #: longest side the API keeps unresized (Anthropic vision docs)
 MAX_EDGE_PX = 1568
@@ -23,20 +23,6 @@ MAX_EDGE_PX = 1568
 MAX_PIXELS = 1_200_000
 #: the API's per-image limit on the base64 payload
 MAX_BASE64_BYTES = 5 * 1024 * 1024
-
-
-def as_rgb(image: Image.Image) -> Image.Image:
-    """``image`` in RGB mode (alpha composited on white); errors name what was passed."""
-    if not isinstance(image, Image.Image):
-        raise TypeError(f"expected a PIL.Image.Image, got {type(image).__name__}")
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("RGBA", "LA", "P") and (image.mode != "P" or "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
-        canvas.paste(rgba, mask=rgba.getchannel("A"))
-        return canvas
-    return image.convert("RGB")
 
 
 def fit_for_api(image: Image.Image) -> Image.Image:

@@ -18,6 +18,7 @@ an *unpaired* one on its two arms' successes ``(ka, kb)`` (two independent binom
 A *statistic* orders the states of a look (larger: more evidence for the one-sided alternative)
 and a *crossing rule* says which states cross at a critical value; the crossing set at a value is
 the states whose statistic exceeds it, and the calibration books exactly the crossing rule's mass.
+Both kinds round their statistic the same way (:func:`tie`), so float noise never splits a tie.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from scipy.signal import fftconvolve
 
 from mechinterp.stats.spending import alpha_spent
 
+#: decimals a statistic is rounded to (:func:`tie`), far above float noise and far below any real difference
+TIE_DECIMALS = 12
 #: share of the spending a nuisance grid may use: the error between grid points can exceed the grid's
 #: maximum by a fraction of a percent (checked on finer grids in the tests)
 GRID_MARGIN = 0.98
@@ -38,6 +41,13 @@ EPS = 1e-12
 
 #: ``step(m, p, q, bs, cs)``: pmf of the two counts' increments over ``m`` tasks on the box ``bs x cs``
 Step = Callable[[int, float, float, tuple[int, int], tuple[int, int]], np.ndarray]
+
+
+def tie(z):
+    """A statistic rounded to ``TIE_DECIMALS`` decimals (``±inf`` kept), so that values equal in exact
+    arithmetic but not in float rounding (symmetric states, equal ratios) compare equal: a critical value
+    can then never fall between them and decide two states with the same statistic apart."""
+    return np.round(z, TIE_DECIMALS)
 
 
 @dataclass

@@ -38,7 +38,7 @@ from scipy.special import gammaln
 from scipy.stats import norm
 
 from mechinterp.stats.intervals import CONFIDENCE, Interval
-from mechinterp.stats.lattice import Mass, calibrate, crossing_error, operating
+from mechinterp.stats.lattice import Mass, calibrate, crossing_error, operating, tie
 
 #: discordance values on the null boundary over which the critical values are maximised
 NUISANCE_GRID = 13
@@ -108,7 +108,11 @@ class PairTally:
 
 
 def tango_z(n10, n01, n: int, d0):
-    """Tango's score statistic for ``a - b = d0`` (vectorised over counts or ``d0``); 0 when undefined."""
+    """Tango's score statistic for ``a - b = d0`` (vectorised over counts or ``d0``); 0 when undefined.
+
+    Rounded as the unpaired statistic is (:func:`mechinterp.stats.lattice.tie`): states whose statistics
+    are equal in exact arithmetic (``(2, 0)`` and ``(12, 6)`` at ``d0 = 0``: both ``sqrt(2)``) tie, so the
+    calibration, the decision of a look and its interval can never put a critical value between them."""
     b, c, d0 = np.asarray(n10, float), np.asarray(n01, float), np.asarray(d0, float)
     B = -(b + c) + (2 * n - b + c) * d0
     C = -c * d0 * (1 - d0)
@@ -118,7 +122,7 @@ def tango_z(n10, n01, n: int, d0):
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(var > 1e-300, num / np.sqrt(np.where(var > 1e-300, var, 1.0)),
                      np.where(num > 0, np.inf, np.where(num < 0, -np.inf, 0.0)))
-    return z
+    return tie(z)
 
 
 @lru_cache(maxsize=65536)

@@ -41,15 +41,13 @@ import numpy as np
 from mechinterp.stats.binomial import binomial_pmf
 from mechinterp.stats.counts import Tally
 from mechinterp.stats.intervals import CONFIDENCE, Interval, newcombe
-from mechinterp.stats.lattice import Mass, calibrate, crossing_error, operating
+from mechinterp.stats.lattice import Mass, calibrate, crossing_error, operating, tie
 from mechinterp.stats.paired import z_tail
 
 #: the largest ``z`` the statistic resolves; a state whose lower end still exceeds ``d0`` there crosses at every level
 Z_MAX = 40.0
-#: bisection steps of the statistic (``Z_MAX / 2**60``: far below the rounding that merges ties)
+#: bisection steps of the statistic (``Z_MAX / 2**60``: far below the rounding that merges ties, ``lattice.tie``)
 _STEPS = 60
-#: decimals the statistic is rounded to, so that mathematically equal values (symmetric states) tie
-_DECIMALS = 12
 #: rates of arm b on the null boundary over which the critical values are maximised: evenly spaced, as
 #: the exact error wiggles across the whole boundary (with 13 points it exceeded alpha by up to 0.5 %
 #: between them at 200-320 answers per arm; with 21 it stays within, checked on 161- and 321-point grids)
@@ -171,7 +169,7 @@ def _lattice_z(n: int, d0: float) -> np.ndarray:
         mid = (lo + hi) / 2.0
         ok = newcombe_lower(ka, n, kb, n, mid) > d0
         lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-    out = np.where(~some, -np.inf, np.where(top, np.inf, np.round(lo, _DECIMALS)))
+    out = np.where(~some, -np.inf, np.where(top, np.inf, tie(lo)))
     out.setflags(write=False)
     return out
 
