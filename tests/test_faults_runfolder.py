@@ -206,4 +206,4 @@ def test_a_folder_of_an_older_mechinterp_is_refused_only_when_it_holds_rows(pyte
                                      "checked against this run's; use a new --mi-report folder*"])
     else:
         assert result.ret == pytest.ExitCode.OK
-        assert set(json.loads((parts / "settings.json").read_text())) == {*old, "judge_config", "data_dir", "fingerprints"}
+        assert set(json.loads((parts / "settings.json").read_text())) == {*old, "judge_config", "data_dir", "fingerprints", "shard"}
