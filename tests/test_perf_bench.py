@@ -82,6 +82,12 @@ def test_cost_alone_runs_no_bench_and_reuses_a_saved_gpu_measurement(tmp_path, c
     assert main(["--cost"]) == 0
     out = capsys.readouterr().out
     assert "measured on NVIDIA H200 2026-12-01" in out and "PROJECTED" not in out
+    # measured on an H100: its hours are H100-hours, and the table says it is projected from those times
+    harness.save(tmp_path / "reports" / "bench" / "klein-9b-cuda.json", "klein-9b", {}, [m("clean", 2.0, 1.0)],
+                 {"device_name": "NVIDIA H100 80GB HBM3", "date": "2026-12-02"})
+    assert main(["--cost"]) == 0
+    out = capsys.readouterr().out
+    assert "| H100-hours |" in out and "| H200-hours |" not in out and "Projected from times measured on the H100" in out
 
 
 def test_bench_results_go_to_an_ignored_folder_unless_asked(tmp_path, monkeypatch):

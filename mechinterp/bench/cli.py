@@ -146,7 +146,7 @@ def run(args) -> int:
         if name == "klein-9b":
             measured_9b = results
     if args.cost:
-        timing, where = {}, "on this GPU"
+        timing, where = {}, f"on {env['device_name']}" if measured_9b else ""
         if measured_9b is None and not args.model:
             measured_9b, where = saved_9b([args.out, TRACKED])
         if measured_9b:
@@ -155,9 +155,10 @@ def run(args) -> int:
             print(f"Reproduction cost (transformer time measured {where}, +0.25 s/gen text encoder and VAE):")
         else:
             print(f"Reproduction cost (PROJECTED from FLOPs; no GPU measurement in this run; MFU {args.mfu}):")
-        print(cost.report(cost.reproduction(**timing, mfu=args.mfu)))
-        print(f"Break-even MFU for 3 H200-hours: {cost.break_even_mfu(3.0):.2f}\n")
-        _suite_cost(args, timing)
+        label = dict(gpu=cost.gpu_label(where), kind="measured") if measured_9b else {}  # hours of the GPU that measured
+        print(cost.report(cost.reproduction(**timing, mfu=args.mfu), **label))
+        print(f"Break-even MFU for 3 H200-hours (FLOP projection): {cost.break_even_mfu(3.0):.2f}\n")
+        _suite_cost(args, timing, label)
     return 0
 
 
@@ -199,7 +200,7 @@ def saved_9b(folders) -> tuple[list | None, str]:
     return None, ""
 
 
-def _suite_cost(args, timing: dict) -> None:
+def _suite_cost(args, timing: dict, label: dict | None = None) -> None:
     """Print the claims suite's own cost, replayed on the released verdicts, or say why not."""
     from mechinterp.bench import cost, suite_cost
     from mechinterp.claims import load_registry
@@ -214,7 +215,7 @@ def _suite_cost(args, timing: dict) -> None:
         return
     result = suite_cost.simulate(folder, load_registry(), samples=args.samples)
     print(suite_cost.describe(result))
-    print(cost.report(suite_cost.suite_lines(result, **timing, mfu=args.mfu)))
+    print(cost.report(suite_cost.suite_lines(result, **timing, mfu=args.mfu), **(label or {})))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ VAE and host work). Every number says which it is.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from mechinterp.bench.shapes import KLEIN_9B, TOKENS_1024, forward_flops
@@ -125,15 +126,40 @@ def break_even_mfu(target_hours: float, overhead_s: float = 0.25) -> float:
     return hi
 
 
-def report(lines: list[Line], target_hours: float = 3.0) -> str:
-    """The cost table as Markdown, with the total against the paper's 18 H200-hours."""
-    out = ["| run | generations | s / generation | H200-hours | source |", "|---|---:|---:|---:|---|"]
+def gpu_label(device_name: str) -> str:
+    """The short name of a GPU for an hours column: ``"NVIDIA H100 80GB HBM3"`` -> ``"H100"`` (the
+    first model number in the name; the whole name when there is none)."""
+    found = re.search(r"\b([A-Z]{1,2}\d{2,4}[A-Za-z]?)\b", device_name)
+    return found.group(1) if found else device_name.strip()
+
+
+#: what a cost table's numbers are: FLOP projections, projections from times measured on a GPU, or a
+#: dry run's tiny-model CPU timings (a check of the arithmetic, no figure of any GPU)
+KINDS = ("projected", "measured", "dry-run")
+
+
+def report(lines: list[Line], target_hours: float = 3.0, *, gpu: str = "H200", kind: str = "projected") -> str:
+    """The cost table as Markdown, in ``gpu``-hours (the GPU that measured or is projected), with the
+    total against the paper's 18 H200-hours; ``kind`` (``KINDS``) says what the numbers are, and a
+    dry run gives no verdict on the ``target_hours`` goal."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown cost kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+    unit = f"{gpu}-hours"
+    out = [f"| run | generations | s / generation | {unit} | source |", "|---|---:|---:|---:|---|"]
     for line in lines:
         out.append(f"| {line.what} | {line.generations} | {line.seconds_each:.2f} | {line.hours:.2f} | {line.source} |")
     total = sum(line.hours for line in lines)
     gens = sum(line.generations for line in lines)
     out.append(f"| **total** | {gens} | | **{total:.2f}** | paper: {PAPER_H200_HOURS:.0f} H200-hours for {PAPER_TASKS} tasks |")
     verdict = "meets" if total <= target_hours else "misses"
-    out.append(f"\nProjected {total:.2f} H200-hours = {total / PAPER_H200_HOURS:.0%} of the paper's; {verdict} the "
-               f"{target_hours:g}-hour goal.")
+    if kind == "dry-run":
+        out.append(f"\nDry run: {total:.2f} hours from tiny-model {gpu} timings; this checks the arithmetic only, "
+                   f"it is no GPU figure and says nothing about the {target_hours:g}-hour goal.")
+    elif kind == "measured":
+        out.append(f"\nProjected from times measured on the {gpu}: {total:.2f} {unit} for the whole run = "
+                   f"{total / PAPER_H200_HOURS:.0%} of the paper's {PAPER_H200_HOURS:.0f} H200-hours; on this projection "
+                   f"it {verdict} the {target_hours:g}-hour goal.")
+    else:
+        out.append(f"\nProjected {total:.2f} {unit} = {total / PAPER_H200_HOURS:.0%} of the paper's; {verdict} the "
+                   f"{target_hours:g}-hour goal.")
     return "\n".join(out)

@@ -11,7 +11,13 @@ Phases, in one process (the tests in a child pytest):
    encoder, FLUX.2 VAE, the same transformer): clean, capture/patch by the engine and its peers
    (nnsight through its diffusers support), a knockout in each mode, a reference drop, a batch;
    with the CUDA peak memory of each;
-4. ``cost``: the reproduction's H200-hours from the measured times (``mechinterp.bench.cost``).
+4. ``cost``: the reproduction's GPU-hours projected from the measured times (``mechinterp.bench.cost``),
+   labelled with the GPU that measured them.
+
+Each phase has a time budget (``BUDGETS_S``; the whole fits 6 minutes on an H100 with the install) and
+is stopped past it; after each phase the JSON is rewritten, and copied into ``--results-dir`` (default:
+``$OUT`` when set: the device machine's folder that comes back), so a later failure keeps the earlier
+figures.
 
 ``--dry-run`` does the same on the tiny pipeline on the CPU (the transformer bench on its
 transformer), in well under a minute: it proves the script, not the GPU. A phase that fails is
@@ -21,6 +27,9 @@ recorded with its error and the others still run; the exit status is non-zero if
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import datetime as _dt
 import gc
 import json
@@ -39,13 +48,42 @@ from mechinterp.bench import cost, harness
 from mechinterp.io import atomic_write
 
 PIPELINE_KNOCKOUT = "ref->text.padding"  # the pipeline bench's one knockout (the paper's headline setting)
+#: each phase's time limit on the GPU, from estimates (no GPU run yet): CUDA tests ~40 s + flex compiles;
+#: transformer ~30 settings x 2 rounds (warm-up + 1 timed) x ~1.5 s + a flex compile ~30 s; pipeline
+#: ~13 settings x 2 x ~2.5 s + building the random Qwen3-8B and VAE; with ~20 s of install and start,
+#: 20 + 75 + 140 + 105 + 10 = 350 s <= 6 min
+BUDGETS_S = {"cuda-tests": 75, "transformer": 140, "pipeline": 105, "cost": 10}
+
+
+class PhaseTimeout(BaseException):
+    """A phase ran past its budget (``BUDGETS_S``). A ``BaseException``, as ``KeyboardInterrupt``: the
+    libraries a phase runs (lazy imports, model builders) catch ``Exception`` and would swallow it."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float, name: str):
+    """Raise ``PhaseTimeout`` in this (main) thread when the block runs past ``seconds`` (SIGALRM)."""
+    def stop(signum, frame):
+        raise PhaseTimeout(f"{name} ran past its budget of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench/gpu-check", description=__doc__.splitlines()[0])
     p.add_argument("--dry-run", action="store_true", help="the same run on the tiny pipeline on the CPU (< 1 min)")
     p.add_argument("--out", default=None, help="the JSON to write (default: bench/results/gpu-check-<device>-<time>.json)")
-    p.add_argument("--repeats", type=int, default=None, help="timed rounds per bench (default: 2 on GPU, 1 dry)")
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds per bench after a warm-up (default: 1)")
+    p.add_argument("--results-dir", default=os.environ.get("OUT"),
+                   help="also write the JSON and the printed tables here after every phase (default: $OUT when set)")
+    p.add_argument("--budget-scale", type=float, default=1.0,
+                   help="multiply every phase's time budget (BUDGETS_S) by this (a slower GPU, a first look)")
     p.add_argument("--tests", default="tests/test_cuda.py", help="the CUDA tests to run ('' to skip)")
     p.add_argument("--mfu", type=float, default=0.45, help="MFU for the FLOP projections the cost table compares with")
     p.add_argument("--verdicts", default=None,
@@ -164,9 +202,11 @@ def _free(device) -> None:
         torch.cuda.empty_cache()
 
 
-def _cost(pipeline: list, transformer: list, mfu: float, verdicts: str | None) -> dict:
+def _cost(pipeline: list, transformer: list, mfu: float, verdicts: str | None, gpu: str = "H200",
+          kind: str = "measured") -> dict:
     """Reproduction cost from the measured whole-generation clean time and the transformer ratios
-    (and the claims suite's, replayed on ``verdicts``, when that folder exists)."""
+    (and the claims suite's, replayed on ``verdicts``, when that folder exists), in ``gpu``-hours;
+    ``kind`` is ``"dry-run"`` for the tiny model's CPU times (no verdict on the goal)."""
     p_clean = next(m for m in pipeline if m.name == "clean").median_s
     t_clean = next(m for m in transformer if m.name == "clean").median_s
     ratios = cost.generation_ratios(p_clean, t_clean, {m.name: m.ratio for m in transformer})
@@ -175,7 +215,7 @@ def _cost(pipeline: list, transformer: list, mfu: float, verdicts: str | None) -
     out = {"clean_generation_s": p_clean, "transformer_clean_s": t_clean, "generation_ratios": ratios,
            "lines": [dict(asdict(line), hours=line.hours) for line in lines],
            "total_hours": sum(line.hours for line in lines), "projected_total_hours": sum(line.hours for line in projected),
-           "table": cost.report(lines)}
+           "hours_of": gpu, "kind": kind, "table": cost.report(lines, gpu=gpu, kind=kind)}
     from mechinterp.tasks.families import data_dir_or_env
 
     data_dir = data_dir_or_env()
@@ -187,12 +227,12 @@ def _cost(pipeline: list, transformer: list, mfu: float, verdicts: str | None) -
         suite = suite_cost.suite_lines(suite_cost.simulate(folder, load_registry()), p_clean, ratios, mfu=mfu)
         out["suite_total_hours"] = sum(line.hours for line in suite)
         out["table"] += ("\n\nThe claims suite (sequential stopping, replayed on the released verdicts):\n\n"
-                         + cost.report(suite))
+                         + cost.report(suite, gpu=gpu, kind=kind))
     return out
 
 
 def run(args) -> int:
-    """Run every phase, write the JSON, print the tables; 0 when every phase passed."""
+    """Run every phase within its budget, rewrite the JSON after each, print the tables; 0 when every phase passed."""
     started = time.perf_counter()
     if not args.dry_run and not torch.cuda.is_available():
         print("bench/gpu-check: torch sees no CUDA GPU here; use --dry-run to check the script on the CPU", file=sys.stderr)
@@ -200,25 +240,45 @@ def run(args) -> int:
     device = torch.device("cpu" if args.dry_run else "cuda")
     if args.dry_run:
         torch.set_num_threads(1)
-    repeats = args.repeats or (1 if args.dry_run else 2)
+    repeats = args.repeats or 1
     env = _environment(device)
+    gpu = "CPU" if args.dry_run else cost.gpu_label(env["device_name"])
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"bench/results/gpu-check-{'dry-run-cpu' if args.dry_run else 'cuda'}-{stamp}.json")
-    doc = {"check": "bench/gpu-check", "dry_run": args.dry_run, "environment": env, "repeats": repeats, "phases": {}}
+    copies = Path(args.results_dir) if args.results_dir else None
+    doc = {"check": "bench/gpu-check", "dry_run": args.dry_run, "environment": env, "gpu": gpu, "repeats": repeats,
+           "budgets_s": {k: v * args.budget_scale for k, v in BUDGETS_S.items()}, "phases": {}}
     measured: dict[str, list] = {}
 
+    def save() -> None:
+        """The JSON as it stands, here and in ``--results-dir`` (rewritten after every phase)."""
+        doc["seconds"] = round(time.perf_counter() - started, 1)
+        text = json.dumps(doc, indent=2) + "\n"
+        atomic_write(out, text)
+        if copies is not None:
+            atomic_write(copies / out.name, text)
+
     def phase(name: str, fn) -> None:
-        t0 = time.perf_counter()
-        print(f"[gpu-check] {name} ...", flush=True)
+        from mechinterp.engine.fast_attention import flex_stats
+
+        t0, flex0 = time.perf_counter(), flex_stats()
+        budget = doc["budgets_s"][name]
+        print(f"[gpu-check] {name} (budget {budget:g} s) ...", flush=True)
         try:
-            result = fn() or {}
+            with _time_limit(budget, name):
+                result = fn() or {}
             measured[name] = result.pop("measurements", None)
             entry = {"ok": not result.get("failed") and result.get("returncode", 0) in (0, 5), **result}
-        except Exception as err:  # a phase's failure is recorded; the other phases still run
+        except (Exception, PhaseTimeout) as err:  # a phase's failure or timeout is recorded; the others still run
             traceback.print_exc()
             entry = {"ok": False, "error": f"{type(err).__name__}: {err}"}
-        entry["seconds"] = round(time.perf_counter() - t0, 1)
+        entry["seconds"], entry["budget_s"] = round(time.perf_counter() - t0, 1), budget
+        entry["flex"] = {k: v - flex0[k] for k, v in flex_stats().items()}  # compiles and silent-no-more fall-backs
+        if entry["flex"]["fallbacks"]:
+            entry["ok"] = False
+            entry.setdefault("error", f"flex_attention fell back to its uncompiled kernel {entry['flex']['fallbacks']} times")
         doc["phases"][name] = entry
+        save()
         print(f"[gpu-check] {name}: {'ok' if entry['ok'] else 'FAILED'} in {entry['seconds']} s", flush=True)
 
     if args.tests:
@@ -256,29 +316,39 @@ def run(args) -> int:
     _free(device)
     phase("pipeline", pipeline_phase)
     if measured.get("pipeline") and measured.get("transformer"):
-        phase("cost", lambda: _cost(measured["pipeline"], measured["transformer"], args.mfu, args.verdicts))
-    doc["seconds"] = round(time.perf_counter() - started, 1)
+        phase("cost", lambda: _cost(measured["pipeline"], measured["transformer"], args.mfu, args.verdicts, gpu=gpu,
+                                    kind="dry-run" if args.dry_run else "measured"))
     doc["ok"] = all(p["ok"] for p in doc["phases"].values()) and {"transformer", "pipeline", "cost"} <= set(doc["phases"])
-    atomic_write(out, json.dumps(doc, indent=2) + "\n")
-    _print_summary(doc, measured, out)
+    save()
+    text = _summary(doc, measured, out)
+    print(text)
+    if copies is not None:
+        atomic_write(copies / (out.stem + ".md"), text + "\n")
     return 0 if doc["ok"] else 1
 
 
-def _print_summary(doc: dict, measured: dict, out: Path) -> None:
+def _summary(doc: dict, measured: dict, out: Path) -> str:
+    """The printed report: versions, ratio tables, cost table, phase times against their budgets."""
     env = doc["environment"]
-    print(f"\n# bench/gpu-check{' --dry-run' if doc['dry_run'] else ''}: {env['device_name']}, torch {env['torch']}, "
-          f"diffusers {env['diffusers']}, {env['date']}\n")
+    lines = [f"\n# bench/gpu-check{' --dry-run' if doc['dry_run'] else ''}: {env['device_name']}, torch {env['torch']}, "
+             f"diffusers {env['diffusers']}, {env['date']}\n"]
+    if doc["dry_run"]:
+        lines.append("Dry run: the tiny model on the CPU. It checks the script; no figure here is a GPU figure.\n")
     for name in ("transformer", "pipeline"):
         if measured.get(name):
-            print(f"## {name} (× one clean generation, same process)\n\n{harness.peer_table(measured[name])}\n\n"
-                  f"{harness.table(measured[name])}\n")
+            lines.append(f"## {name} (× one clean generation, same process, on {doc['gpu']})\n\n"
+                         f"{harness.peer_table(measured[name])}\n\n{harness.table(measured[name])}\n")
     if "pipeline" in doc["phases"] and "peak_mb" in doc["phases"]["pipeline"]:
-        print(f"Pipeline peak memory: {doc['phases']['pipeline']['peak_mb']:.0f} MiB\n")
+        lines.append(f"Pipeline peak memory: {doc['phases']['pipeline']['peak_mb']:.0f} MiB\n")
     if doc["phases"].get("cost", {}).get("table"):
-        print(f"## cost of a full reproduction (measured times)\n\n{doc['phases']['cost']['table']}\n")
+        what = "dry run, tiny-model CPU times" if doc["dry_run"] else f"projected from times measured on the {doc['gpu']}"
+        lines.append(f"## cost of a full reproduction ({what})\n\n{doc['phases']['cost']['table']}\n")
     for name, p in doc["phases"].items():
-        print(f"- {name}: {'ok' if p['ok'] else 'FAILED'}, {p['seconds']} s" + (f" — {p['error']}" if "error" in p else ""))
-    print(f"\n[gpu-check] {'ok' if doc['ok'] else 'FAILED'} in {doc['seconds']} s; wrote {out}")
+        lines.append(f"- {name}: {'ok' if p['ok'] else 'FAILED'}, {p['seconds']} s of {p['budget_s']:g} s; flex "
+                     f"compiles {p['flex']['compiles']}, fall-backs {p['flex']['fallbacks']}"
+                     + (f" — {p['error']}" if "error" in p else ""))
+    lines.append(f"\n[gpu-check] {'ok' if doc['ok'] else 'FAILED'} in {doc['seconds']} s; wrote {out}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,8 @@ around the attention call.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +30,8 @@ from diffusers.models.transformers.transformer_flux2 import (
 )
 
 from mechinterp.engine.rows import Rows
+
+_log = logging.getLogger(__name__)
 
 #: processors whose maths ``project``/``finish`` reproduce; anything else keeps the dense-mask path
 STOCK_PROCESSORS = (Flux2AttnProcessor, Flux2ParallelSelfAttnProcessor)
@@ -164,11 +168,63 @@ def flex_available() -> bool:
     return True
 
 
-_COMPILED_FLEX = {}
+#: the backend that compiles ``flex_attention`` per device type; a device type not named runs the
+#: uncompiled reference kernel (on the CPU inductor's flex kernel takes minutes to build)
+FLEX_BACKENDS: dict[str, object] = {"cuda": "inductor"}
+_FLEX_WRAPPERS: dict[str, object] = {}  # device type -> the one compiled wrapper, built on first use
+#: what the flex path did in this process: calls, graphs compiled during them, fall-backs to the
+#: uncompiled kernel past torch's recompile limit (each one also warned)
+FLEX_STATS = {"calls": 0, "compiles": 0, "fallbacks": 0}
+
+
+class FlexFallbackWarning(RuntimeWarning):
+    """``flex_attention`` ran uncompiled because torch hit its recompile limit (slow and memory-hungry)."""
+
+
+def set_flex_backend(device_type: str, backend) -> None:
+    """Compile flex knockouts on ``device_type`` with ``backend`` (``None``: run them uncompiled).
+
+    Why: on CUDA the default (inductor) fuses the mask into the attention kernel; on the CPU the
+    tests compile with a cheap backend (``"eager"``, a counting one) to check compiles per shape.
+    """
+    if backend is None:
+        FLEX_BACKENDS.pop(device_type, None)
+    else:
+        FLEX_BACKENDS[device_type] = backend
+    _FLEX_WRAPPERS.pop(device_type, None)
+
+
+def flex_stats() -> dict:
+    """A copy of ``FLEX_STATS`` (calls, compiles, fallbacks): the bench records it per phase."""
+    return dict(FLEX_STATS)
+
+
+def _flex_wrapper(device_type: str):
+    """The one compiled ``flex_attention`` of ``device_type`` (``None`` when it runs uncompiled)."""
+    backend = FLEX_BACKENDS.get(device_type)
+    if backend is None:
+        return None
+    if device_type not in _FLEX_WRAPPERS:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        _FLEX_WRAPPERS[device_type] = torch.compile(flex_attention, dynamic=False, backend=backend)
+    return _FLEX_WRAPPERS[device_type]
+
+
+def _signature_mask(dest_sig: torch.Tensor, src_sig: torch.Tensor):
+    """The ``mask_mod`` of a knockout: query ``q`` may see key ``k`` unless one of ``q``'s
+    destination edges has ``k`` as a source. The same code for every knockout; the edges live only
+    in the two captured tensors, which torch.compile lifts to graph inputs (no recompile per mask)."""
+
+    def allowed(b, h, q_idx, kv_idx):
+        return (dest_sig[q_idx] & src_sig[kv_idx]) == 0
+
+    return allowed
 
 
 def flex_block_mask(edges: Sequence[Blocked], seq_len: int, device):
-    """A flex-attention ``BlockMask`` blocking ``edges`` (built once per layout and step set).
+    """A flex-attention ``BlockMask`` blocking ``edges`` (callers cache it per layout and step set:
+    ``attention._build_plan``).
 
     ``ValueError`` when some query would be left with no key (as ``SplitPlan``).
     """
@@ -176,20 +232,42 @@ def flex_block_mask(edges: Sequence[Blocked], seq_len: int, device):
 
     dest_sig, src_sig = _signatures(edges, seq_len)
     check_keys(edges, seq_len)
-    dest_sig, src_sig = dest_sig.to(device), src_sig.to(device)
-
-    def allowed(b, h, q_idx, kv_idx):
-        return (dest_sig[q_idx] & src_sig[kv_idx]) == 0
-
+    allowed = _signature_mask(dest_sig.to(device), src_sig.to(device))
     return create_block_mask(allowed, B=None, H=None, Q_LEN=seq_len, KV_LEN=seq_len, device=device)
 
 
 def flex_attend(q, k, v, block_mask) -> torch.Tensor:
-    """Flex attention of ``[B, S, H, D]`` tensors under ``block_mask`` (compiled on CUDA)."""
+    """Flex attention of ``[B, S, H, D]`` tensors under ``block_mask``, compiled where
+    ``FLEX_BACKENDS`` names the device type (CUDA by default), once per shape and dtype.
+
+    Past torch's recompile limit torch would silently run the uncompiled kernel (2-5x slower,
+    GBs more memory at 8,704 tokens); here that is a ``FlexFallbackWarning``, logged and counted
+    in ``FLEX_STATS["fallbacks"]``, and then the uncompiled kernel runs.
+    """
     from torch.nn.attention.flex_attention import flex_attention
 
-    fn = flex_attention
-    if q.device.type == "cuda":
-        fn = _COMPILED_FLEX.setdefault("cuda", torch.compile(flex_attention, dynamic=False))
-    out = fn(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_mask=block_mask)
+    # one memory layout for every block: double blocks concatenate q/k/v, single blocks slice a fused
+    # projection, and a stride difference alone would be a second compile
+    args = tuple(t.transpose(1, 2).contiguous() for t in (q, k, v))
+    FLEX_STATS["calls"] += 1
+    fn = _flex_wrapper(q.device.type)
+    if fn is None:
+        return flex_attention(*args, block_mask=block_mask).transpose(1, 2)
+    from torch._dynamo.exc import FailOnRecompileLimitHit
+    from torch._dynamo.utils import counters
+
+    graphs = counters["stats"]["unique_graphs"]  # graphs dynamo compiles inside this call are ours
+    try:
+        with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+            out = fn(*args, block_mask=block_mask)
+        FLEX_STATS["compiles"] += counters["stats"]["unique_graphs"] - graphs
+    except FailOnRecompileLimitHit:
+        FLEX_STATS["fallbacks"] += 1
+        msg = (f"flex_attention hit torch's recompile limit ({torch._dynamo.config.recompile_limit}) at q "
+               f"{tuple(q.shape)} {q.dtype}: running it uncompiled (slow); fallbacks so far: {FLEX_STATS['fallbacks']}")
+        _log.warning(msg)
+        warnings.warn(msg, FlexFallbackWarning, stacklevel=2)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "flex_attention called without torch.compile")
+            out = flex_attention(*args, block_mask=block_mask)
     return out.transpose(1, 2)
