@@ -118,9 +118,11 @@ def as_rgb(image) -> Image.Image:
 
 
 def image_digest(image) -> str:
-    """SHA-256 of a PIL image's RGB pixels and size: equal images hash equal whatever file or mode they
-    came from, and the hash does not depend on an encoder's version (generation and verdict cache keys)."""
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    """SHA-256 of a PIL image's pixels as :func:`as_rgb` gives them (what the model and the judges see) and its
+    size: equal images hash equal whatever file or mode they came from, two images the readers see differently
+    (an RGBA pair differing in alpha) hash differently, and the hash does not depend on an encoder's version
+    (generation, verdict and instruction-proposal cache keys)."""
+    rgb = as_rgb(image)
     h = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
     h.update(rgb.tobytes())
     return h.hexdigest()

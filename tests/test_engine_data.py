@@ -161,3 +161,21 @@ def test_generate_names_a_misplaced_argument(tiny_model, edit):
     m = tiny_model.multiple_of  # the pipeline would otherwise resize a size it cannot patch, with a warning
     with pytest.raises(ValueError, match=rf"height and width must be multiples of {m} for this model, got {64 + m // 2}x64"):
         tiny_model.generate(edit.replace(height=64 + m // 2))
+
+
+def test_an_image_digest_is_of_the_pixels_the_readers_see():
+    """Two RGBA images with equal colour channels and other alpha are two references to the model and the
+    judges (alpha is composited on white), so every cache key that hashes them must tell them apart; an
+    image and its composite hash alike (the instruction-proposal cache keys a raw task image by it)."""
+    import numpy as np
+    from PIL import Image
+
+    from mechinterp.io import as_rgb, image_digest
+
+    colour = np.zeros((8, 8, 4), dtype=np.uint8)
+    colour[..., 0] = 200
+    opaque, clear = colour.copy(), colour.copy()
+    opaque[..., 3], clear[..., 3] = 255, 0
+    a, b = Image.fromarray(opaque, "RGBA"), Image.fromarray(clear, "RGBA")
+    assert image_digest(a) != image_digest(b)
+    assert image_digest(b) == image_digest(as_rgb(b)) == image_digest(Image.new("RGB", (8, 8), "white"))
