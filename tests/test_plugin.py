@@ -10,6 +10,8 @@ import pytest
 
 import mechinterp.claims  # noqa: F401  (loads numpy/scipy here: pytester's in-process runs drop
 #                          modules they import, and numpy cannot be imported twice in one process)
+import mechinterp.judges.anthropic_judge  # noqa: F401  (the anthropic SDK too: a second import's sentinels
+#                                           are not the first one's, and its requests fail)
 from mechinterp.engine.meta import ModelMeta
 from mechinterp.testing.tiny import save_pipeline, tiny_pipeline
 
