@@ -588,7 +588,8 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 
         record_settings(run_dir, config.stash[_SETTINGS_KEY])
         # a claim still saved as crashed was interrupted (Ctrl-C), not crashed: left out, as if never run
-        write_outcomes(run_dir, _worker_id(config) or "main", {c: o for c, o in outcomes.items() if not o.get("crashed")})
+        finished = {cid: o for cid, o in outcomes.items() if not o.get("crashed")}
+        write_outcomes(run_dir, _worker_id(config) or "main", finished)
     if _worker_id(config) or not (run_dir / PARTS).is_dir():
         return
     from mechinterp.suite.report import finish_run

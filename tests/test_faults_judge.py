@@ -170,7 +170,8 @@ def test_batch_judge_failing_for_good_keeps_every_answer_it_got(fake_anthropic, 
     with pytest.raises(JudgeError) as info:
         judge.judge_many(items)
     (index,) = info.value.failures
-    assert "messages.batches.create(1 requests): still failing after 3 attempts (last: HTTP 529)" in info.value.failures[index]
+    why = info.value.failures[index]
+    assert "messages.batches.create(1 requests): still failing after 3 attempts (last: HTTP 529)" in why
     assert len(VerdictCache(tmp_path)) == 3
     rerun = make_judge(fake_anthropic, batch=True, cache=VerdictCache(tmp_path))
     assert answers(rerun.judge_many(items)) == answers(clean_verdicts(items))

@@ -107,7 +107,8 @@ def test_a_claim_whose_worker_crashed_is_an_error_in_junit(pytester, tmp_path):
     counts = result.parseoutcomes()
     assert counts["failed"] == 1
     suite = ET.parse(report / "junit.xml").getroot().find("testsuite")
-    errors = {c.get("name"): c.find("error").get("message") for c in suite.iter("testcase") if c.find("error") is not None}
+    errors = {c.get("name"): c.find("error").get("message")
+              for c in suite.iter("testcase") if c.find("error") is not None}
     ((crashed, message),) = errors.items()
     assert re.fullmatch(re.escape(crashed) + r": error: worker gw\d crashed while running this claim", message), message
     assert (int(suite.get("tests")), suite.get("errors"), int(suite.get("skipped"))) == \

@@ -205,7 +205,8 @@ BATCH_STATUSES = ("in_progress", "canceling", "ended")
 def checked_batch(batch: Any) -> Any:
     """``batch`` if it is a Message Batch (an id and a known status), else :class:`MalformedReply`:
     a status of ``None`` would otherwise be polled until the batch time-out."""
-    if not isinstance(getattr(batch, "id", None), str) or getattr(batch, "processing_status", None) not in BATCH_STATUSES:
+    status = getattr(batch, "processing_status", None)
+    if not isinstance(getattr(batch, "id", None), str) or status not in BATCH_STATUSES:
         raise MalformedReply(f"not a Message Batch: {_shape(batch)}")
     return batch
 
