@@ -346,10 +346,34 @@ def _item_claim_id(item) -> str | None:
 
 class _OutcomeRecorder:
     """Records every claim item's outcome (passed, failed, error, skipped, xfailed) for the run folder, so
-    ``junit.xml`` and ``results.json`` list claims that errored or were skipped too."""
+    ``junit.xml`` and ``results.json`` list claims that errored or were skipped too.
+
+    The outcomes are saved as each claim starts and ends: a claim starts saved as a crash, so a process
+    killed inside it (an xdist worker's ``os._exit``, SIGKILL, OOM) leaves that claim an error on disk,
+    where pytest's controller reports it failed, and the claims it finished before keep theirs."""
 
     def __init__(self, config):
         self.config = config
+
+    def _save(self) -> None:
+        from mechinterp.suite.session import write_outcomes
+
+        write_outcomes(self.config.stash[_RUN_DIR_KEY], _worker_id(self.config) or "main",
+                       self.config.stash.get(_OUTCOMES_KEY, {}))
+
+    def pytest_runtest_logstart(self, nodeid, location) -> None:
+        """Save a starting claim as crashed: what stays on disk if this process dies inside it."""
+        cid = self.config.stash.get(_CLAIM_NODES_KEY, {}).get(nodeid)
+        if cid is not None:
+            from mechinterp.suite.session import crash_outcome
+
+            self.config.stash.setdefault(_OUTCOMES_KEY, {})[cid] = crash_outcome(_worker_id(self.config), nodeid)
+            self._save()
+
+    def pytest_runtest_logfinish(self, nodeid, location) -> None:
+        """Save a finished claim's outcome (its reports have replaced the crash)."""
+        if nodeid in self.config.stash.get(_CLAIM_NODES_KEY, {}):
+            self._save()
 
     def pytest_runtest_logreport(self, report) -> None:
         """Keep the first failing phase's outcome, else the call's."""
@@ -577,7 +601,9 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         from mechinterp.suite.session import write_outcomes
 
         record_settings(run_dir, config.stash[_SETTINGS_KEY])
-        write_outcomes(run_dir, _worker_id(config) or "main", outcomes)
+        # a claim still saved as crashed was interrupted (Ctrl-C), not crashed: left out, as if never run
+        finished = {cid: o for cid, o in outcomes.items() if not o.get("crashed")}
+        write_outcomes(run_dir, _worker_id(config) or "main", finished)
     if _worker_id(config) or not (run_dir / PARTS).is_dir():
         return
     from mechinterp.suite.report import finish_run

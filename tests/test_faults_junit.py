@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -79,3 +80,38 @@ def test_errored_and_skipped_claims_are_listed_under_xdist_too(pytester, tmp_pat
     assert int(suite.get("tests")) == len(collected) == len(results)
     assert int(suite.get("errors")) + int(suite.get("skipped")) == len(collected)
     assert {r["decision"] for r in results.values()} == {"error", "skipped"}
+
+
+CRASHING_CLAIMS = """
+import os
+import pytest
+
+@pytest.mark.claims(experiment="knockout")
+def test_knockout(claim):
+    if claim.family == "color" and not os.path.exists("crashed-once"):
+        open("crashed-once", "w").close()
+        os._exit(3)  # the worker dies inside the claim: no report, no sessionfinish
+    pytest.skip("no data for " + claim.id)
+"""
+
+
+def test_a_claim_whose_worker_crashed_is_an_error_in_junit(pytester, tmp_path):
+    """pytest counts the claim a dead worker was running as failed; the run's own junit.xml and results.json count
+    it as an error, beside the outcomes that worker saved before it died. (No worker restart: xdist 3.8's group
+    scheduler can die replacing a worker, pytest-dev/pytest-xdist#1189, #1362.)"""
+    pytester.makepyfile(test_claims=CRASHING_CLAIMS)
+    report = tmp_path / "run"
+    result = pytester.runpytest_subprocess("--report", str(report), "--cache-dir", str(tmp_path / "cache"), "-n", "2",
+                                           "--max-worker-restart", "0")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    counts = result.parseoutcomes()
+    assert counts["failed"] == 1
+    suite = ET.parse(report / "junit.xml").getroot().find("testsuite")
+    errors = {c.get("name"): c.find("error").get("message")
+              for c in suite.iter("testcase") if c.find("error") is not None}
+    ((crashed, message),) = errors.items()
+    assert re.fullmatch(re.escape(crashed) + r": error: worker gw\d crashed while running this claim", message), message
+    assert (int(suite.get("tests")), suite.get("errors"), int(suite.get("skipped"))) == \
+        (1 + counts.get("skipped", 0), "1", counts.get("skipped", 0))
+    results = json.loads((report / "results.json").read_text())
+    assert results[crashed]["decision"] == "error" and crashed.endswith("-color")

@@ -10,6 +10,8 @@ import pytest
 
 import mechinterp.claims  # noqa: F401  (loads numpy/scipy here: pytester's in-process runs drop
 #                          modules they import, and numpy cannot be imported twice in one process)
+import mechinterp.judges.anthropic_judge  # noqa: F401  (the anthropic SDK too: a second import's sentinels
+#                                           are not the first one's, and its requests fail)
 from mechinterp.engine.meta import ModelMeta
 from mechinterp.testing.tiny import save_pipeline, tiny_pipeline
 
@@ -206,6 +208,36 @@ def test_anthropic_judge_end_to_end_against_the_fake_server(pytester, tiny_dir, 
     assert (meta["judge_calls"], meta["seed"], meta["samples"], meta["judge_cost_usd"]) == (0, 0, 8, 0.0)  # all cached
     first = json.loads((report / "run.json").read_text())
     assert first["judge_calls"] == len(sent) and first["judge_input_tokens"] > 0 and first["judge_cost_usd"] > 0
+
+
+
+def test_judge_replies_cut_short_leave_every_claim_decided_as_in_a_clean_run(pytester, tiny_dir, tmp_path, fake_anthropic,
+                                                                            monkeypatch):
+    """Three 200 replies with a truncated body (the SDK raises JSONDecodeError outside its own errors) are retried:
+    the same verdicts and decisions as a clean run, each answer paid for once, and run.json counts the three."""
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_anthropic.base_url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-SECRET")
+    fake_anthropic.responder = lambda body: json.dumps(  # an answer that depends on the bundle's last image
+        {"pass": int(body["messages"][0]["content"][-2]["source"]["data"][-8] < "a"), "reason": "by the last image"})
+    pytester.path.joinpath("fake.claims.toml").write_text(ANTHROPIC_CLAIMS)
+
+    def run(name: str):
+        fake_anthropic.paid.clear()
+        pytester.runpytest("fake.claims.toml", "--judge", "anthropic", "--judge-config", "backoff_base=0.001",
+                           "--model", str(tiny_dir), "--samples", "8", "--cache-dir", str(tmp_path / name / "cache"), "--report", str(tmp_path / name / "run"))
+        folder = tmp_path / name / "run"
+        verdicts = sorted((folder / "verdicts.jsonl").read_text().splitlines())
+        return (json.loads((folder / "results.json").read_text()), verdicts,
+                json.loads((folder / "run.json").read_text()), dict(fake_anthropic.paid))
+
+    fake_anthropic.faults.extend(["truncated"] * 3)
+    results, verdicts, meta, paid = run("faulty")
+    assert not fake_anthropic.faults  # all three were served
+    assert len(results) == 2 and "error" not in {r["decision"] for r in results.values()}  # every claim decided
+    assert meta["judge_reasked"] == 3 and meta["judge_calls"] == len(paid) and set(paid.values()) == {1}
+    clean_results, clean_verdicts, clean_meta, clean_paid = run("clean")
+    assert (results, verdicts) == (clean_results, clean_verdicts)
+    assert paid.keys() == clean_paid.keys() and clean_meta["judge_reasked"] == 0
 
 
 UNRELATED_TESTS = """

@@ -4,9 +4,13 @@ One bundle is one Messages call: the Appendix-E system prompt (cached), then for
 its label and a base64 PNG, then the question; the one-line JSON reply becomes a
 :class:`~mechinterp.judges.verdict.Verdict`. A reply that is no verdict at all (broken JSON, empty,
 ``pass`` not 0/1) is asked again up to ``reask`` times (counted in ``usage.reasked``) before it is
-recorded as an abstention, so a transient glitch is never cached as the bundle's answer. ``batch=False`` judges with up to
+recorded as an abstention, so a transient glitch is never cached as the bundle's answer. A reply whose
+200 body is itself malformed (cut short, not a Messages response, no content) is retried by the client
+under the retry policy and counted in ``usage.reasked`` too. ``batch=False`` judges with up to
 ``max_concurrency`` calls in flight; ``batch=True`` sends everything not cached as Message
-Batches (half price, results within 24 h). Every reply paid for is counted in ``usage``.
+Batches (half price, results within 24 h). Every reply paid for is counted in ``usage``, and every
+verdict is delivered (so cached) as it comes, whatever happens to the other bundles: a rerun after a
+failure pays only for the bundles that got no verdict.
 """
 
 from __future__ import annotations
@@ -88,29 +92,37 @@ class AnthropicJudge(Judge):
         return self.verdict(bundle.question, parsed.passed, parsed.reason,
                             reply.total_input_tokens, reply.output_tokens)
 
+    def _malformed(self, cause: str, reply: ClientReply | None) -> None:
+        """Count one malformed 200 reply, about to be retried, as re-asked (and its tokens, where its
+        body gave them: they were billed)."""
+        if reply is not None:
+            self.usage.add(reply, batch=self.batch)
+        self.usage.add_reask()
+
     def _judge_fresh(self, bundles: list[tuple[str, Bundle]],
                      deliver: Callable[[str, Verdict], None]) -> dict[str, str]:
         if self.batch:
             return self._judge_batch(bundles, deliver)
         failures: dict[str, str] = {}
 
-        def one(bundle: Bundle) -> Verdict:
+        def one(key: str, bundle: Bundle) -> None:
+            label = f"{bundle.question.id}, bundle {key[:12]}"
             for asked in range(self.reask + 1):
                 reply = self.client.complete(bundle.question.system, bundle_content(bundle),
-                                             self.max_tokens)
+                                             self.max_tokens, label=label, on_malformed=self._malformed)
                 verdict = self._from_reply(bundle, reply, asked)
                 if verdict is not None:
-                    return verdict
+                    deliver(key, verdict)  # stored now, not after the other bundles: one failing loses none
+                    return
             raise AssertionError("unreachable: the last ask always gives a verdict")
 
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(bundles))) as pool:
-            futures = {pool.submit(one, b): key for key, b in bundles}
+            futures = {pool.submit(one, key, b): key for key, b in bundles}
             for future in as_completed(futures):
-                key = futures[future]
                 try:
-                    deliver(key, future.result())
+                    future.result()
                 except JudgeAPIError as err:
-                    failures[key] = str(err)
+                    failures[futures[future]] = str(err)
         return failures
 
     def _judge_batch(self, bundles: list[tuple[str, Bundle]],
@@ -133,8 +145,13 @@ class AnthropicJudge(Judge):
 
         failed: dict[str, str] = {}
         while requests:  # malformed replies go into another batch, at most ``reask`` times each
-            failed.update(run_batches(self.client, requests, on_reply, self.batch_poll_interval,
-                                      self.batch_max_rounds, self.batch_timeout))
+            try:
+                failed.update(run_batches(self.client, requests, on_reply, self.batch_poll_interval,
+                                          self.batch_max_rounds, self.batch_timeout,
+                                          on_malformed=self._malformed))
+            except JudgeAPIError as err:  # what was answered is delivered already; the rest fail with this
+                failed.update({cid: str(err) for cid in requests})
+                break
             requests = {cid: requests[cid] for cid in again}
             for cid in again:
                 asked[cid] = asked.get(cid, 0) + 1

@@ -4,7 +4,9 @@ Nothing is dropped silently: every request ends as a reply or as a reported fail
 are matched by ``custom_id`` (the API promises no order); a duplicate result line is ignored;
 ``errored`` (server-side), ``expired``, ``canceled`` and missing results are resubmitted in a
 new batch, up to ``max_rounds`` batches in all; an ``invalid_request_error`` is reported at
-once, because resubmitting it cannot help.
+once, because resubmitting it cannot help. A ``succeeded`` line whose message is malformed (no
+Messages response, no content) is resubmitted like an ``errored`` one, and told to
+``on_malformed`` so the judge counts it as re-asked.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mechinterp.judges.client import AnthropicClient, ClientReply, reply_from_message
+from mechinterp.judges.client import (AnthropicClient, ClientReply, MalformedReply, OnMalformed, ended_count,
+                                      reply_from_message)
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,8 @@ def _error_text(result: Any) -> tuple[str, bool]:
 def run_batches(client: AnthropicClient, requests: dict[str, dict],
                 on_reply: Callable[[str, ClientReply], None], poll_interval: float = 30.0,
                 max_rounds: int = 3, timeout: float = 24 * 3600.0,
-                sleep: Callable[[float], None] = time.sleep) -> dict[str, str]:
+                sleep: Callable[[float], None] = time.sleep,
+                on_malformed: OnMalformed | None = None) -> dict[str, str]:
     """Run ``{custom_id: params}`` through Message Batches, calling ``on_reply`` once per
     custom_id as results arrive. Returns ``{custom_id: why}`` for requests that never got a
     reply."""
@@ -53,7 +57,7 @@ def run_batches(client: AnthropicClient, requests: dict[str, dict],
             batch = client.retrieve_batch(batch.id)
         seen: set[str] = set()
         retry = {}
-        for line in client.batch_results(batch.id):
+        for line in client.batch_results(batch.id, ended_count(batch)):
             cid, result = line.custom_id, line.result
             if cid not in pending or cid in seen:
                 log.warning("batch %s: ignoring %s result for %r", batch.id,
@@ -61,7 +65,14 @@ def run_batches(client: AnthropicClient, requests: dict[str, dict],
                 continue
             seen.add(cid)
             if result.type == "succeeded":
-                on_reply(cid, reply_from_message(result.message))
+                try:
+                    reply = reply_from_message(getattr(result, "message", None))
+                except MalformedReply as err:
+                    retry[cid] = f"malformed 200 reply ({err})"
+                    if on_malformed is not None:
+                        on_malformed(retry[cid], err.reply)
+                    continue
+                on_reply(cid, reply)
             elif result.type == "errored":
                 why, retryable = _error_text(result)
                 (retry if retryable else failures)[cid] = why

@@ -9,10 +9,19 @@ server with millisecond back-off. The SDK's own retries are therefore switched o
 The API key is taken from the ``api_key`` argument or, as the SDK does, from the
 ``ANTHROPIC_API_KEY`` environment variable; ``ANTHROPIC_BASE_URL`` works the same way. The
 key is handed to the SDK and never stored on this object, logged, or shown in a repr.
+
+A reply with status 200 whose body is not the response asked for is retried like a transient
+failure, under the same policy: a body cut short (the SDK's ``APIResponse.parse`` hands the
+bytes to ``json.loads`` and lets ``JSONDecodeError`` through, outside its own exceptions), JSON of
+another shape (the SDK validates loosely: ``construct_type`` fills a ``Message`` with ``None``),
+or a Messages response with no content. ``APIResponseValidationError`` comes only with the SDK's
+strict validation, which would also reject replies that merely carry newer fields, so the shape
+is checked here instead (:func:`reply_from_message`, :func:`checked_batch`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -36,6 +45,19 @@ T = TypeVar("T")
 
 class JudgeAPIError(RuntimeError):
     """An API call failed for good: a non-retryable status, or retries exhausted."""
+
+
+class MalformedReply(Exception):
+    """A 200 reply that is not the response asked for (see module doc); retried. ``reply`` is its
+    text and usage where the body gave them (an empty content list is still billed)."""
+
+    def __init__(self, reason: str, reply: ClientReply | None = None) -> None:
+        super().__init__(reason)
+        self.reply = reply
+
+
+#: ``on_malformed(cause, reply)``: told of each malformed 200 reply before it is retried
+OnMalformed = Callable[[str, "ClientReply | None"], None]
 
 
 @dataclass(frozen=True)
@@ -104,12 +126,20 @@ def retry_after_seconds(headers: Any) -> float | None:
 
 
 def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, what: str,
-                      sleep: Callable[[float], None] = time.sleep) -> T:
-    """Run ``fn`` and retry it under ``policy`` on retryable statuses, time-outs and
-    connection errors; raise :class:`JudgeAPIError` naming ``what`` when it fails for good."""
+                      sleep: Callable[[float], None] = time.sleep,
+                      on_malformed: OnMalformed | None = None) -> T:
+    """Run ``fn`` and retry it under ``policy`` on retryable statuses, time-outs, connection
+    errors and malformed 200 replies (each also told to ``on_malformed``, so a caller can count
+    it); raise :class:`JudgeAPIError` naming ``what`` and the last cause when it fails for good."""
     for attempt in range(policy.max_retries + 1):
         try:
             return fn()
+        except (json.JSONDecodeError, UnicodeDecodeError, MalformedReply) as err:
+            reply = err.reply if isinstance(err, MalformedReply) else None
+            detail = str(err) if isinstance(err, MalformedReply) else f"body is not JSON: {err}"
+            retry_after, cause = None, f"malformed 200 reply ({detail[:200]})"
+            if on_malformed is not None:
+                on_malformed(cause, reply)
         except anthropic.APIStatusError as err:
             status = err.status_code
             if status not in RETRYABLE_STATUSES:
@@ -141,19 +171,64 @@ def _error_message(err: anthropic.APIStatusError) -> str:
     return str(inner.get("message") or err.message)[:300]
 
 
+def _shape(obj: Any) -> str:
+    return f"{type(obj).__name__} {str(obj)[:120]!r}"
+
+
 def reply_from_message(message: Any) -> ClientReply:
-    """Turn an SDK ``Message`` into a :class:`ClientReply` (text blocks joined)."""
-    text = "".join(getattr(b, "text", "") for b in (message.content or [])
-                   if getattr(b, "type", None) == "text")
-    usage = message.usage
-    return ClientReply(
-        text=text,
-        input_tokens=int(getattr(usage, "input_tokens", 0) or 0),
-        output_tokens=int(getattr(usage, "output_tokens", 0) or 0),
+    """Turn an SDK ``Message`` into a :class:`ClientReply` (text blocks joined); raise
+    :class:`MalformedReply` when it is no Messages response with token usage and some content,
+    so a reply that cannot be a verdict is retried rather than read as an empty answer."""
+    content = getattr(message, "content", None)
+    if getattr(message, "type", None) != "message" or not isinstance(content, list):
+        raise MalformedReply(f"not a Messages response: {_shape(message)}")
+    usage = getattr(message, "usage", None)
+    if not all(isinstance(getattr(usage, k, None), int) for k in ("input_tokens", "output_tokens")):
+        raise MalformedReply(f"a Messages response without token usage: {_shape(usage)}")
+    reply = ClientReply(
+        text="".join(getattr(b, "text", "") or "" for b in content if getattr(b, "type", None) == "text"),
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
         cache_creation_input_tokens=int(getattr(usage, "cache_creation_input_tokens", 0) or 0),
         cache_read_input_tokens=int(getattr(usage, "cache_read_input_tokens", 0) or 0),
         stop_reason=getattr(message, "stop_reason", None),
     )
+    if not content:
+        raise MalformedReply("a Messages response with an empty content list", reply)
+    return reply
+
+
+#: a Message Batch's ``processing_status`` values
+BATCH_STATUSES = ("in_progress", "canceling", "ended")
+
+
+def checked_batch(batch: Any) -> Any:
+    """``batch`` if it is a Message Batch (an id and a known status), else :class:`MalformedReply`:
+    a status of ``None`` would otherwise be polled until the batch time-out."""
+    status = getattr(batch, "processing_status", None)
+    if not isinstance(getattr(batch, "id", None), str) or status not in BATCH_STATUSES:
+        raise MalformedReply(f"not a Message Batch: {_shape(batch)}")
+    return batch
+
+
+def ended_count(batch: Any) -> int | None:
+    """How many results an ended batch reports (its ``request_counts``), or None when it says not."""
+    counts = getattr(batch, "request_counts", None)
+    values = [getattr(counts, k, None) for k in ("succeeded", "errored", "canceled", "expired")]
+    return sum(values) if all(isinstance(v, int) for v in values) else None
+
+
+def checked_results(lines: list[Any], expected: int | None = None) -> list[Any]:
+    """``lines`` if each is a batch result line (a ``custom_id`` and a result type) and there are
+    at least ``expected`` of them, else :class:`MalformedReply`: a body cut at a line boundary
+    parses cleanly, and its lost lines would otherwise be resubmitted and paid for again."""
+    for line in lines:
+        if not isinstance(getattr(line, "custom_id", None), str) or \
+                not isinstance(getattr(getattr(line, "result", None), "type", None), str):
+            raise MalformedReply(f"not a batch result line: {_shape(line)}")
+    if expected is not None and len(lines) < expected:
+        raise MalformedReply(f"{len(lines)} result lines where the batch reports {expected} results")
+    return lines
 
 
 #: what to do when :func:`has_api_key` is false
@@ -220,24 +295,31 @@ class AnthropicClient:
             "messages": [{"role": "user", "content": content}],
         }
 
-    def complete(self, system: str, content: list[dict] | str, max_tokens: int) -> ClientReply:
-        """One Messages call with retries; returns the reply text and its token usage."""
+    def complete(self, system: str, content: list[dict] | str, max_tokens: int, label: str = "",
+                 on_malformed: OnMalformed | None = None) -> ClientReply:
+        """One Messages call with retries; returns the reply text and its token usage. ``label``
+        names the request in errors; ``on_malformed`` is told of each malformed reply retried."""
         params = self.params(system, content, max_tokens)
-        message = call_with_retries(lambda: self.sdk.messages.create(**params), self.policy,
-                                    f"messages.create({self.model})")
-        return reply_from_message(message)
+        return call_with_retries(lambda: reply_from_message(self.sdk.messages.create(**params)), self.policy,
+                                 f"messages.create({self.model}{', ' + label if label else ''})",
+                                 on_malformed=on_malformed)
 
     def create_batch(self, requests: list[dict]) -> Any:
-        """Submit ``[{"custom_id": ..., "params": ...}, ...]`` as one Message Batch."""
-        return call_with_retries(lambda: self.sdk.messages.batches.create(requests=requests),
+        """Submit ``[{"custom_id": ..., "params": ...}, ...]`` as one Message Batch.
+
+        A malformed reply to the submission is retried too: the batch it may have created is
+        billed but never read (its id was in the lost body), the one price of not losing the run."""
+        return call_with_retries(lambda: checked_batch(self.sdk.messages.batches.create(requests=requests)),
                                  self.policy, f"messages.batches.create({len(requests)} requests)")
 
     def retrieve_batch(self, batch_id: str) -> Any:
         """The batch's current status object."""
-        return call_with_retries(lambda: self.sdk.messages.batches.retrieve(batch_id),
+        return call_with_retries(lambda: checked_batch(self.sdk.messages.batches.retrieve(batch_id)),
                                  self.policy, f"messages.batches.retrieve({batch_id})")
 
-    def batch_results(self, batch_id: str) -> list[Any]:
-        """Every result line of an ended batch (read fully inside the retry)."""
-        return call_with_retries(lambda: list(self.sdk.messages.batches.results(batch_id)),
-                                 self.policy, f"messages.batches.results({batch_id})")
+    def batch_results(self, batch_id: str, expected: int | None = None) -> list[Any]:
+        """Every result line of an ended batch (read fully inside the retry; read again when fewer
+        than ``expected`` lines came, the count the ended batch reports: :func:`ended_count`)."""
+        return call_with_retries(
+            lambda: checked_results(list(self.sdk.messages.batches.results(batch_id)), expected),
+            self.policy, f"messages.batches.results({batch_id})")

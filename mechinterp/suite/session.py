@@ -254,6 +254,14 @@ def write_outcomes(run_dir: Path, worker: str, outcomes: dict[str, dict]) -> Pat
     return path
 
 
+def crash_outcome(worker: str | None, nodeid: str) -> dict:
+    """The outcome a claim is saved with as it starts (see :func:`write_outcomes`): an error naming the
+    process, which stands if that process dies before the claim's reports replace it."""
+    who = f"worker {worker}" if worker else "the pytest process"
+    return {"outcome": "error", "message": f"{who} crashed while running this claim", "nodeid": nodeid,
+            "crashed": True}
+
+
 def merge_outcomes(run_dir: Path) -> dict[str, dict]:
     """Every worker's claim outcomes (see :func:`write_outcomes`), pooled."""
     out: dict[str, dict] = {}

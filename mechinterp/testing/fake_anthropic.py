@@ -10,7 +10,11 @@ headers) in ``.requests``; and injects faults on demand:
   ``"hang"`` (no answer until ``hang_seconds`` pass - longer than a test client's time-out),
   ``"malformed"`` (a reply whose text is broken JSON), ``"markdown"`` (the reply wrapped in a
   markdown code fence), ``"prose"`` (the reply JSON inside a sentence), ``"empty"`` (an empty
-  reply), ``"badpass"`` (the reply with ``"pass": 2``).
+  reply), ``"badpass"`` (the reply with ``"pass": 2``); and faults of the 200 body itself:
+  ``"truncated"`` (the JSON or JSONL body cut in half, on any endpoint), ``"notmessage"`` (valid JSON
+  that is not the response asked for), ``"nocontent"`` (a Messages response with an empty
+  ``content`` list). ``faults.extend(["truncated"] * 3)`` truncates the next three replies;
+  ``"ok"`` (no fault) is a placeholder that aims the faults after it at later requests.
 - ``server.batch_faults.append(f)`` - the next batch *item* gets ``"errored"`` (a server
   error), ``"invalid"`` (an ``invalid_request_error``), ``"expired"``, ``"canceled"``,
   ``"missing"`` (no result line at all), ``"duplicate"`` (its result line twice) or
@@ -18,6 +22,9 @@ headers) in ``.requests``; and injects faults on demand:
   Unknown fault names are rejected when added.
 
 The reply text comes from ``server.responder(request_json) -> str`` (default: a pass).
+``server.paid`` counts the answers delivered whole (a Messages reply, or a batch item that
+succeeded), keyed by the request's parameters (:func:`request_key`): what a client was charged
+for and could read, so a test can assert nothing was paid for twice.
 Usage is estimated the way Anthropic documents it: text ~ 4 characters a token, an image
 ``width * height / 750`` tokens, so tests can measure what a judge call costs.
 """
@@ -31,6 +38,7 @@ import math
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,12 +49,20 @@ _HTTP_FAULTS = {"429": "rate_limit_error", "529": "overloaded_error", "408": "ti
                 "409": "conflict_error", "400": "invalid_request_error",
                 "401": "authentication_error"}
 _TEXT_FAULTS = ("malformed", "markdown", "prose", "empty", "badpass")
+_BODY_FAULTS = ("truncated", "notmessage", "nocontent")
 _BATCH_FAULTS = ("errored", "invalid", "expired", "canceled", "missing", "duplicate",
                  "succeeded")
 
 
 def _is_request_fault(fault: str) -> bool:
-    return fault == "hang" or fault in _TEXT_FAULTS or (fault.isdigit() and len(fault) == 3)
+    return (fault in ("hang", "ok") or fault in _TEXT_FAULTS or fault in _BODY_FAULTS
+            or (fault.isdigit() and len(fault) == 3))
+
+
+def request_key(params: dict) -> str:
+    """One Messages request's parameters as a canonical string: the key of ``server.paid``, the
+    same for a synchronous call and the batch item that asks the same."""
+    return json.dumps(params, sort_keys=True)
 
 
 class FaultQueue(list):
@@ -138,13 +154,14 @@ class FakeAnthropicServer:
         self.polls_before_end = polls_before_end
         self.delay = delay
         self.faults: list[str] = FaultQueue(_is_request_fault, "an HTTP status such as '429', "
-                                            f"'hang', or one of {_TEXT_FAULTS}")
+                                            f"'hang', 'ok', or one of {_TEXT_FAULTS + _BODY_FAULTS}")
         self.batch_faults: list[str] = FaultQueue(_BATCH_FAULTS.__contains__,
                                                   f"one of {_BATCH_FAULTS}")
         self.requests: list[RecordedRequest] = []
         self.batches: dict[str, dict] = {}
         self.in_flight = 0
         self.max_in_flight = 0  #: most requests the server was handling at once
+        self.paid: Counter[str] = Counter()  #: answers delivered whole, by :func:`request_key`
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -222,12 +239,20 @@ class FakeAnthropicServer:
         if fault == "hang":
             self._stop.wait(self.hang_seconds)
             fault = None  # if anyone is still listening, answer normally
-        if fault is not None and fault not in _TEXT_FAULTS:
+        if fault == "ok":
+            fault = None
+        if fault is not None and fault not in _TEXT_FAULTS and fault not in _BODY_FAULTS:
             return self._error(handler, fault)
         if method == "POST" and path == "/v1/messages":
-            return self._send(handler, 200, _message(body or {}, self._reply(body or {}, fault)))
+            message = _message(body or {}, self._reply(body or {}, fault))
+            if fault == "nocontent":
+                message["content"] = []
+            if fault not in ("truncated", "notmessage"):
+                with self._lock:
+                    self.paid[request_key(body or {})] += 1
+            return self._send(handler, 200, message, fault=fault)
         if method == "POST" and path == "/v1/messages/batches":
-            return self._send(handler, 200, self._create_batch(body or {}))
+            return self._send(handler, 200, self._create_batch(body or {}), fault=fault)
         parts = path.strip("/").split("/")
         if method == "GET" and parts[:3] == ["v1", "messages", "batches"] and len(parts) >= 4:
             batch = self.batches.get(parts[3])
@@ -235,10 +260,10 @@ class FakeAnthropicServer:
                 return self._error(handler, "404")
             if len(parts) == 4:
                 batch["polls"] += 1
-                return self._send(handler, 200, self._batch_status(batch))
+                return self._send(handler, 200, self._batch_status(batch), fault=fault)
             if len(parts) == 5 and parts[4] == "results":
                 lines = "".join(json.dumps(r) + "\n" for r in batch["results"])
-                return self._send_raw(handler, 200, lines.encode(), "application/x-jsonl")
+                return self._send_raw(handler, 200, _faulty(lines.encode(), fault), "application/x-jsonl")
         return self._error(handler, "404")
 
     def _reply(self, body: dict, fault: str | None) -> str:
@@ -273,6 +298,8 @@ class FakeAnthropicServer:
                 params = request["params"]
                 result = {"type": "succeeded",
                           "message": _message(params, self._reply(params, None))}
+                with self._lock:
+                    self.paid[request_key(params)] += 1
             results.append({"custom_id": cid, "result": result})
             if fault == "duplicate":
                 results.append({"custom_id": cid, "result": result})
@@ -307,8 +334,10 @@ class FakeAnthropicServer:
         self._send(handler, status, {"type": "error", "error": {
             "type": kind, "message": f"fake {status}"}}, headers)
 
-    def _send(self, handler, status: int, payload: dict, headers: dict | None = None) -> None:
-        self._send_raw(handler, status, json.dumps(payload).encode(), "application/json", headers)
+    def _send(self, handler, status: int, payload: dict, headers: dict | None = None,
+              fault: str | None = None) -> None:
+        data = _faulty(json.dumps(payload).encode(), fault)
+        self._send_raw(handler, status, data, "application/json", headers)
 
     @staticmethod
     def _send_raw(handler, status: int, data: bytes, ctype: str,
@@ -324,6 +353,15 @@ class FakeAnthropicServer:
             handler.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (time-out); nothing to deliver
+
+
+def _faulty(data: bytes, fault: str | None) -> bytes:
+    """A 200 body as a body fault leaves it: cut in half, or replaced by JSON of another shape."""
+    if fault == "truncated":
+        return data[: len(data) // 2]
+    if fault == "notmessage":
+        return b'{"ok": true}'
+    return data
 
 
 def _make_handler(server: FakeAnthropicServer) -> type[BaseHTTPRequestHandler]:
