@@ -16,6 +16,7 @@ import mechinterp as mi
 from mechinterp.judges import VerdictCache
 from mechinterp.judges.cache import DB_NAME
 from mechinterp.suite.gencache import CachingModel, GenerationCache
+from mechinterp.testing.claims import knockout_claim_toml
 
 pytest_plugins = ["pytester"]
 
@@ -206,19 +207,7 @@ def test_damage_lists_are_pooled_once_each_and_shown_escaped_in_the_header():
     assert RunMeta.from_dict(pooled.to_dict()) == pooled
 
 
-USER_CLAIMS = """
-schema = 1
-
-[[claim]]
-id = "knockout[ref->text.template]-color"
-statement = "Blocking the chat-template tokens from the reference destroys the colour."
-family = "color"
-tasks = ["color"]
-experiment = { name = "knockout", source = "ref", dest = "text.template", blocks = "all" }
-question = "ko_text_padding.color"
-markers = ["color", "knockout"]
-hypothesis = "rate >= 0.5"
-"""
+USER_CLAIMS = knockout_claim_toml()
 
 
 def test_a_run_on_damaged_caches_recomputes_and_lists_each_entry_on_the_console_run_json_and_report(pytester, tmp_path):

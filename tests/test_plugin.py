@@ -14,23 +14,12 @@ import mechinterp.judges.anthropic_judge  # noqa: F401  (the anthropic SDK too: 
 #                                           are not the first one's, and its requests fail)
 from mechinterp.engine.meta import ModelMeta
 from mechinterp.testing.tiny import save_pipeline, tiny_pipeline
+from mechinterp.testing.claims import knockout_claim_toml
 
 pytest_plugins = ["pytester"]
 CLAIMS = Path(__file__).resolve().parents[1] / "claims"
 
-USER_CLAIMS = """
-schema = 1
-
-[[claim]]
-id = "knockout[ref->text.template]-color"
-statement = "Blocking the chat-template tokens from the reference destroys the colour."
-family = "color"
-tasks = ["color"]
-experiment = { name = "knockout", source = "ref", dest = "text.template", blocks = "all" }
-question = "ko_text_padding.color"
-markers = ["color", "knockout"]
-hypothesis = "rate >= 0.5"
-"""
+USER_CLAIMS = knockout_claim_toml()
 
 
 @pytest.fixture(scope="module")

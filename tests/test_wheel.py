@@ -21,24 +21,15 @@ import pytest
 
 from mechinterp.claims import load_registry
 from mechinterp.organisms.expected import expected_decisions
+from mechinterp.testing.claims import knockout_claim_toml
 
 REPO = Path(__file__).resolve().parents[1]
 #: what a checkout may hold besides the sources (never part of a build)
 NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "reports", ".mechinterp-cache",
                                      "__pycache__", "*.pyc", ".pytest_cache", ".hypothesis")
-USER_CLAIMS = """\
-schema = 1
-
-[[claim]]
-id = "knockout[ref->text]-color-lab"
-statement = "Our lab's copy of Table 2's colour knockout: blocking ref->text destroys the colour."
-family = "color"
-tasks = ["color"]
-experiment = { name = "knockout", source = "ref", dest = "text", blocks = "all" }
-question = "ko_text.color"
-markers = ["color", "knockout"]
-hypothesis = "rate >= 0.5"
-"""
+USER_CLAIMS = knockout_claim_toml(
+    "text", cid="knockout[ref->text]-color-lab", question="ko_text.color",
+    statement="Our lab's copy of Table 2's colour knockout: blocking ref->text destroys the colour.")
 
 
 def _run(cmd, **kwargs) -> subprocess.CompletedProcess:
