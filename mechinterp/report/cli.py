@@ -126,8 +126,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fail-on-flip", action="store_true",
                    help="exit 1 when any decision flipped or a claim decided in RUN_A is not decided in RUN_B")
     p.add_argument("--fail-on-change", action="store_true",
-                   help="exit 1 when any claim changed significantly (its change's 95%% interval excludes 0) or a "
-                        "claim decided in RUN_A is not decided in RUN_B")
+                   help="exit 1 when any claim changed significantly (its change's interval, at --confidence, excludes "
+                        "0) or a claim decided in RUN_A is not decided in RUN_B")
     p.add_argument("--confidence", type=_confidence, default=0.95, metavar="C",
                    help="level of the changes' intervals (default 0.95; over m claims 1-0.05/m bounds the chance "
                         "that any unchanged claim is marked CHANGED at 5%%)")

@@ -7,7 +7,7 @@ decided in A that B did not decide is *lost* (:func:`lost_claims`): a regression
 claim is no pass. The columns are named after the runs' models (:func:`run_names`), not their folders;
 each run's cell shows its k/n (a relation: both arms' k/n) with its own 95 % interval.
 
-The change of a claim between the runs and its 95 % interval:
+The change of a claim between the runs and its interval (95 % unless ``--confidence`` says otherwise):
 
 * a cell: ``rate_B - rate_A`` with Newcombe's hybrid score interval (method 10) of the two runs' counts;
 * a relation: the change of its difference ``a - b``, ``d_B - d_A``. Each run's ``d`` has its own plain
@@ -16,6 +16,10 @@ The change of a claim between the runs and its 95 % interval:
   :func:`mechinterp.stats.mover`, the same square-and-add construction Newcombe's method 10 is for two
   rates), clipped to ``[-2, 2]``. The within-run pairing is used where it belongs (each run's interval);
   across runs nothing is paired, so no pairing across runs is assumed.
+
+Runs of one seed draw the same tasks and noise, so their outcomes are positively correlated, if at all:
+that narrows the true spread of the change, and the intervals for independent runs are then conservative,
+never too narrow.
 
 A claim is *flipped* when its decision differs and *changed* when its change's interval excludes 0 (a
 significant change with or without a flip). Each interval is a claim's own, at 95 % unless asked otherwise:
