@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from mechinterp.cli import main
-from mechinterp.report import compare_runs, load_run, write_run
+from mechinterp.judges import Verdict
+from mechinterp.report import VerdictRow, compare_runs, load_run, write_run
 from mechinterp.stats import PairTally, newcombe, paired_interval
 
 from test_report import KO_IMAGE, KO_TEXT, LENS_HUMAN, META, REL, _verdicts
@@ -162,3 +163,30 @@ def test_fail_on_flip_fails_when_a_claim_decided_in_a_is_lost_in_b(tmp_path, cap
     # the other way round nothing is lost: B's claims are all decided in A
     assert main(["compare", str(b.path), str(a.path), "--fail-on-flip", "--fail-on-change"]) == 0
     assert "lost:" not in capsys.readouterr().out
+
+
+LENS_COLOR, CROSS = "lens[single.9]-color", "rel[lens.color>lens.human]-cross"
+
+
+def test_an_unpaired_relations_change_is_the_mover_of_its_runs_newcombe_intervals(tmp_path, capsys):
+    """Table 1's orderings are unpaired (each arm its own tasks): each run's difference has Newcombe's
+    interval of its two arms, and the change between runs is the MOVER of those two."""
+    def run(name: str, colour_pass: int, **meta):
+        rows = [v for v in _verdicts(tmp_path / name, 30, 40) if v.claim_id == LENS_HUMAN]  # 0/20, 1 abstained
+        rows += [VerdictRow(LENS_COLOR, f"c{i}", Verdict(i < colour_pass, "", "fake:judge:lens.color")) for i in range(30)]
+        return write_run(tmp_path / name, replace(META, **meta), rows)
+
+    a, b = run("a", 30), run("b", 18, **RC2)
+    ra, rb = a.results[CROSS], b.results[CROSS]
+    assert (ra.unpaired, ra.k, ra.n, ra.k2, ra.n2, rb.k, rb.n) == (True, 30, 30, 0, 20, 18, 30)
+    ia, ib = newcombe(30, 30, 0, 20), newcombe(18, 30, 0, 20)
+    assert (ra.rate, ra.ci_low, ra.ci_high) == (ia.estimate, ia.low, ia.high)
+    low = (ib.estimate - ia.estimate) - math.sqrt((ib.estimate - ib.low) ** 2 + (ia.high - ia.estimate) ** 2)
+    high = (ib.estimate - ia.estimate) + math.sqrt((ib.high - ib.estimate) ** 2 + (ia.estimate - ia.low) ** 2)
+    change = {c.claim_id: c for c in compare_runs(a, b)}[CROSS]
+    assert change.diff == pytest.approx(-0.4, abs=1e-12)
+    assert (change.diff_low, change.diff_high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
+    assert high < 0 and change.changed and not change.flipped  # a - b > 0 holds in both runs
+    assert main(["compare", str(a.path), str(b.path), "--fail-on-change"]) == 1
+    line = _line(capsys.readouterr().out, CROSS)
+    assert f"30/30 vs 0/20: {ra.run_text}" in line and f"18/30 vs 0/20: {rb.run_text}" in line and "CHANGED" in line
