@@ -238,6 +238,8 @@ def xdist_group(item) -> str | None:
 def shard_of_items(config, claims: list, n: int) -> dict[str, int]:
     """``{node id: shard}`` of the selected claim items: claim groups balanced by planned generations
     (``mechinterp.suite.sharding``), the same in every shard and worker given the same selection."""
+    if not claims:
+        return {}
     from mechinterp.suite.sharding import split
 
     members = [(item.nodeid, _item_claim(item)) for item in claims]
