@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import pytest
@@ -230,33 +229,35 @@ def pytest_generate_tests(metafunc) -> None:
     metafunc.parametrize("claim", claim_params(claims))
 
 
-def shard_of(nodeid: str, n: int) -> int:
-    """Deterministic 1-based shard of a test id (crc32, stable across machines)."""
-    return zlib.crc32(nodeid.encode()) % n + 1
-
-
 def xdist_group(item) -> str | None:
     """The name of an item's ``xdist_group`` mark (``None`` without one)."""
     mark = item.get_closest_marker("xdist_group")
     return None if mark is None else mark.kwargs.get("name", mark.args[0] if mark.args else "default")
 
 
-def shard_key(item) -> str:
-    """What ``--mi-shard`` splits on: a claim's xdist group (its family and experiment, which its relations
-    share), so a relation runs in the shard that computes its cells; the node id for anything else."""
-    name = xdist_group(item)
-    return name if name and name.startswith(GROUP_PREFIX) else item.nodeid
+def shard_of_items(config, claims: list, n: int) -> dict[str, int]:
+    """``{node id: shard}`` of the selected claim items: claim groups balanced by planned generations
+    (``mechinterp.suite.sharding``), the same in every shard and worker given the same selection."""
+    if not claims:
+        return {}
+    from mechinterp.suite.sharding import split
+
+    members = [(item.nodeid, _item_claim(item)) for item in claims]
+    index = {**_registry(config), **{c.id: c for _, c in members if c is not None}}
+    return split(members, index, config.stash[_SETTINGS_KEY].samples, n)[0]
 
 
+@pytest.hookimpl(trylast=True)  # after -m/-k deselected: the split balances the claims that run
 def pytest_collection_modifyitems(config, items) -> None:
     """Apply ``--shard I/N`` (claim tests of this shard; other tests always run); in an xdist worker
     whose collection holds claims, take a GPU and tag the claims with their group for scheduling."""
     settings = config.stash[_SETTINGS_KEY]
     if settings.shard is not None:
         i, n = settings.shard
+        shard = shard_of_items(config, [item for item in items if is_claim_item(item)], n)
         keep, drop = [], []
         for item in items:
-            (drop if is_claim_item(item) and shard_of(shard_key(item), n) != i else keep).append(item)
+            (drop if is_claim_item(item) and shard[item.nodeid] != i else keep).append(item)
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep

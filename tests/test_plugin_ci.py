@@ -174,6 +174,39 @@ def test_shards_keep_relations_with_their_cells(pytester):
                 assert {claim.a, claim.b} <= shard, (cid, shard)
 
 
+def test_shards_balance_the_colour_job_by_planned_generations(pytester):
+    """Issue 30: ``--mi-shard I/N`` spreads the colour job's claim groups by planned generations, not by test
+    id (which put 81 % of its generations in shard 1 of 2): every claim in exactly one shard, the same split
+    on a second collection, and the fullest shard within 1.5x the lightest, or no fuller than the largest
+    claim group (a sweep no split can cut: the best there is)."""
+    from mechinterp.claims import claims_by_id, load_registry
+    from mechinterp.suite.ids import test_id
+    from mechinterp.suite.sharding import claim_groups, group_cost
+
+    registry = claims_by_id(load_registry())
+    by_tid = {test_id(c.id): c for c in registry.values()}
+    colour = {cid for cid, c in registry.items() if "color" in c.markers}
+    largest = max(group_cost([registry[k] for k in keys], registry, None)
+                  for keys in claim_groups([(cid, registry[cid]) for cid in sorted(colour)]).values())
+    _copy_claims(pytester)
+
+    def shards(n):
+        out = []
+        for i in range(1, n + 1):
+            lines = pytester.runpytest("--collect-only", "-q", "-m", "color", "--mi-shard", f"{i}/{n}").stdout.lines
+            out.append({by_tid[line[line.index("[") + 1:-1]].id for line in lines if "::" in line})
+        return out
+
+    for n in (2, 3):
+        split = shards(n)
+        assert sorted(cid for shard in split for cid in shard) == sorted(colour), n  # each claim exactly once
+        assert shards(n) == split, n  # deterministic
+        loads = [group_cost([registry[cid] for cid in shard], registry, None) for shard in split]
+        assert sum(loads) == group_cost([registry[cid] for cid in colour], registry, None)
+        assert min(loads) > 0 and (max(loads) <= 1.5 * min(loads) or max(loads) == largest), (n, loads)
+    assert max(loads) == largest  # 3 shards: the largest group is a shard of its own
+
+
 def test_prerequisites_use_the_sessions_own_key_and_judge_rules(monkeypatch, tmp_path):
     """The prerequisite check and the session read one key check and one judge rule: a token without an
     API key does not authenticate (the session would skip), and ``--mi-judge color`` cannot answer non-colour
