@@ -38,7 +38,6 @@ _CLAIM_COUNT_KEY = pytest.StashKey()
 _CLAIM_FILES_KEY = pytest.StashKey()
 _CLAIM_NODES_KEY = pytest.StashKey()
 _OUTCOMES_KEY = pytest.StashKey()
-_CLAIM_SOURCES_KEY = pytest.StashKey()
 _SHARD_DROPPED_KEY = pytest.StashKey[bool]()
 
 
@@ -509,16 +508,15 @@ class ClaimFile(pytest.File):
         from mechinterp.claims import load_registry
 
         registry = _registry(self.config)
-        self.config.stash.setdefault(_CLAIM_FILES_KEY, []).append(str(self.path))
-        claims = load_registry(self.path)
+        earlier = self.config.stash.setdefault(_CLAIM_FILES_KEY, [])
+        # read after the paper's registry and the run's earlier claim files: its relations may name their
+        # claims, and an id one of them defines is one error naming where
+        claims = load_registry(self.path, after=list(earlier))
+        earlier.append(str(self.path))
         for claim in claims:
-            if claim.id in registry:
-                raise ClaimFileError(f"{self.path}: claim id {claim.id!r} is already defined "
-                                     f"({_where(self.config, claim.id)}); claim ids must be unique in a run")
             check_claim_sites(self.config, claim, self.path)
         for claim in claims:
             registry[claim.id] = claim
-            self.config.stash.setdefault(_CLAIM_SOURCES_KEY, {})[claim.id] = str(self.path)
             item = ClaimItem.from_parent(self, name=claim_test_id(claim), claim=claim)
             for mark in claim_marks(claim):
                 item.add_marker(mark)
@@ -533,11 +531,6 @@ class ClaimFile(pytest.File):
 
 class ClaimFileError(ValueError):
     """A claim file that cannot run: a duplicate claim id, or a site that is not on the model."""
-
-
-def _where(config, claim_id: str) -> str:
-    source = config.stash.get(_CLAIM_SOURCES_KEY, {}).get(claim_id)
-    return f"in {source}" if source else "in the paper's registry, mechinterp/claims/registry.toml"
 
 
 def check_claim_sites(config, claim, path) -> None:
