@@ -316,13 +316,13 @@ def pytest_xdist_node_collection_finished(node, ids) -> None:
 def _check_prerequisites(config, selected) -> None:
     """Every missing prerequisite of the collected claims in one message before any runs: printed, or under
     ``--mi-strict`` the end of the run (a CI job must not pass having decided nothing)."""
-    from mechinterp.suite.prereqs import describe, missing_prerequisites
+    from mechinterp.suite.prereqs import describe, skipped_claims
 
-    missing = missing_prerequisites(selected, _registry(config), config.stash[_SETTINGS_KEY])
-    if not missing:
+    gaps = skipped_claims(selected, _registry(config), config.stash[_SETTINGS_KEY])
+    if not gaps:
         return
     strict = config.stash[_SETTINGS_KEY].strict
-    message = describe(missing, strict)
+    message = describe(gaps, len(selected), strict, compact=config.option.verbose < 0)
     if strict:
         pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
     terminal = config.pluginmanager.get_plugin("terminalreporter")
@@ -538,24 +538,15 @@ def check_claim_sites(config, claim, path) -> None:
     (a typo such as ``double.99`` would otherwise fail, or be remapped, only once it runs). A model that
     is not on this machine is checked when it loads."""
     from mechinterp.resources import default_model
-    from mechinterp.suite.models import model_outline
-    from mechinterp.suite.runner import ClaimRunner, ClaimSkipped
+    from mechinterp.suite.prereqs import outline_runner
+    from mechinterp.suite.runner import ClaimSkipped
 
     spec = config.stash[_SETTINGS_KEY].model or default_model(claim.family)  # the model the claim will run on
-    outlines = config.__dict__.setdefault("_mechinterp_outlines", {})
-    if spec not in outlines:
-        outlines[spec] = model_outline(spec)
-    outline = outlines[spec]
-    if outline is None:
+    runner = outline_runner(spec, config.__dict__.setdefault("_mechinterp_outlines", {}))
+    if runner is None:
         return
-    table, meta = outline
-
-    class _Outline:  # what ClaimRunner's site mapping reads of a model
-        model_id = spec
-
-    _Outline.table, _Outline.meta = table, meta
     try:
-        ClaimRunner(_Outline(), judge_for=None).check_sites(claim)
+        runner.check_sites(claim)
     except ClaimSkipped:
         return  # a paper site this model has no counterpart of: skipped with its reason when it runs
     except ValueError as err:
