@@ -73,12 +73,11 @@ class _Check:
     """The runner's questions, asked of cells without running them; answers memoised per cell."""
 
     settings: Settings
-    has_key: object  # () -> bool, asked once and only when a claim needs the Anthropic judge
     outlines: dict = field(default_factory=dict)
     tasks: dict = field(default_factory=dict)  # family -> the model's task map
     items: dict = field(default_factory=dict)  # cell id -> its items, or the runner's skip message
     gaps: dict = field(default_factory=dict)  # cell id -> [(reason key, detail)]
-    key: list = field(default_factory=list)
+    key: bool | None = None  # the API key's presence, asked once and only when a claim needs the Anthropic judge
 
     def task_map(self, family):
         if family not in self.tasks:
@@ -126,9 +125,9 @@ class _Check:
         return out
 
     def api_key(self) -> bool:
-        if not self.key:
-            self.key.append(bool(self.has_key()))
-        return self.key[0]
+        if self.key is None:
+            self.key = _has_api_key()
+        return self.key
 
     def claim_gaps(self, claim, registry: dict) -> list[tuple[str, str]]:
         """Every reason the runner will skip ``claim`` for (a relation: its cells', then its own pairing)."""
@@ -152,11 +151,10 @@ class _Check:
         return out
 
 
-def skipped_claims(claims, registry: dict, settings: Settings, has_key=None) -> list[Gap]:
+def skipped_claims(claims, registry: dict, settings: Settings) -> list[Gap]:
     """Every missing prerequisite of ``claims`` with the claims (of ``claims``, in their order) the run will
-    skip for it; a claim lacking several is under each. Empty when every claim can run. ``has_key``: the
-    API key check (default: the session's own, ``ANTHROPIC_AUTH_TOKEN`` alone does not authenticate)."""
-    check = _Check(settings, has_key or _has_api_key)
+    skip for it; a claim lacking several is under each. Empty when every claim can run."""
+    check = _Check(settings)
     by_reason: dict[tuple[str, str], list[str]] = {}
     for claim in dict.fromkeys(claims):
         for gap in check.claim_gaps(claim, registry):
@@ -196,6 +194,7 @@ def missing_prerequisites(claims, registry: dict, settings: Settings) -> list[st
 
 
 def _has_api_key() -> bool:
+    """The session's own key check (``ANTHROPIC_AUTH_TOKEN`` alone does not authenticate)."""
     from mechinterp.judges.client import has_api_key  # here, and only when a claim needs it: a colour-only run
     # never imports the judge SDK (2-3 s of the main job's start)
 
