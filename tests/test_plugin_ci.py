@@ -67,10 +67,10 @@ def test_missing_prerequisites_in_one_message(pytester, monkeypatch, tmp_path):
             "--mi-cache-dir", str(tmp_path / "c")]
     strict = pytester.runpytest(*args, "--mi-strict", "--mi-report", str(tmp_path / "strict"))
     assert strict.ret == pytest.ExitCode.USAGE_ERROR
-    text = strict.stdout.str() + strict.stderr.str()
+    text = " ".join((strict.stdout.str() + strict.stderr.str()).split())  # the message's lines wrap
     assert text.count("missing prerequisites") == 1 and "passed" not in text
     assert "data dir: the task families human, style need one" in text
-    assert "ANTHROPIC_API_KEY is not set; the Anthropic judge needs it for 5 claims" in text
+    assert "ANTHROPIC_API_KEY is not set (or use --mi-judge color for colour claims); the Anthropic judge needs it for 5 claims" in text
     loose = pytester.runpytest_subprocess(*args, "-rs", "--mi-report", str(tmp_path / "loose"))
     assert loose.ret == pytest.ExitCode.OK
     loose.stdout.fnmatch_lines(["*missing prerequisites (the claims that need them are skipped)*", "*5 skipped*"])
@@ -86,7 +86,7 @@ def test_missing_prerequisites_are_named_under_xdist_too(pytester, monkeypatch, 
             "--mi-cache-dir", str(tmp_path / "c")]
     loose = pytester.runpytest_subprocess(*args, "--mi-report", str(tmp_path / "loose"))
     assert loose.ret == pytest.ExitCode.OK
-    text = loose.stdout.str()
+    text = " ".join(loose.stdout.str().split())  # the message's lines wrap
     assert text.count("missing prerequisites (the claims that need them are skipped)") == 1, text
     assert "data dir: the task families human, style need one" in text
     strict = pytester.runpytest_subprocess(*args, "--mi-strict", "--mi-report", str(tmp_path / "strict"))
@@ -221,12 +221,15 @@ def test_prerequisites_use_the_sessions_own_key_and_judge_rules(monkeypatch, tmp
     settings = Settings(model="padding-routed", judge="auto", samples=None, budget_generations=None,
                         budget_dollars=None, seed=0, cache_dir=tmp_path, data_dir=tmp_path, device=None, dtype=None,
                         generator="device", report=None, shard=None)  # named: the human claims are the paper's
+    # the data dir (empty here) and padding-routed's missing double.7 are not what this test asks about
+    judged = lambda s: [x for x in missing_prerequisites(human, registry, s)  # noqa: E731
+                        if x.startswith(("ANTHROPIC_API_KEY", "--mi-judge"))]
     monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "token-only")
-    assert any(line.startswith("ANTHROPIC_API_KEY is not set") for line in missing_prerequisites(human, registry, settings))
+    assert any(line.startswith("ANTHROPIC_API_KEY is not set") for line in judged(settings))
     monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
-    assert missing_prerequisites(human, registry, settings) == []
+    assert judged(settings) == []
     colour_only = Settings(**{**settings.__dict__, "judge": "color"})
-    assert missing_prerequisites(human, registry, colour_only)[0].startswith("--mi-judge color answers only colour")
+    assert judged(colour_only)[0].startswith("--mi-judge color answers only colour")
     assert [judge_kind(j, "ko_text.color") for j in ("auto", "color", "anthropic", "anthropic-batch")] == [
         "color", "color", "anthropic", "anthropic-batch"]
     assert [judge_kind(j, "lens.identity") for j in ("auto", "color", "anthropic")] == ["anthropic", None, "anthropic"]

@@ -199,7 +199,7 @@ class ClaimRunner:
                              f"(and is not a site of the paper's model to map): {err}") from None
 
     def check_sites(self, claim: Claim) -> None:
-        """Resolve every site of ``claim`` on this model (a sweep: each of its sites); ``ValueError``
+        """Resolve every site of ``claim`` on this model (a sweep: each of its sites, and its transition's); ``ValueError``
         for a site neither on the model nor on the paper's (a typo), ``ClaimSkipped`` for a paper
         site the model has no counterpart of."""
         e = claim.experiment
@@ -209,7 +209,9 @@ class ClaimRunner:
             if e.get(key) is not None:
                 self.site(e.get(key), claim.family, cutoff=key == "cutoff")
         if e.get("sweep"):
-            self.sweep_sites(claim)
+            sites = self.sweep_sites(claim)
+            if claim.transition is not None:
+                self.transition_at(claim, sites)
 
     def items(self, claim: Claim) -> list:
         """All the claim's tasks (or pairs, for patching) in its sampling order; a plan takes a prefix
