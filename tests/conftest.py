@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -21,6 +22,15 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 def tiny_model() -> mi.Model:
     """One tiny random-weight FLUX.2-klein model (2 double + 2 single blocks) per session."""
     return mi.Model(tiny_pipeline(seed=0))
+
+
+@pytest.fixture(scope="session")
+def junit_schema():
+    """The common JUnit schema (``tests/data/junit-10.xsd``, what pytest's ``junit_family = xunit2`` targets) as an
+    ``xmlschema`` validator: ``junit_schema.validate(path)`` raises, naming the element, on a file CI readers may reject."""
+    import xmlschema
+
+    return xmlschema.XMLSchema(str(Path(__file__).parent / "data" / "junit-10.xsd"))
 
 
 def _solid(rgb, size=64) -> Image.Image:
