@@ -354,6 +354,8 @@ class _OutcomeRecorder:
 
     def __init__(self, config):
         self.config = config
+        self.seconds: dict[str, float] = {}  # node id -> seconds of its reports so far
+        self.started: dict[str, float] = {}  # node id -> when it started (epoch seconds)
 
     def _save(self) -> None:
         from mechinterp.suite.session import write_outcomes
@@ -367,12 +369,20 @@ class _OutcomeRecorder:
         if cid is not None:
             from mechinterp.suite.session import crash_outcome
 
-            self.config.stash.setdefault(_OUTCOMES_KEY, {})[cid] = crash_outcome(_worker_id(self.config), nodeid)
+            self.started[nodeid] = time.time()
+
+            self.config.stash.setdefault(_OUTCOMES_KEY, {})[cid] = {**crash_outcome(_worker_id(self.config), nodeid),
+                                                                    **_junit_names(self.config, nodeid)}
             self._save()
 
     def pytest_runtest_logfinish(self, nodeid, location) -> None:
-        """Save a finished claim's outcome (its reports have replaced the crash)."""
-        if nodeid in self.config.stash.get(_CLAIM_NODES_KEY, {}):
+        """Save a finished claim's outcome (its reports have replaced the crash), with its seconds."""
+        cid = self.config.stash.get(_CLAIM_NODES_KEY, {}).get(nodeid)
+        if cid is not None:
+            outcome = self.config.stash.get(_OUTCOMES_KEY, {}).get(cid)
+            if outcome is not None and not outcome.get("crashed"):
+                outcome["seconds"] = round(self.seconds.pop(nodeid, 0.0), 6)
+                outcome["started"] = self.started.pop(nodeid, None)
             self._save()
 
     def pytest_runtest_logreport(self, report) -> None:
@@ -380,6 +390,8 @@ class _OutcomeRecorder:
         cid = self.config.stash.get(_CLAIM_NODES_KEY, {}).get(report.nodeid)
         if cid is None:
             return
+        # setup + call + teardown, as pytest's junit times a test (junit_duration_report = total)
+        self.seconds[report.nodeid] = self.seconds.get(report.nodeid, 0.0) + report.duration
         outcomes = self.config.stash.setdefault(_OUTCOMES_KEY, {})
         if report.when != "call" and not (report.failed or report.skipped):
             return
@@ -393,7 +405,18 @@ class _OutcomeRecorder:
             outcome = "failed" if report.when == "call" else "error"
         else:
             outcome = "passed"
-        outcomes[cid] = {"outcome": outcome, "message": _report_message(report), "nodeid": report.nodeid}
+        outcomes[cid] = {"outcome": outcome, "message": _report_message(report), "nodeid": report.nodeid,
+                         **_junit_names(self.config, report.nodeid)}
+
+
+def _junit_names(config, nodeid: str) -> dict[str, str]:
+    """The ``classname`` and ``name`` pytest's own junit gives the test ``nodeid`` (its ``mangle_test_address``, the
+    ``--junit-prefix`` in front), for the run's ``junit.xml``: one name per claim in both files."""
+    from _pytest.junitxml import mangle_test_address  # pytest's own rule (it changed in 9.2): equal by construction
+
+    names = mangle_test_address(nodeid)
+    prefix = getattr(config.option, "junitprefix", None)
+    return {"classname": ".".join(([prefix] if prefix else []) + names[:-1]), "name": names[-1]}
 
 
 def _report_message(report) -> str:
@@ -456,8 +479,23 @@ def _progress(config):
     return Progress(write, interval, prefix=f"mechinterp {worker}" if worker else "mechinterp", total=total)
 
 
-def run_claim(config, claim, user_properties: list) -> None:
-    """Run a claim and turn its decision into the test outcome (pass / fail / xfail / skip)."""
+def _record_evidence(config, node, result) -> None:
+    """Give pytest's own junit the claim's evidence: as the test's captured stdout (its ``<system-out>`` with
+    ``junit_logging = system-out``; shown by ``-rA`` and beside a failure), and as testcase properties only
+    for ``junit_family = legacy``/``xunit1``: the common schema xunit2 targets has none in a testcase."""
+    from mechinterp.report.junit import claim_text, junit_properties
+
+    node.add_report_section("call", "stdout", claim_text(result) + "\n")
+    try:
+        family = config.getini("junit_family")
+    except ValueError:  # pytest's junitxml plugin is off (-p no:junitxml)
+        return
+    if family in ("legacy", "xunit1"):
+        node.user_properties.extend(junit_properties(result))
+
+
+def run_claim(config, claim, node) -> None:
+    """Run a claim (the test ``node``) and turn its decision into the test outcome (pass / fail / xfail / skip)."""
     from mechinterp.suite.runner import ClaimSkipped
     from mechinterp.suite.session import ModelUnavailable
 
@@ -474,9 +512,7 @@ def run_claim(config, claim, user_properties: list) -> None:
         if strict:  # CI: a claim that was not decided is not a pass
             pytest.fail(f"skipped (a failure under --mi-strict): {reason}", pytrace=False)
         pytest.skip(reason)
-    from mechinterp.report.junit import junit_properties
-
-    user_properties.extend(junit_properties(outcome.result()))
+    _record_evidence(config, node, outcome.result())
     decision = outcome.decision.value
     if decision == "refuted":
         pytest.fail(f"refuted: {outcome.summary()}", pytrace=False)
@@ -489,7 +525,7 @@ def run_claim(config, claim, user_properties: list) -> None:
 @pytest.fixture
 def check_claim(request):
     """``check_claim(claim)``: run, judge and decide a claim; the decision is the test outcome."""
-    return lambda claim: run_claim(request.config, claim, request.node.user_properties)
+    return lambda claim: run_claim(request.config, claim, request.node)
 
 
 # -- user claims as data files -----------------------------------------------------------------------
@@ -563,7 +599,7 @@ class ClaimItem(pytest.Item):
 
     def runtest(self) -> None:
         """Run, judge and decide the claim."""
-        run_claim(self.config, self.claim, self.user_properties)
+        run_claim(self.config, self.claim, self)
 
     def reportinfo(self):
         """Where the claim comes from, for pytest's reports."""

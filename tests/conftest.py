@@ -25,6 +25,15 @@ def tiny_model() -> mi.Model:
     return mi.Model(tiny_pipeline(seed=0))
 
 
+@pytest.fixture(scope="session")
+def junit_schema():
+    """The common JUnit schema (``tests/data/junit-10.xsd``, what pytest's ``junit_family = xunit2`` targets) as an
+    ``xmlschema`` validator: ``junit_schema.validate(path)`` raises, naming the element, on a file CI readers may reject."""
+    import xmlschema
+
+    return xmlschema.XMLSchema(str(Path(__file__).parent / "data" / "junit-10.xsd"))
+
+
 def _solid(rgb, size=64) -> Image.Image:
     """A solid-colour reference image."""
     return Image.new("RGB", (size, size), rgb)

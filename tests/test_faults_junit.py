@@ -12,6 +12,7 @@ import mechinterp.claims  # noqa: F401  (numpy/scipy/torch imported once, outsid
 import mechinterp.report.power  # noqa: F401  which drop the modules they import: torch cannot be imported twice)
 
 from mechinterp.report import merge_runs, write_junit
+from mechinterp.report.junit import read_junit
 
 pytest_plugins = ["pytester"]
 
@@ -49,7 +50,7 @@ def test_errored_and_skipped_claims_are_in_junit_and_results(pytester, tmp_path)
     assert int(suite.get("tests")) == len(collected)
     assert int(suite.get("errors")) == len(ko_color) + len(refdrop)
     assert int(suite.get("skipped")) == len(ko_other) and suite.get("failures") == "0"
-    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    cases = read_junit(report / "junit.xml")
     boom = next(cid for cid in cases if cid.startswith("knockout[") and cid.endswith("-color"))
     assert cases[boom].find("error") is not None and f"boom in {boom}" in cases[boom].find("error").get("message")
     assert any("setup broke" in (c.find("error").get("message") if c.find("error") is not None else "")
@@ -68,12 +69,44 @@ def test_errored_and_skipped_claims_are_in_junit_and_results(pytester, tmp_path)
     assert int(suite.get("tests")) == len(collected) and int(suite.get("errors")) == len(ko_color) + len(refdrop)
 
 
-def test_errored_and_skipped_claims_are_listed_under_xdist_too(pytester, tmp_path):
-    """Workers tag claim node ids with their group (scheduling); outcomes are still matched to claims."""
+def _names(path) -> list[tuple[str, str]]:
+    """Every testcase's ``(classname, name)`` of a junit file, sorted."""
+    return sorted((c.get("classname"), c.get("name")) for c in ET.parse(path).getroot().iter("testcase"))
+
+
+def test_the_run_junit_and_pytests_own_name_each_claim_alike_and_both_validate(pytester, tmp_path, junit_schema):
+    """A CI reader ingesting pytest's ``--junitxml`` and the run's ``junit.xml`` counts each claim once: both name
+    it pytest's way (before, the run's used the claim id, doubling every claim), both validate against the common
+    JUnit schema (before, the plugin's testcase properties broke pytest's own file too), and the run's testcases
+    and testsuite carry pytest's times and the run's timestamp."""
+    pytester.makepyfile(test_claims=FAILING_CLAIMS)
+    report, own = tmp_path / "run", tmp_path / "pytest.xml"
+    result = pytester.runpytest("--report", str(report), "--cache-dir", str(tmp_path / "cache"), f"--junitxml={own}",
+                                "-o", "junit_family=xunit2")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    for path in (own, report / "junit.xml"):
+        junit_schema.validate(str(path))
+    names = _names(own)
+    assert names == _names(report / "junit.xml") and len(names) == len(read_junit(report / "junit.xml"))
+    assert ("test_claims", "test_knockout[knockout[ref-to-text]-color]") in names
+    times = {(c.get("classname"), c.get("name")): float(c.get("time")) for c in ET.parse(own).getroot().iter("testcase")}
+    ours = {(c.get("classname"), c.get("name")): float(c.get("time"))
+            for c in ET.parse(report / "junit.xml").getroot().iter("testcase")}
+    assert ours == pytest.approx(times, abs=2e-3)  # pytest's seconds (setup + call + teardown), to its 3 decimals
+    suite = ET.parse(report / "junit.xml").getroot().find("testsuite")
+    assert float(suite.get("time")) > 0 and suite.get("timestamp")[:2] == "20"
+
+
+def test_errored_and_skipped_claims_are_listed_under_xdist_too(pytester, tmp_path, junit_schema):
+    """Workers tag claim node ids with their group (scheduling); outcomes are still matched to claims, and the
+    run's junit names each claim as pytest's own does there too (the tag included)."""
     pytester.makepyfile(test_claims=FAILING_CLAIMS)
     report = tmp_path / "run"
-    result = pytester.runpytest_subprocess("--report", str(report), "--cache-dir", str(tmp_path / "cache"), "-n", "2")
+    result = pytester.runpytest_subprocess("--report", str(report), "--cache-dir", str(tmp_path / "cache"), "-n", "2",
+                                           f"--junitxml={tmp_path / 'pytest.xml'}")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert _names(tmp_path / "pytest.xml") == _names(report / "junit.xml")
+    junit_schema.validate(str(tmp_path / "pytest.xml"))
     collected = [line for line in pytester.runpytest("--collect-only", "-q").stdout.lines if "::" in line]
     suite = ET.parse(report / "junit.xml").getroot().find("testsuite")
     results = json.loads((report / "results.json").read_text())
@@ -107,8 +140,8 @@ def test_a_claim_whose_worker_crashed_is_an_error_in_junit(pytester, tmp_path):
     counts = result.parseoutcomes()
     assert counts["failed"] == 1
     suite = ET.parse(report / "junit.xml").getroot().find("testsuite")
-    errors = {c.get("name"): c.find("error").get("message")
-              for c in suite.iter("testcase") if c.find("error") is not None}
+    errors = {cid: c.find("error").get("message") for cid, c in read_junit(report / "junit.xml").items()
+              if c.find("error") is not None}
     ((crashed, message),) = errors.items()
     assert re.fullmatch(re.escape(crashed) + r": error: worker gw\d crashed while running this claim", message), message
     assert (int(suite.get("tests")), suite.get("errors"), int(suite.get("skipped"))) == \

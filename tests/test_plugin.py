@@ -73,7 +73,32 @@ def test_unknown_model_is_named(pytester, tmp_path):
     result.stderr.fnmatch_lines(["*unknown model 'no-such-organism': not a shipped organism*"])
 
 
-def test_user_claim_file_runs_and_lands_in_the_report(pytester, tiny_dir, tmp_path):
+def test_strict_inconclusive_claim_is_a_failure_in_both_junit_files(pytester, tiny_dir, tmp_path, junit_schema):
+    """Under ``--mi-strict`` pytest fails an inconclusive claim; the run's junit.xml said ``<skipped>`` (a green
+    check in a CI reader): now a ``<failure>`` there too, with k/n in its message and in pytest's ``<system-out>``
+    (``junit_logging = system-out``). One sample cannot decide ``rate >= 0.5``: inconclusive, nothing run."""
+    import xml.etree.ElementTree as ET
+
+    from mechinterp.report.junit import read_junit
+
+    pytester.path.joinpath("mine.claims.toml").write_text(USER_CLAIMS)
+    report, own = tmp_path / "run", tmp_path / "pytest.xml"
+    result = pytester.runpytest("mine.claims.toml", "--model", str(tiny_dir), "--samples", "1", "--mi-strict",
+                                "--cache-dir", str(tmp_path / "cache"), "--report", str(report), f"--junitxml={own}",
+                                "-o", "junit_family=xunit2", "-o", "junit_logging=system-out")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    for path in (own, report / "junit.xml"):
+        junit_schema.validate(str(path))
+    case = read_junit(report / "junit.xml")["knockout[ref->text.template]-color"]
+    (theirs,) = ET.parse(own).getroot().iter("testcase")
+    assert theirs.find("failure") is not None and case.find("skipped") is None
+    failure = case.find("failure")
+    assert failure.get("type") == "ClaimInconclusive" and ": inconclusive: k=0/n=0" in failure.get("message")
+    assert case.findtext("system-out") in theirs.findtext("system-out")  # one text, both files
+    assert (theirs.get("classname"), theirs.get("name")) == (case.get("classname"), case.get("name"))
+
+
+def test_user_claim_file_runs_and_lands_in_the_report(pytester, tiny_dir, tmp_path, junit_schema):
     pytester.path.joinpath("mine.claims.toml").write_text(USER_CLAIMS)
     report = tmp_path / "run"
     result = pytester.runpytest("mine.claims.toml", "--model", str(tiny_dir), "--samples", "8",
@@ -85,14 +110,19 @@ def test_user_claim_file_runs_and_lands_in_the_report(pytester, tiny_dir, tmp_pa
     results = json.loads((report / "results.json").read_text())
     assert "knockout[ref->text.template]-color" in results
     assert (report / "report.html").exists() and (report / "junit.xml").exists()
-    # pytest's --junitxml and the run's junit.xml carry the same properties for the claim (one definition)
+    # pytest's --junitxml (xunit2) and the run's junit.xml: valid, one name for the claim, its evidence as text
     import xml.etree.ElementTree as ET
 
-    def props(path):
-        return [[(p.get("name"), p.get("value")) for p in case.iter("property")]
-                for case in ET.parse(path).getroot().iter("testcase")]
+    from mechinterp.report.junit import read_junit
 
-    assert props(tmp_path / "pytest.xml") == props(report / "junit.xml") and props(report / "junit.xml")[0]
+    def names(path):
+        return [(c.get("classname"), c.get("name")) for c in ET.parse(path).getroot().iter("testcase")]
+
+    for path in (tmp_path / "pytest.xml", report / "junit.xml"):
+        junit_schema.validate(str(path))
+    assert names(tmp_path / "pytest.xml") == names(report / "junit.xml") and len(names(report / "junit.xml")) == 1
+    case = read_junit(report / "junit.xml")["knockout[ref->text.template]-color"]
+    assert f"k={results['knockout[ref->text.template]-color']['k']}/n=" in case.findtext("system-out")
     header = (report / "report.html").read_text().split("<h2>Paper tables")[0]  # what reproduces the run
     for row in ("<th>seed</th><td>0</td>", "<th>samples per claim</th><td>8</td>", "<th>judge cost</th><td>$0.0000</td>",
                 f"<th>model</th><td>{tiny_dir}</td>", "<th>device</th><td>cpu</td>"):

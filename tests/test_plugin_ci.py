@@ -288,9 +288,11 @@ def test_a_sharded_and_merged_colour_job_equals_the_unsharded_job(pytester, tmp_
         assert [merged[cid][k] for k in keys] == [entry[k] for k in keys], cid
         assert merged[cid] == entry, cid  # complete: worst case, looks, budget, power, design point, sweep, transition
 
+    from mechinterp.report.junit import read_junit
+
     def cases(name):
-        return {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
-                for case in ET.parse(tmp_path / name / "junit.xml").getroot().iter("testcase")}
+        return {cid: (case.get("name"), case.findtext("system-out"))
+                for cid, case in read_junit(tmp_path / name / "junit.xml").items()}
 
     assert cases("merged") == cases("whole")
     pages = sorted(p.name for p in (tmp_path / "whole" / "claims").iterdir())

@@ -130,7 +130,7 @@ def test_pytest_claims_runs_the_relation_with_the_human_claims(pytester, monkeyp
     assert row["n"] >= 1 and row["n2"] >= 1 and row["k"] == row["n"] and row["k2"] == 0
     assert row["decision_low"] > 0 and row["run_text"].startswith("+100.0")
     junit = (report / "junit.xml").read_text()
-    assert 'name="arms" value="unpaired"' in junit
+    assert "\narms: unpaired<" in junit
     from mechinterp.report.html import claim_slug
 
     page = (report / "claims" / claim_slug(REL)).read_text()

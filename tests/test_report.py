@@ -14,6 +14,7 @@ import sys
 import textwrap
 import xml.etree.ElementTree as ET
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from mechinterp.report import (
 )
 from mechinterp.judges import Verdict
 from mechinterp.report.html import claim_slug
+from mechinterp.report.junit import claim_summary, read_claim_text, read_junit
 from mechinterp.claims import load_registry
 from mechinterp.stats import newcombe
 
@@ -114,19 +116,68 @@ def test_writes_are_atomic(make_run, monkeypatch):
     assert not [p for p in run.path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_junit_parses_and_carries_the_evidence(make_run):
+def test_junit_is_valid_and_shows_the_evidence_as_text(make_run, junit_schema):
+    """The common JUnit schema has no ``<properties>`` in a testcase (before, every testcase had them, so the
+    file failed it): each claim's evidence is its ``<system-out>``, the text CI readers show, k/n first."""
     run = make_run("a", ko_text_pass=22)  # 55% destroyed: inconclusive against >= 0.5
-    root = ET.parse(write_junit(run)).getroot()
-    suite = root.find("testsuite")
-    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    path = write_junit(run)
+    junit_schema.validate(str(path))
+    suite = ET.parse(path).getroot().find("testsuite")
+    cases = read_junit(path)
     assert set(cases) == set(run.results) and suite.get("tests") == "4"
-    props = {p.get("name"): p.get("value") for p in cases[KO_TEXT].iter("property")}
+    assert not [c for c in suite.iter("testcase") if c.find("properties") is not None]
+    text = cases[KO_TEXT].findtext("system-out")
+    assert text.splitlines()[0] == claim_summary(run.results[KO_TEXT])
+    # k/n, the run's rate, the plain 95 % (Wilson of 22/40), the hypothesis: on the line a reader shows
+    assert text.startswith(f"{KO_TEXT}: inconclusive: k=22/n=40, 55.0 +14.3 \u221215.2, plain 95 % [0.3983, 0.6929]")
+    assert text.splitlines()[0].endswith("; hypothesis rate >= 0.5")
+    props = read_claim_text(text)
+    assert list(props.items()) == junit_properties(run.results[KO_TEXT])
     assert {k: props[k] for k in ("k", "n", "decision", "hypothesis", "paper_text")} == {
         "k": "22", "n": "40", "decision": "inconclusive", "hypothesis": "rate >= 0.5", "paper_text": "86.2 +3.3 \u22124.2"}
     assert float(props["ci_low"]) < float(props["rate"]) == 0.55 < float(props["ci_high"])
-    assert cases[KO_TEXT].find("skipped") is not None and cases[KO_IMAGE].find("failure") is None
-    rel = {p.get("name"): p.get("value") for p in cases[REL].iter("property")}
+    assert cases[KO_TEXT].find("skipped").get("message") == claim_summary(run.results[KO_TEXT])
+    assert cases[KO_IMAGE].find("failure") is None
+    rel = read_claim_text(cases[REL].findtext("system-out"))
     assert (rel["a"], rel["b"], rel["k2"], rel["n2"]) == (KO_TEXT, KO_IMAGE, "4", "40")
+    assert "k=22/n=40 vs k2=4/n2=40" in cases[REL].findtext("system-out").splitlines()[0]
+    # no test recorded (a run folder written outside pytest): the claim's own names, the run's wall time
+    assert (cases[KO_TEXT].get("classname"), cases[KO_TEXT].get("name")) == ("claims.knockout", KO_TEXT)
+    assert (suite.get("time"), cases[KO_TEXT].get("time")) == ("3600.000", None)
+    assert suite.get("timestamp") == datetime.fromtimestamp(META.started).astimezone().isoformat(timespec="seconds")
+
+
+def test_junit_names_times_and_strict_failures_follow_pytest(tmp_path: Path, junit_schema):
+    """With pytest's view of each claim's test (``tests.json``), a testcase is named as pytest's own junit names it
+    (so a reader ingesting both counts a claim once), timed as pytest timed it, and an inconclusive claim pytest
+    failed (``--mi-strict``) is a ``<failure>``: before, it was ``<skipped>``, named by claim id, untimed. Merge
+    keeps each claim's test."""
+    run_dir = tmp_path / "suite"
+    nodeid = "claims/test_knockout.py::test_knockout[knockout[ref-to-text]-color]"
+    outcomes = {KO_TEXT: {"outcome": "failed", "message": "inconclusive (a failure under --mi-strict)", "nodeid": nodeid,
+                          "classname": "claims.test_knockout", "name": "test_knockout[knockout[ref-to-text]-color]",
+                          "seconds": 1.25, "started": META.started + 5},
+                KO_IMAGE: {"outcome": "passed", "message": "", "nodeid": "mine.claims.toml::knockout[ref-to-image]-color",
+                           "classname": "mine.claims.toml", "name": "knockout[ref-to-image]-color", "seconds": 0.5}}
+    run = write_run(run_dir, META, _verdicts(run_dir, ko_text_pass=22), outcomes=outcomes)
+    path = write_junit(run)
+    junit_schema.validate(str(path))
+    cases, suite = read_junit(path), ET.parse(path).getroot().find("testsuite")
+    assert [(cases[c].get("classname"), cases[c].get("name"), cases[c].get("time")) for c in (KO_TEXT, KO_IMAGE)] == [
+        ("claims.test_knockout", "test_knockout[knockout[ref-to-text]-color]", "1.250"),
+        ("mine.claims.toml", "knockout[ref-to-image]-color", "0.500")]
+    failure = cases[KO_TEXT].find("failure")
+    assert cases[KO_TEXT].find("skipped") is None and failure.get("type") == "ClaimInconclusive"
+    assert failure.get("message") == claim_summary(run.results[KO_TEXT]) + " (a failure under --mi-strict)"
+    assert suite.get("failures") == str(1 + sum(r.decision == "refuted" for r in run.results.values()))
+    assert cases[REL].find("skipped") is not None  # inconclusive, and no test of it failed: a skip as before
+    assert load_run(run_dir).tests == outcomes
+    no_model = replace(run, metadata=replace(META, started=None, finished=None))  # a run whose claims all skipped
+    suite = ET.parse(write_junit(no_model)).getroot().find("testsuite")
+    assert (suite.get("time"), suite.get("timestamp")) == (
+        "1.750", datetime.fromtimestamp(META.started + 5).astimezone().isoformat(timespec="seconds"))
+    merged = merge_runs([run_dir], tmp_path / "merged")
+    assert merged.tests == outcomes and load_run(tmp_path / "merged").tests == outcomes
 
 
 def test_junit_properties_survive_pytest_xdist(tmp_path: Path, make_run):
@@ -391,8 +442,7 @@ def test_merge_keeps_each_claims_sequential_decision_as_its_shard_made_it(tmp_pa
         "inconclusive", 0.70, 0.94, [18, 36], 40, 0.91, "stopped at the budget")
     assert r.sweep == SUITE_DECISION["sweep"] and merged.metadata.shard is None
     def cases(run_dir):
-        return {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
-                for case in ET.parse(run_dir / "junit.xml").getroot().iter("testcase")}
+        return {cid: read_claim_text(case.findtext("system-out")) for cid, case in read_junit(run_dir / "junit.xml").items()}
 
     write_junit(s1)
     assert cases(merged.path)[KO_TEXT] == cases(s1.path)[KO_TEXT] and cases(merged.path)[KO_TEXT]["looks"] == "18,36"
@@ -470,8 +520,7 @@ def test_a_suite_run_reports_the_interval_that_decided_the_plan_and_the_policy(t
     assert (r[KO_TEXT].decision_low, r[KO_TEXT].decision_high, r[KO_TEXT].budget, r[KO_TEXT].looks) == (0.61, 0.97, 18, [10, 20])
     assert (r[KO_TEXT].worst_low, r[KO_TEXT].ci_low < r[KO_TEXT].rate) == (0.55, True)  # the plain 95 % stays beside it
     assert r["patching[single.9:text.content]-color"].n == 0 and "undecidable" in r["patching[single.9:text.content]-color"].note
-    props = {p.get("name"): p.get("value") for case in ET.parse(write_junit(run)).getroot().iter("testcase")
-             if case.get("name") == KO_TEXT for p in case.iter("property")}
+    props = read_claim_text(read_junit(write_junit(run))[KO_TEXT].findtext("system-out"))
     assert (props["decision_low"], props["decision_high"], props["budget"], props["power"], props["looks"]) == (
         "0.61", "0.97", "18", "0.903", "10,20")
     index = write_html(run).read_text()

@@ -130,4 +130,6 @@ def merge_runs(run_dirs: list[str | Path], out_dir: str | Path, registry: str | 
                 continue
             pooled[key] = _embed_images(v, run.path)
     meta.duplicates, meta.conflicts = duplicates, conflicts
-    return save_run(out_dir, meta, list(pooled.values()), results, registry)
+    # each claim's test as the run whose result is kept ran it (its pytest name, outcome and time)
+    tests = {cid: run.tests[cid] for run in runs for cid in run.tests if cid in results and results[cid] is run.results.get(cid)}
+    return save_run(out_dir, meta, list(pooled.values()), results, registry, tests)

@@ -19,6 +19,11 @@ A run lives in ``reports/<run>/``:
   2×2 table of the paired tasks) or ``unpaired: true`` (two independent arms). A suite run
   adds what its sequential test decided on: ``decision_low, decision_high,
   decision_confidence, worst_low, worst_high, looks, budget, power, design_point, note``.
+* ``tests.json`` — a suite run's pytest view of each claim's test (kept out of ``results.json``, which
+  compares equal across runs and shards): ``nodeid`` (pytest's test id), ``classname`` and ``name`` (what
+  pytest's own ``--junitxml`` calls the test, so ``junit.xml`` names each claim alike), ``outcome`` (``passed``, ``failed``, ``error``, ``skipped``,
+  ``inconclusive``: an inconclusive claim under ``--mi-strict`` is ``failed``), ``seconds`` (setup, call and
+  teardown, as pytest's junit times a test), ``started`` (epoch seconds) and ``message``.
 
 Every file is written atomically (temp file in the same folder + ``os.replace``).
 """
@@ -39,7 +44,7 @@ from mechinterp.judges.verdict import Verdict
 from mechinterp.report.meta import RunMeta
 from mechinterp.stats import ArmsTally, PairTally, Tally, plain_interval
 
-RUN_FILE, VERDICTS_FILE, RESULTS_FILE = "run.json", "verdicts.jsonl", "results.json"
+RUN_FILE, VERDICTS_FILE, RESULTS_FILE, TESTS_FILE = "run.json", "verdicts.jsonl", "results.json", "tests.json"
 #: the decisions of a claim that ran to no result: it raised (``error``) or was skipped
 UNDECIDED = ("error", "skipped")
 
@@ -162,6 +167,7 @@ class Run:
     metadata: RunMeta
     verdicts: list[VerdictRow]
     results: dict[str, ClaimResult]
+    tests: dict[str, dict] = field(default_factory=dict)  # claim id -> pytest's view of its test (``tests.json``)
 
 
 def git_commit() -> str | None:
@@ -308,7 +314,7 @@ def write_run(run_dir: str | Path, metadata: RunMeta, verdicts: list[VerdictRow]
     what each claim's sequential test decided, not what the pooled interval says. ``outcomes``
     (claim id → pytest's ``outcome`` and ``message``) add every collected claim that reached no
     decision: decision ``error`` (it raised) or ``skipped`` (with the reason as its note), so no
-    claim that ran is missing from ``results.json`` and ``junit.xml``.
+    claim that ran is missing from ``results.json`` and ``junit.xml``; they are kept as ``tests.json``.
     """
     run_dir = Path(run_dir)
     claims = load_registry(registry)
@@ -327,13 +333,14 @@ def write_run(run_dir: str | Path, metadata: RunMeta, verdicts: list[VerdictRow]
         if decision is not None:
             hyp = str(index[cid].hypothesis) if cid in index else ""
             results[cid] = ClaimResult(cid, hyp, decision, 0, 0, None, 0.0, 1.0, note=o.get("message") or "")
-    return save_run(run_dir, metadata, verdicts, results, registry)
+    return save_run(run_dir, metadata, verdicts, results, registry, outcomes)
 
 
 def save_run(run_dir: str | Path, metadata: RunMeta, verdicts: list[VerdictRow], results: dict[str, ClaimResult],
-             registry: str | Path | list | None = None) -> Run:
+             registry: str | Path | list | None = None, tests: dict[str, dict] | None = None) -> Run:
     """Write a run folder's ``run.json``, ``verdicts.jsonl`` and ``results.json`` with ``results`` as given
-    (``write_run`` pools them from the verdicts; ``merge`` keeps each claim's entry as its own run wrote it).
+    (``write_run`` pools them from the verdicts; ``merge`` keeps each claim's entry as its own run wrote it),
+    and ``tests.json`` when ``tests`` (pytest's view of each claim's test) is given.
 
     ``git_commit`` and ``registry`` are filled in when missing.
     """
@@ -347,7 +354,9 @@ def save_run(run_dir: str | Path, metadata: RunMeta, verdicts: list[VerdictRow],
     rows = {cid: r.record() for cid, r in results.items()}
     atomic_write(run_dir / RESULTS_FILE, json.dumps(rows, indent=1, ensure_ascii=False))
     atomic_write(run_dir / RUN_FILE, json.dumps(meta.to_dict(), indent=1, ensure_ascii=False, default=str))
-    return Run(run_dir, meta, list(verdicts), results)
+    if tests:
+        atomic_write(run_dir / TESTS_FILE, json.dumps(tests, indent=1, ensure_ascii=False))
+    return Run(run_dir, meta, list(verdicts), results, dict(tests or {}))
 
 
 def load_run(run_dir: str | Path, registry: str | Path | None = None) -> Run:
@@ -366,7 +375,9 @@ def load_run(run_dir: str | Path, registry: str | Path | None = None) -> Run:
                                        for k, v in row.items()}) for cid, row in raw.items()}
     else:
         results = evaluate(verdicts, load_registry(registry or meta.registry or None))
-    return Run(run_dir, meta, verdicts, results)
+    tpath = run_dir / TESTS_FILE
+    tests = json.loads(tpath.read_text(encoding="utf-8")) if tpath.is_file() else {}
+    return Run(run_dir, meta, verdicts, results, tests)
 
 
 def decision_counts(results: dict[str, ClaimResult]) -> Counter:
