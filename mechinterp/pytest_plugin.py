@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import pytest
@@ -38,7 +37,6 @@ _CLAIM_COUNT_KEY = pytest.StashKey()
 _CLAIM_FILES_KEY = pytest.StashKey()
 _CLAIM_NODES_KEY = pytest.StashKey()
 _OUTCOMES_KEY = pytest.StashKey()
-_CLAIM_SOURCES_KEY = pytest.StashKey()
 _SHARD_DROPPED_KEY = pytest.StashKey[bool]()
 _USAGE_ERROR_KEY = pytest.StashKey[str]()
 
@@ -237,22 +235,22 @@ def pytest_generate_tests(metafunc) -> None:
     metafunc.parametrize("claim", claim_params(claims))
 
 
-def shard_of(nodeid: str, n: int) -> int:
-    """Deterministic 1-based shard of a test id (crc32, stable across machines)."""
-    return zlib.crc32(nodeid.encode()) % n + 1
-
-
 def xdist_group(item) -> str | None:
     """The name of an item's ``xdist_group`` mark (``None`` without one)."""
     mark = item.get_closest_marker("xdist_group")
     return None if mark is None else mark.kwargs.get("name", mark.args[0] if mark.args else "default")
 
 
-def shard_key(item) -> str:
-    """What ``--mi-shard`` splits on: a claim's xdist group (its family and experiment, which its relations
-    share), so a relation runs in the shard that computes its cells; the node id for anything else."""
-    name = xdist_group(item)
-    return name if name and name.startswith(GROUP_PREFIX) else item.nodeid
+def shard_of_items(config, claims: list, n: int) -> dict[str, int]:
+    """``{node id: shard}`` of the selected claim items: claim groups balanced by planned generations
+    (``mechinterp.suite.sharding``), the same in every shard and worker given the same selection."""
+    if not claims:
+        return {}
+    from mechinterp.suite.sharding import split
+
+    members = [(item.nodeid, _item_claim(item)) for item in claims]
+    index = {**_registry(config), **{c.id: c for _, c in members if c is not None}}
+    return split(members, index, config.stash[_SETTINGS_KEY].samples, n)[0]
 
 
 _BAD_SELECTION_KEY = pytest.StashKey[bool]()
@@ -287,15 +285,17 @@ def pytest_collection_modifyitems_markexpr(config, items) -> None:
     items[:] = []
 
 
+@pytest.hookimpl(trylast=True)  # after -m/-k deselected: the split balances the claims that run
 def pytest_collection_modifyitems(config, items) -> None:
     """Apply ``--shard I/N`` (claim tests of this shard; other tests always run); in an xdist worker
     whose collection holds claims, take a GPU and tag the claims with their group for scheduling."""
     settings = config.stash[_SETTINGS_KEY]
     if settings.shard is not None:
         i, n = settings.shard
+        shard = shard_of_items(config, [item for item in items if is_claim_item(item)], n)
         keep, drop = [], []
         for item in items:
-            (drop if is_claim_item(item) and shard_of(shard_key(item), n) != i else keep).append(item)
+            (drop if is_claim_item(item) and shard[item.nodeid] != i else keep).append(item)
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
@@ -358,13 +358,13 @@ def pytest_xdist_node_collection_finished(node, ids) -> None:
 def _check_prerequisites(config, selected) -> None:
     """Every missing prerequisite of the collected claims in one message before any runs: printed, or under
     ``--mi-strict`` the end of the run (a CI job must not pass having decided nothing)."""
-    from mechinterp.suite.prereqs import describe, missing_prerequisites
+    from mechinterp.suite.prereqs import describe, skipped_claims
 
-    missing = missing_prerequisites(selected, _registry(config), config.stash[_SETTINGS_KEY])
-    if not missing:
+    gaps = skipped_claims(selected, _registry(config), config.stash[_SETTINGS_KEY])
+    if not gaps:
         return
     strict = config.stash[_SETTINGS_KEY].strict
-    message = describe(missing, strict)
+    message = describe(gaps, len(selected), strict, compact=config.option.verbose < 0)
     if strict:
         pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
     terminal = config.pluginmanager.get_plugin("terminalreporter")
@@ -550,16 +550,15 @@ class ClaimFile(pytest.File):
         from mechinterp.claims import load_registry
 
         registry = _registry(self.config)
-        self.config.stash.setdefault(_CLAIM_FILES_KEY, []).append(str(self.path))
-        claims = load_registry(self.path)
+        earlier = self.config.stash.setdefault(_CLAIM_FILES_KEY, [])
+        # read after the paper's registry and the run's earlier claim files: its relations may name their
+        # claims, and an id one of them defines is one error naming where
+        claims = load_registry(self.path, after=list(earlier))
+        earlier.append(str(self.path))
         for claim in claims:
-            if claim.id in registry:
-                raise ClaimFileError(f"{self.path}: claim id {claim.id!r} is already defined "
-                                     f"({_where(self.config, claim.id)}); claim ids must be unique in a run")
             check_claim_sites(self.config, claim, self.path)
         for claim in claims:
             registry[claim.id] = claim
-            self.config.stash.setdefault(_CLAIM_SOURCES_KEY, {})[claim.id] = str(self.path)
             item = ClaimItem.from_parent(self, name=claim_test_id(claim), claim=claim)
             for mark in claim_marks(claim):
                 item.add_marker(mark)
@@ -576,34 +575,20 @@ class ClaimFileError(ValueError):
     """A claim file that cannot run: a duplicate claim id, or a site that is not on the model."""
 
 
-def _where(config, claim_id: str) -> str:
-    source = config.stash.get(_CLAIM_SOURCES_KEY, {}).get(claim_id)
-    return f"in {source}" if source else "in the paper's registry, mechinterp/claims/registry.toml"
-
-
 def check_claim_sites(config, claim, path) -> None:
     """``ClaimFileError`` when a site of ``claim`` exists neither on ``--model`` nor on the paper's model
     (a typo such as ``double.99`` would otherwise fail, or be remapped, only once it runs). A model that
     is not on this machine is checked when it loads."""
     from mechinterp.resources import default_model
-    from mechinterp.suite.models import model_outline
-    from mechinterp.suite.runner import ClaimRunner, ClaimSkipped
+    from mechinterp.suite.prereqs import outline_runner
+    from mechinterp.suite.runner import ClaimSkipped
 
     spec = config.stash[_SETTINGS_KEY].model or default_model(claim.family)  # the model the claim will run on
-    outlines = config.__dict__.setdefault("_mechinterp_outlines", {})
-    if spec not in outlines:
-        outlines[spec] = model_outline(spec)
-    outline = outlines[spec]
-    if outline is None:
+    runner = outline_runner(spec, config.__dict__.setdefault("_mechinterp_outlines", {}))
+    if runner is None:
         return
-    table, meta = outline
-
-    class _Outline:  # what ClaimRunner's site mapping reads of a model
-        model_id = spec
-
-    _Outline.table, _Outline.meta = table, meta
     try:
-        ClaimRunner(_Outline(), judge_for=None).check_sites(claim)
+        runner.check_sites(claim)
     except ClaimSkipped:
         return  # a paper site this model has no counterpart of: skipped with its reason when it runs
     except ValueError as err:

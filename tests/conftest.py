@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -38,6 +40,44 @@ def edit() -> mi.Edit:
 def solid():
     """Factory for solid-colour reference images: ``solid((r, g, b), size=64)``."""
     return _solid
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def _doc_blocks(name: str, lang: str, section: str | None = None) -> list[str]:
+    """The ``lang`` code blocks of ``docs/<name>``, in order (``section``: only those under that heading, up to
+    the next)."""
+    text = (DOCS / name).read_text()
+    if section is not None:
+        sections, heading, fenced = {}, None, False
+        for line in text.splitlines(keepends=True):
+            fenced ^= line.startswith("```")
+            if not fenced and (m := re.match(r"#+ (.*)$", line)):  # a heading, not a comment inside a code block
+                heading = m.group(1)
+            sections[heading] = sections.get(heading, "") + line
+        text = sections[section]
+    return re.findall(rf"```{lang}\n(.*?)```", text, re.S)
+
+
+@pytest.fixture
+def doc_blocks():
+    """``doc_blocks(name, lang, section=None)``: the docs' own code blocks, for tests that run them."""
+    return _doc_blocks
+
+
+@pytest.fixture
+def ref_off():
+    """docs/custom-claims.md's example experiment kind, registered by executing the docs' own code block;
+    removed afterwards."""
+    from mechinterp import vocabulary
+
+    (code,) = _doc_blocks("custom-claims.md", "python", "Adding an experiment")
+    exec(compile(code, str(DOCS / "custom-claims.md"), "exec"), {})
+    try:
+        yield vocabulary.EXPERIMENTS["ref_off"]
+    finally:
+        vocabulary.unregister("ref_off")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -260,12 +260,12 @@ def test_compare_flags_flipped_claims_with_a_newcombe_interval(make_run, capsys)
     assert (ko.decision_a, ko.decision_b, ko.flipped) == ("holds", "refuted", True)
     ref = newcombe(8, 40, 34, 40)
     assert (ko.diff, ko.diff_low, ko.diff_high) == (ref.estimate, ref.low, ref.high)
-    assert not changes[LENS_HUMAN].flipped and changes[REL].diff is None
+    assert not changes[LENS_HUMAN].flipped
     assert main(["compare", str(a.path), str(b.path)]) == 0
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith(KO_TEXT))
     assert "holds -> refuted" in line and "FLIPPED" in line and "-65.0 [" in line
-    assert "4 claims compared (decided in both runs), 2 flipped, 0 not compared" in out  # the relation flips with it
+    assert "4 claims compared (decided in both runs), 2 flipped, 2 changed, 0 not compared" in out  # the relation flips with it
     json_path = a.path.parent / "changes.json"
     assert main(["compare", str(a.path), str(b.path), "--fail-on-flip", "--json", str(json_path)]) == 1
     assert {row["claim_id"] for row in json.loads(json_path.read_text()) if row["flipped"]} == {KO_TEXT, REL}
@@ -282,7 +282,7 @@ def test_compare_fails_when_nothing_was_compared(make_run, tmp_path, capsys):
     partial = write_run(tmp_path / "partial", META, [v for v in load_run(a.path).verdicts if v.claim_id == KO_TEXT])
     assert main(["compare", str(a.path), str(partial.path)]) == 0
     out = capsys.readouterr().out
-    assert "1 claims compared (decided in both runs), 0 flipped, 3 not compared" in out
+    assert "1 claims compared (decided in both runs), 0 flipped, 0 changed, 3 not compared" in out
     assert "not compared: only in tiny/klein (A) (3): " in out and KO_IMAGE in out
 
 
@@ -297,7 +297,7 @@ def test_compare_counts_only_claims_decided_in_both_runs(make_run, tmp_path, cap
     assert len(a.results) == 6 and sum(r.decided for r in a.results.values()) == 4
     assert main(["compare", str(a.path), str(a.path), "--fail-on-flip"]) == 0
     out = capsys.readouterr().out
-    assert "4 claims compared (decided in both runs), 0 flipped, 2 not compared" in out
+    assert "4 claims compared (decided in both runs), 0 flipped, 0 changed, 2 not compared" in out
     assert (f"not compared: skipped in tiny/klein (A), skipped in tiny/klein (B) (2): {', '.join(SKIPPED_CLAIMS)}"
             in out.splitlines())
     errored = write_run(tmp_path / "errored", META, [v for v in a.verdicts if v.claim_id != KO_IMAGE],
@@ -311,7 +311,7 @@ def test_compare_counts_only_claims_decided_in_both_runs(make_run, tmp_path, cap
         assert main(["compare", *args]) == 1
         err = capsys.readouterr().err
         assert "nothing compared: no claim was decided in both" in err and "(2 claims, 0 decided)" in err
-        assert "0 claims compared (decided in both runs), 0 flipped, 2 not compared" in err
+        assert "0 claims compared (decided in both runs), 0 flipped, 0 changed, 2 not compared" in err
 
 
 def test_compare_names_its_columns_after_the_runs_models(make_run, tmp_path, capsys):

@@ -145,13 +145,14 @@ def test_the_transition_site_maps_like_the_sweeps_cutoff():
 
 
 def test_the_docs_transition_example_loads_as_the_registrys_rule(tmp_path):
-    """docs/custom-claims.md's transition block is a claim file the loader accepts, stating the registry's crossing."""
+    """docs/custom-claims.md's transition block (the shipped claim, shown) loads as a registry of its own, stating
+    the registry's crossing (as a ``*.claims.toml`` its id would be taken: the paper's registry defines it)."""
     import re
     from pathlib import Path
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "custom-claims.md").read_text()
     block = next(b for b in re.findall(r"```toml\n(.*?)```", text, re.S) if "transition =" in b)
-    path = tmp_path / "doc.claims.toml"
+    path = tmp_path / "doc.toml"
     path.write_text("schema = 1\n" + block)
     (claim,) = load_registry(path)
     registry = {c.id: c for c in load_registry()}[CROSSING]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 
 from mechinterp import vocabulary
@@ -12,24 +9,7 @@ from mechinterp.vocabulary import EXPERIMENTS, OLD_NAMES
 from mechinterp.claims import load_registry
 from mechinterp.suite.models import resolve_model
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "custom-claims.md"
-
-
-def _doc_blocks(lang: str) -> list[str]:
-    section = DOC.read_text().split("## Adding an experiment", 1)[1]
-    return re.findall(rf"```{lang}\n(.*?)```", section, re.S)
-
-
-@pytest.fixture
-def ref_off():
-    """The docs' example kind, registered by executing the docs' own code block; removed afterwards."""
-    (code,) = _doc_blocks("python")
-    scope: dict = {}
-    exec(compile(code, str(DOC), "exec"), scope)
-    try:
-        yield vocabulary.EXPERIMENTS["ref_off"]
-    finally:
-        vocabulary.unregister("ref_off")
+SECTION = "Adding an experiment"  # docs/custom-claims.md's; the ``ref_off`` fixture (conftest) registers its kind
 
 
 def test_the_table_is_what_every_reader_uses():
@@ -44,7 +24,7 @@ def test_the_table_is_what_every_reader_uses():
         vocabulary.register(vocabulary.EXPERIMENTS["knockout"])
 
 
-def test_a_new_experiment_kind_is_one_entry_and_its_function(ref_off, tmp_path):
+def test_a_new_experiment_kind_is_one_entry_and_its_function(ref_off, doc_blocks, tmp_path):
     """The docs' example: registered in one call, it loads, gets its marker and runs through the runner."""
     import mechinterp
     from mechinterp.bench.suite_cost import claim_kind
@@ -53,7 +33,7 @@ def test_a_new_experiment_kind_is_one_entry_and_its_function(ref_off, tmp_path):
     from mechinterp.suite.runner import ClaimRunner
 
     assert vocabulary.markers()["refoff"] == "reference-off claims"
-    (claim_toml,) = _doc_blocks("toml")
+    (claim_toml,) = doc_blocks("custom-claims.md", "toml", SECTION)
     path = tmp_path / "refoff.claims.toml"
     path.write_text("schema = 1\n" + claim_toml)
     (claim,) = load_registry(path)
@@ -69,8 +49,8 @@ def test_a_new_experiment_kind_is_one_entry_and_its_function(ref_off, tmp_path):
     assert [im["role"] for im in outcome.rows[0].images] == ["reference", "i2i_baseline", "knockout_output"]
 
 
-def test_an_unregistered_kind_is_a_load_time_error(tmp_path):
-    (claim_toml,) = _doc_blocks("toml")
+def test_an_unregistered_kind_is_a_load_time_error(doc_blocks, tmp_path):
+    (claim_toml,) = doc_blocks("custom-claims.md", "toml", SECTION)
     path = tmp_path / "refoff.claims.toml"
     path.write_text("schema = 1\n" + claim_toml)
     with pytest.raises(ValueError, match="experiment 'ref_off' is not one of t2i_lens, knockout, refdrop, patching"):
@@ -97,13 +77,14 @@ def test_a_patching_claim_must_draw_from_a_pair_family(tmp_path):
 
 def test_old_experiment_and_question_spellings_load_as_the_tables_names(tmp_path):
     """A claims file written with ``i2i_patch`` / ``patch.color`` / ``ref_drop`` loads to the same claims
-    as one written with the table's one spelling (``patching`` / ``patching.color`` / ``refdrop``)."""
+    as one written with the table's one spelling (``patching`` / ``patching.color`` / ``refdrop``); their ids are
+    the lab's own (a claim file may not reuse a shipped one)."""
     def write(name, exp, question, cutoff_exp, cutoff_question):
         path = tmp_path / f"{name}.claims.toml"
-        path.write_text('schema = 1\n[[claim]]\nid = "patching[single.9:text]-color"\nfamily = "color"\n'
+        path.write_text('schema = 1\n[[claim]]\nid = "patching[single.9:text]-mine"\nfamily = "color"\n'
                         f'experiment = {{ name = "{exp}", site = "single.9" }}\nquestion = "{question}"\n'
                         'markers = ["color", "patching"]\nhypothesis = "rate >= 0.5"\n'
-                        '[[claim]]\nid = "refdrop[single.9]-color"\nfamily = "color"\n'
+                        '[[claim]]\nid = "refdrop[single.9]-mine"\nfamily = "color"\n'
                         f'experiment = {{ name = "{cutoff_exp}", cutoff = "single.9" }}\nquestion = "{cutoff_question}"\n'
                         'markers = ["color", "refdrop"]\nhypothesis = "rate >= 0.5"\n')
         return {c.id: c for c in load_registry(path)}
@@ -111,9 +92,9 @@ def test_old_experiment_and_question_spellings_load_as_the_tables_names(tmp_path
     old = write("old", "i2i_patch", "patch.color", "ref_drop", "refdrop.color")
     new = write("new", "patching", "patching.color", "refdrop", "refdrop.color")
     assert old == new
-    assert old["patching[single.9:text]-color"].experiment.name == "patching"
-    assert old["patching[single.9:text]-color"].question == "patching.color"
-    assert old["refdrop[single.9]-color"].experiment.name == "refdrop"
+    assert old["patching[single.9:text]-mine"].experiment.name == "patching"
+    assert old["patching[single.9:text]-mine"].question == "patching.color"
+    assert old["refdrop[single.9]-mine"].experiment.name == "refdrop"
     from mechinterp.judges.questions import QUESTIONS
 
     assert set(OLD_NAMES.values()) <= set(EXPERIMENTS) | {qid.split(".")[0] for qid in QUESTIONS}

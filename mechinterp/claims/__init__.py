@@ -329,7 +329,10 @@ def _power_at(raw: dict, cid: str, hyp: Hypothesis) -> float | None:
     return float(value)
 
 
-def _parse(data: dict) -> tuple[list[Claim], list[Table]]:
+def _parse(data: dict, known: dict[str, tuple[Claim, str]] | None = None) -> tuple[list[Claim], list[Table]]:
+    """The claims and tables of one file; ``known``: the claims of the registries read before it (id ->
+    claim and where it is defined), which its relations may name and its ids may not reuse."""
+    known = known or {}
     claims: list[Claim] = []
     by_id: dict[str, Claim] = {}
     for raw in data.get("claim", []):
@@ -340,11 +343,12 @@ def _parse(data: dict) -> tuple[list[Claim], list[Table]]:
         common = dict(id=cid, statement=str(raw.get("statement", "")), where=str(raw.get("where", "")), hypothesis=hyp,
                       power_at=_power_at(raw, cid, hyp))
         if "a" in raw or "b" in raw:
-            a, b = (by_id.get(raw.get(x)) for x in ("a", "b"))
+            a, b = (by_id.get(raw.get(x)) or known.get(raw.get(x), (None,))[0] for x in ("a", "b"))
             if "transition" in raw:
                 raise ValueError(f"relation {cid!r}: a transition belongs to a sweep claim, not a relation")
             if a is None or b is None or a.is_relation or b.is_relation:
-                raise ValueError(f"relation {cid!r}: a={raw.get('a')!r}, b={raw.get('b')!r} must name earlier cell claims")
+                raise ValueError(f"relation {cid!r}: a={raw.get('a')!r}, b={raw.get('b')!r} must name earlier cell claims "
+                                 f"(of this file{' or the registries read before it' if known else ''})")
             if not hyp.is_comparison:
                 raise ValueError(f"relation {cid!r}: hypothesis {hyp} must be about 'a - b' or '|a - b|'")
             if a.id == b.id:
@@ -356,6 +360,8 @@ def _parse(data: dict) -> tuple[list[Claim], list[Table]]:
             if hyp.is_comparison:
                 raise ValueError(f"cell claim {cid!r}: hypothesis {hyp} must be about 'rate'")
             claim = Claim(**common, **_cell_claim(raw, cid))
+        if cid in known:  # after its own checks: a claim's own mistakes are named first
+            raise ValueError(f"claim id {cid!r} is already defined (in {known[cid][1]}); claim ids must be unique in a run")
         claims.append(claim)
         by_id[cid] = claim
     tables = []
@@ -377,37 +383,71 @@ def _parse(data: dict) -> tuple[list[Claim], list[Table]]:
     return claims, tables
 
 
-@lru_cache(maxsize=16)
-def _load(path: Path, stamp: tuple[int, int]) -> tuple[tuple[Claim, ...], tuple[Table, ...]]:
+def _is_claim_file(path: Path) -> bool:
+    """A user's claim file (``*.claims.toml``): read after the paper's registry, whose claims it may relate."""
+    return path.name.endswith(".claims.toml")
+
+
+def _where(path: Path) -> str:
+    """Where a claim is defined, for errors: the paper's registry by name, any other file by its path."""
+    return ("the paper's registry, mechinterp/claims/registry.toml" if path == default_registry_path().resolve()
+            else str(path))
+
+
+def _stamped(path) -> tuple[Path, tuple[int, int]]:
+    p = registry_path(path).resolve()
+    st = p.stat()
+    return p, (st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=32)
+def _load(path: Path, stamp: tuple[int, int], base: tuple[tuple[Path, tuple[int, int]], ...] = ()
+          ) -> tuple[tuple[Claim, ...], tuple[Table, ...]]:
+    """One file's own claims and tables, read after the ``base`` files (each read after those before it)."""
+    known: dict[str, tuple[Claim, str]] = {}
+    for i, (bp, bstamp) in enumerate(base):
+        known.update((c.id, (c, _where(bp))) for c in _load(bp, bstamp, base[:i])[0])
     with open(path, "rb") as fh:
-        claims, tables = _parse(tomllib.load(fh))
+        claims, tables = _parse(tomllib.load(fh), known)
     return tuple(claims), tuple(tables)
 
 
-def _cached(path) -> tuple[tuple[Claim, ...], tuple[Table, ...]]:
-    if isinstance(path, (list, tuple)):  # several registries: the project's plus users' claim files
-        claims: dict[str, Claim] = {}
-        tables: list[Table] = []
-        for one in path:
-            c, t = _cached(one)
-            for claim in c:
-                if claim.id in claims and claims[claim.id] != claim:
-                    raise ValueError(f"claim {claim.id!r} is defined differently in {one} and an earlier registry")
-                claims[claim.id] = claim
+def _chain(paths: list) -> list[tuple[Path, tuple[int, int]]]:
+    """The files to read, in order, each once: a user claim file with no registry before it is read after
+    the paper's (so that its relations may name the shipped claims and its ids may not reuse theirs)."""
+    files = list(dict.fromkeys(_stamped(p) for p in paths))
+    default = _stamped(default_registry_path())
+    if files and _is_claim_file(files[0][0]):
+        return [default, *(f for f in files if f != default)]
+    return files
+
+
+def _cached(path, after: tuple = ()) -> tuple[tuple[Claim, ...], tuple[Table, ...]]:
+    """Claims and tables of ``path`` (a registry, a user's claim file, or a list of both, pooled in order),
+    read after the files ``after``; those, and the paper's registry read only to resolve a claim file's
+    relations, are not returned."""
+    paths = list(path) if isinstance(path, (list, tuple)) else [path]
+    chain, wanted = _chain([*after, *paths]), {_stamped(p) for p in paths}
+    claims: list[Claim] = []
+    tables: list[Table] = []
+    for i, (p, stamp) in enumerate(chain):
+        if (p, stamp) in wanted:
+            c, t = _load(p, stamp, tuple(chain[:i]))
+            claims += c
             tables += [table for table in t if table.id not in {x.id for x in tables}]
-        return tuple(claims.values()), tuple(tables)
-    p = registry_path(path).resolve()
-    st = p.stat()
-    return _load(p, (st.st_mtime_ns, st.st_size))
+    return tuple(claims), tuple(tables)
 
 
-def load_registry(path: str | Path | list | None = None) -> list[Claim]:
+def load_registry(path: str | Path | list | None = None, after: list | tuple = ()) -> list[Claim]:
     """Load and validate the claims (default: the paper's registry shipped in the package).
 
     ``path`` may also be a list of registry files (e.g. the project's plus a user's
-    ``*.claims.toml``); their claims are pooled, and a claim id defined twice differently is an error.
+    ``*.claims.toml``); their claims are pooled in order. A ``*.claims.toml`` file is read after the files
+    before it (after the paper's registry when no registry comes first): its relations may name their claims,
+    and an id they already define is an error naming where. A lone ``*.claims.toml`` gives its own claims;
+    ``after``: files read before ``path`` (e.g. the claim files a run collected earlier), not returned.
     """
-    return list(_cached(path)[0])
+    return list(_cached(path, tuple(after))[0])
 
 
 def load_tables(path: str | Path | None = None) -> list[Table]:

@@ -35,6 +35,8 @@ from mechinterp.stats.sequential import ALPHA, LOOKS
 
 #: the paper's interval level, for the Wilson centre of a printed rate
 _Z = 1.959963984540054
+#: the sites of the paper's model (FLUX.2-klein-9B: 8 double and 24 single blocks), in forward order
+PAPER_SITES = ("embed", *(f"double.{i}" for i in range(8)), *(f"single.{j}" for j in range(24)))
 
 
 def inside(hypothesis: Hypothesis, value: float) -> bool:
@@ -131,3 +133,16 @@ def claim_plan(claim: Claim, registry: dict[str, Claim] | None, available: int, 
         return plan_paired(claim.hypothesis, q10, q01, limit, **kw)
     rate, _ = design_point(claim)
     return plan_rate(claim.hypothesis, rate, limit, **kw)
+
+
+def paper_sweep_sites(claim: Claim) -> int:
+    """How many sites a claim runs on the paper's model: a sweep's, from its first site to ``sweep_to`` (or the
+    last block); 1 for any other claim, and for a sweep whose sites are not the paper's (its length then
+    depends on the model, which a plan made before any model loads cannot know)."""
+    e = claim.experiment
+    if e is None or not e.get("sweep"):
+        return 1
+    first, last = e.get(e.get("sweep")), e.get("sweep_to") or PAPER_SITES[-1]
+    if first not in PAPER_SITES or last not in PAPER_SITES:
+        return 1
+    return max(1, PAPER_SITES.index(last) - PAPER_SITES.index(first) + 1)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
-from dataclasses import asdict
 
 
 def _tables(args: argparse.Namespace) -> int:
@@ -43,12 +43,20 @@ def _tables(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from mechinterp.io import atomic_write
     from mechinterp.report import compare_runs, format_changes, load_run
-    from mechinterp.report.compare import not_compared, run_names
+    from mechinterp.report.compare import lost_claims, not_compared, run_names, settings_differences
 
     a, b = load_run(args.run_a, args.registry), load_run(args.run_b, args.registry)
     names = run_names(a.metadata, b.metadata)
-    changes, uncompared = compare_runs(a, b), not_compared(a, b, names)
-    text = format_changes(changes, *names, uncompared)
+    differences = settings_differences(a.metadata, b.metadata, names)
+    if differences and not args.allow_settings_change:
+        print(f"compare: refused: {a.path} and {b.path} were run with different settings, so a change would not be "
+              f"the model's:\n" + "\n".join(f"  {d}" for d in differences)
+              + "\n(pass --allow-settings-change to compare them anyway)", file=sys.stderr)
+        return 2
+    changes, uncompared, lost = compare_runs(a, b, args.confidence), not_compared(a, b, names), lost_claims(a, b)
+    text = format_changes(changes, *names, uncompared, lost, args.confidence)
+    if differences:
+        text += "\nsettings differ (--allow-settings-change): " + "; ".join(differences)
     if not changes:  # e.g. a run whose claims were all skipped: a regression check that checked nothing
         def decided(run):
             return f"{len(run.results)} claims, {sum(r.decided for r in run.results.values())} decided"
@@ -58,9 +66,26 @@ def _compare(args: argparse.Namespace) -> int:
         return 1
     print(text)
     if args.json:
-        rows = [{**asdict(ch), "flipped": ch.flipped} for ch in changes]
-        atomic_write(args.json, json.dumps(rows, indent=1) + "\n")
-    return 1 if args.fail_on_flip and any(ch.flipped for ch in changes) else 0
+        atomic_write(args.json, json.dumps([ch.record() for ch in changes], indent=1) + "\n")
+    failures = [(flag, what, ids) for flag, on, what, ids in (
+        ("--fail-on-flip", args.fail_on_flip, "flipped", [ch.claim_id for ch in changes if ch.flipped]),
+        ("--fail-on-change", args.fail_on_change, f"changed (interval at {100 * args.confidence:g}% excludes 0)", [ch.claim_id for ch in changes if ch.changed]),
+        ("--fail-on-flip/--fail-on-change", args.fail_on_flip or args.fail_on_change, f"lost in {names[1]}", lost),
+    ) if on and ids]
+    for flag, what, ids in failures:
+        print(f"compare FAILED ({flag}): {len(ids)} {what}: {', '.join(ids)}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _confidence(text: str) -> float:
+    """``--confidence``: a level strictly between 0 and 1 (argparse shows the error naming the value)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a confidence level between 0 and 1, e.g. 0.95 or 0.999")
+    return value
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -98,12 +123,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--registry", **reg)
     p.set_defaults(func=_tables)
 
-    p = subparsers.add_parser("compare", help="per-claim change between two runs, flags flipped decisions "
-                                              "(exit 1 when no claim was decided in both)")
+    p = subparsers.add_parser("compare", help="per-claim change between two runs, flags flipped decisions and "
+                                              "significant changes (exit 1 when no claim was decided in both, 2 when "
+                                              "the runs' settings differ)")
     p.add_argument("run_a", metavar="RUN_A")
     p.add_argument("run_b", metavar="RUN_B")
     p.add_argument("--json", metavar="PATH", help="also write the changes as JSON")
-    p.add_argument("--fail-on-flip", action="store_true", help="exit 1 when any decision flipped")
+    p.add_argument("--fail-on-flip", action="store_true",
+                   help="exit 1 when any decision flipped or a claim decided in RUN_A is not decided in RUN_B")
+    p.add_argument("--fail-on-change", action="store_true",
+                   help="exit 1 when any claim changed significantly (its change's interval, at --confidence, excludes "
+                        "0) or a claim decided in RUN_A is not decided in RUN_B")
+    p.add_argument("--confidence", type=_confidence, default=0.95, metavar="C",
+                   help="level of the changes' intervals (default 0.95; over m claims 1-0.05/m bounds the chance "
+                        "that any unchanged claim is marked CHANGED at 5%%)")
+    p.add_argument("--allow-settings-change", action="store_true",
+                   help="compare runs whose seed, samples, judge, judge config, judge models or data dir differ "
+                        "(refused otherwise)")
     p.add_argument("--registry", **reg)
     p.set_defaults(func=_compare)
 

@@ -207,14 +207,18 @@ def replay_claims(verdicts_dir: str | Path, claims: list[Claim], *, runs: int = 
     return rows
 
 
-def paper_tasks(claim: Claim, index: dict[str, Claim]) -> int:
+def paper_tasks(claim: Claim, index: dict[str, Claim], unknown: int | None = None) -> int:
     """How many tasks (pairs) the paper's family of a claim has: what a run can draw at most (a relation:
-    the smaller of its cells' families)."""
+    the smaller of its cells' families); a family of no known size (a user's own) counts as ``unknown``
+    tasks where given, else is an error."""
     cells = [index[claim.a], index[claim.b]] if claim.is_relation else [claim]
     sizes = []
     for c in cells:
         family, pairs = drawn_family(c)
         table = PAIR_FAMILIES if pairs else FAMILIES
+        if family not in table and unknown is not None:
+            sizes.append(unknown)
+            continue
         if family not in table:
             raise ValueError(f"claim {c.id!r}: task family {family!r} has no known size")
         sizes.append(table[family].size)

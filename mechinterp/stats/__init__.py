@@ -58,7 +58,7 @@ decision loop (``mechinterp power``).
 from __future__ import annotations
 
 from mechinterp.stats.hypothesis import Decision, Hypothesis
-from mechinterp.stats.intervals import CONFIDENCE, Interval, newcombe, wilson
+from mechinterp.stats.intervals import CONFIDENCE, Interval, mover, newcombe, wilson
 from mechinterp.stats.paired import PairTally, paired_interval
 from mechinterp.stats.plan import POWER, Plan, plan_paired, plan_rate, plan_unpaired
 from mechinterp.stats.sequential import (
@@ -116,6 +116,6 @@ def decide(hypothesis: Hypothesis | str, counts: Tally | PairTally | ArmsTally,
 __all__ = [
     "ABSTENTIONS", "ALPHA", "ArmsTally", "CONFIDENCE", "DESIGN", "Decision", "Design", "Hypothesis", "Interval", "KINDS",
     "LOOKS", "Look", "OperatingCharacteristics", "POWER", "PairTally", "Plan", "SPENDING", "SequentialTest", "TALLIES",
-    "Tally", "alpha_spent", "decide", "design_kind", "newcombe", "paired_interval", "plain_interval", "plan_paired", "plan_rate",
+    "Tally", "alpha_spent", "decide", "design_kind", "mover", "newcombe", "paired_interval", "plain_interval", "plan_paired", "plan_rate",
     "plan_unpaired", "run_sequential", "tally", "unpaired_interval", "wilson",
 ]

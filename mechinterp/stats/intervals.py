@@ -4,7 +4,8 @@ The paper reports every cell as a pooled rate with a 95% Wilson score interval, 
 with ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``; we use exactly that
 call so our numbers match the printed tables digit for digit. Differences between two
 independent cells (two runs of one claim) use Newcombe's hybrid score interval (Newcombe
-1998, method 10), built from the two Wilson intervals. The sequential decisions use exact
+1998, method 10), built from the two Wilson intervals; :func:`mover` is that construction for any two
+independent intervals (two runs' paired differences). The sequential decisions use exact
 Clopper–Pearson bounds at the look's one-sided levels (:func:`cp_lower`, :func:`cp_upper`);
 paired differences are in :mod:`mechinterp.stats.paired`.
 """
@@ -87,10 +88,22 @@ def newcombe(k1: int, n1: int, k2: int, n2: int, confidence: float = CONFIDENCE)
     b = wilson(k2, n2, confidence)
     if n1 == 0 or n2 == 0:
         return Interval(math.nan, -1.0, 1.0, confidence)
+    return mover(a, b, 1.0)
+
+
+def mover(a: Interval, b: Interval, bound: float) -> Interval:
+    """Interval for ``a - b`` of two *independent* estimates, each with its own interval (MOVER, the method of
+    variance estimates recovery: Zou & Donner 2008; Newcombe's method 10 is its case of two Wilson intervals).
+
+    Each bound squares and adds the distances from the two estimates to the bounds that move the difference that
+    way; the result is clipped to ``[-bound, bound]`` (1 for two rates, 2 for two differences of rates) and keeps
+    ``a``'s confidence. Why: it turns any two valid intervals into one for their difference, e.g. the change of
+    a paired relation's ``a - b`` between two runs from each run's own paired interval.
+    """
     d = a.estimate - b.estimate
     low = d - math.hypot(a.estimate - a.low, b.high - b.estimate)
     high = d + math.hypot(a.high - a.estimate, b.estimate - b.low)
-    return Interval(d, max(-1.0, low), min(1.0, high), confidence)
+    return Interval(d, max(-bound, low), min(bound, high), a.confidence)
 
 
 @lru_cache(maxsize=65536)

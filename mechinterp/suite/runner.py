@@ -24,7 +24,7 @@ from PIL import Image
 
 from mechinterp import experiments as ex
 from mechinterp.claims import Claim, Experiment
-from mechinterp.claims.budget import claim_plan
+from mechinterp.claims.budget import PAPER_SITES, claim_plan
 from mechinterp.claims.draws import claim_items, drawn_family
 from mechinterp.io import bounded_memo, pixel_key
 from mechinterp.report.run import VerdictRow
@@ -32,9 +32,6 @@ from mechinterp.stats import ALPHA, LOOKS, ArmsTally, Decision, PairTally, Plan,
 from mechinterp.stats.plan import smallest_decidable
 from mechinterp.suite.outcome import ClaimOutcome, plan_record
 from mechinterp.vocabulary import EXPERIMENTS
-
-#: the paper's model (FLUX.2-klein-9B: 8 double and 24 single blocks), in forward order
-_PAPER_SITES = ["embed", *(f"double.{i}" for i in range(8)), *(f"single.{j}" for j in range(24))]
 
 THUMB = 96
 #: task-id suffixes of a relation's own verdict rows (its arms a and b on one task)
@@ -195,14 +192,14 @@ class ClaimRunner:
         try:
             return self.model.table.name(mapped)
         except ValueError as err:
-            if site in _PAPER_SITES and not own:  # a paper claim this model has no counterpart of
+            if site in PAPER_SITES and not own:  # a paper claim this model has no counterpart of
                 raise ClaimSkipped(f"site {site!r} does not exist on model {self.model.model_id!r} and its "
                                    f"mechinterp.json has no site_map entry for it ({err})") from err
             raise ValueError(f"site {mapped!r} does not exist on model {self.model.model_id!r} "
                              f"(and is not a site of the paper's model to map): {err}") from None
 
     def check_sites(self, claim: Claim) -> None:
-        """Resolve every site of ``claim`` on this model (a sweep: each of its sites); ``ValueError``
+        """Resolve every site of ``claim`` on this model (a sweep: each of its sites, and its transition's); ``ValueError``
         for a site neither on the model nor on the paper's (a typo), ``ClaimSkipped`` for a paper
         site the model has no counterpart of."""
         e = claim.experiment
@@ -212,7 +209,9 @@ class ClaimRunner:
             if e.get(key) is not None:
                 self.site(e.get(key), claim.family, cutoff=key == "cutoff")
         if e.get("sweep"):
-            self.sweep_sites(claim)
+            sites = self.sweep_sites(claim)
+            if claim.transition is not None:
+                self.transition_at(claim, sites)
 
     def items(self, claim: Claim) -> list:
         """All the claim's tasks (or pairs, for patching) in its sampling order; a plan takes a prefix
@@ -343,7 +342,7 @@ class ClaimRunner:
 
     def _binds_by_family(self, site: str, family: str | None) -> bool:
         """Whether ``site`` is mapped through the model's per-family binding site (organisms)."""
-        return site not in self.site_map and family in self.family_sites and site != "embed" and site in _PAPER_SITES
+        return site not in self.site_map and family in self.family_sites and site != "embed" and site in PAPER_SITES
 
     def sweep_sites(self, claim: Claim) -> list[str]:
         """The model's sites a sweep claim covers: from its (mapped) first site to ``sweep_to``
@@ -362,10 +361,10 @@ class ClaimRunner:
             stop = len(sites) - 1
         elif self._binds_by_family(first, claim.family) and last not in self.site_map:
             # The model binds where the paper's model does not: keep the sweep's length in blocks.
-            if first not in _PAPER_SITES or last not in _PAPER_SITES:
+            if first not in PAPER_SITES or last not in PAPER_SITES:
                 raise ClaimSkipped(f"claim {claim.id!r}: its sweep {first}..{last} is not on the paper's model, so "
                                    f"its length on {self.model.model_id!r} is unknown; add both to site_map")
-            stop = min(start + _PAPER_SITES.index(last) - _PAPER_SITES.index(first), len(sites) - 1)
+            stop = min(start + PAPER_SITES.index(last) - PAPER_SITES.index(first), len(sites) - 1)
         else:
             stop = sites.index(self.site(last, claim.family))
         if stop < start:
