@@ -17,7 +17,7 @@ COMMANDS: dict[str, str] = {
     "tables": "mechinterp.report.cli",
     "compare": "mechinterp.report.cli",
     "merge": "mechinterp.report.cli",
-    "power": "mechinterp.report.power",
+    "power": "mechinterp.report.power_cli",
     "tasks": "mechinterp.tasks.cli",
     "organisms": "mechinterp.organisms.cli",
     "bench": "mechinterp.bench.cli",

@@ -15,9 +15,10 @@ import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from PIL import Image
+if TYPE_CHECKING:  # numpy and PIL are imported where an image is converted: writing a file needs neither
+    from PIL import Image
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes, *, fsync: bool = False) -> Path:
@@ -94,6 +95,9 @@ def as_rgb(image) -> Image.Image:
     image has no defined white level (its values might be 8-bit, 16-bit or anything), so it is refused
     rather than guessed; ``TypeError`` when ``image`` is not a PIL image.
     """
+    import numpy as np
+    from PIL import Image
+
     if not isinstance(image, Image.Image):
         raise TypeError(f"expected a PIL.Image.Image, got {type(image).__name__}")
     mode, keyed = image.mode, "transparency" in image.info

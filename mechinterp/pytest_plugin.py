@@ -38,6 +38,7 @@ _CLAIM_FILES_KEY = pytest.StashKey()
 _CLAIM_NODES_KEY = pytest.StashKey()
 _OUTCOMES_KEY = pytest.StashKey()
 _SHARD_DROPPED_KEY = pytest.StashKey[bool]()
+_USAGE_ERROR_KEY = pytest.StashKey[str]()
 
 
 # -- options and configuration ------------------------------------------------------------------
@@ -153,6 +154,12 @@ class _XdistHooks:
         # xdist 3.8 writes where pytest >= 9.2 no longer reads node ids (so families would split)
         node.workerinput[GROUP_FLAG] = node.config.getvalue("dist") in ("load", "loadgroup")
 
+    def pytest_testnodedown(self, node, error) -> None:
+        """A worker that refused the ``-m`` selection: the run ends as that usage error (reported once)."""
+        message = getattr(node, "workeroutput", {}).get(_USAGE_ERROR)
+        if message:
+            node.config.stash[_USAGE_ERROR_KEY] = message
+
     def pytest_xdist_make_scheduler(self, config, log):
         """Plain ``-n N`` (``--dist load``): :class:`ClaimScheduling`; any explicit other mode is left alone."""
         return ClaimScheduling(config, log) if config.getvalue("dist") == "load" else None
@@ -246,6 +253,38 @@ def shard_of_items(config, claims: list, n: int) -> dict[str, int]:
     return split(members, index, config.stash[_SETTINGS_KEY].samples, n)[0]
 
 
+_BAD_SELECTION_KEY = pytest.StashKey[bool]()
+#: the ``workeroutput`` key of a worker's refused ``-m`` (the controller ends the run with it as a usage error)
+_USAGE_ERROR = "mechinterp_usage_error"
+
+
+@pytest.hookimpl(tryfirst=True, specname="pytest_collection_modifyitems")
+def pytest_collection_modifyitems_markexpr(config, items) -> None:
+    """In a session that collected claims, a ``-m`` word that is no marker of the claims, of a collected test
+    or of the registered ones is one usage error naming the claims' markers (pytest's ``-m`` takes any word:
+    ``-m colour`` would deselect every claim with no word why); tryfirst: before pytest's own ``-m`` and its
+    ``--strict-markers`` check."""
+    markexpr = config.option.markexpr
+    claims = [c for item in items if is_claim_item(item) and (c := _item_claim(item)) is not None]
+    if not markexpr or not claims:
+        return
+    from mechinterp.suite.markexpr import check_markexpr, registered_marker
+
+    known = {registered_marker(line) for line in config.getini("markers")}
+    known |= {mark.name for item in items for mark in item.iter_markers()}
+    error = check_markexpr(markexpr, known, {m for c in claims for m in c.markers})
+    if not error:
+        return
+    config.stash[_BAD_SELECTION_KEY] = True  # no prerequisites block for a selection that is refused
+    if not _worker_id(config):
+        raise pytest.UsageError(error)
+    # an xdist worker: a usage error here would crash it; it runs nothing and the controller reports the error
+    config.workeroutput[_USAGE_ERROR] = error
+    config.option.markexpr = ""  # nor does pytest's own -m check raise on the word
+    config.hook.pytest_deselected(items=list(items))
+    items[:] = []
+
+
 @pytest.hookimpl(trylast=True)  # after -m/-k deselected: the split balances the claims that run
 def pytest_collection_modifyitems(config, items) -> None:
     """Apply ``--shard I/N`` (claim tests of this shard; other tests always run); in an xdist worker
@@ -279,6 +318,8 @@ def pytest_collection_finish(session) -> None:
     """Once ``-m``/``-k``/``--mi-shard`` have chosen the claims: check their prerequisites (without
     xdist; under xdist the controller does, from the workers' collection); a shard the split left without
     a claim records its settings, so the run still writes its (empty) run folder."""
+    if session.config.stash.get(_BAD_SELECTION_KEY, False):
+        return
     claims = [c for item in session.items if is_claim_item(item) and (c := _item_claim(item)) is not None]
     if claims and not _worker_id(session.config):
         _check_prerequisites(session.config, claims)
@@ -302,12 +343,12 @@ def pytest_xdist_node_collection_finished(node, ids) -> None:
     config.stash[_PREREQS_CHECKED_KEY] = True
     import tomllib
 
-    from mechinterp.claims import default_registry_path
+    from mechinterp.resources import package_path
     from mechinterp.suite.ids import claim_ids_of_node_ids
 
-    # the registry's ids read as plain TOML first: loading (validating) it imports torch, which an
-    # unrelated project's controller must not pay for
-    raw = tomllib.loads(default_registry_path().read_text(encoding="utf-8"))
+    # the registry's ids read as plain TOML first: loading (validating) it, even importing mechinterp.claims,
+    # imports scipy and torch, which an unrelated project's controller must not pay for
+    raw = tomllib.loads(package_path("claims", "registry.toml").read_text(encoding="utf-8"))
     found = claim_ids_of_node_ids(ids, [c["id"] for c in raw.get("claim", []) if "id" in c])
     if found:
         registry = _registry(config)
@@ -610,6 +651,8 @@ class ClaimItem(pytest.Item):
 def pytest_sessionfinish(session, exitstatus) -> None:
     """Workers save their metadata; the controller merges every part into one run folder and reports."""
     config = session.config
+    if _USAGE_ERROR_KEY in config.stash:  # under xdist: a worker refused the -m selection
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
     run_dir: Path = config.stash.get(_RUN_DIR_KEY, None)
     sess = config.stash.get(_SESSION_KEY, None)
     if run_dir is None:
@@ -634,6 +677,8 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     """Say where the run's reports are, and each damaged cache entry the run found (path and reason)."""
+    if _USAGE_ERROR_KEY in config.stash:
+        terminalreporter.write_line(f"ERROR: {config.stash[_USAGE_ERROR_KEY]}", red=True)
     report = getattr(config, "_mechinterp_report", None)
     if report:
         terminalreporter.write_sep("-", "mechinterp")

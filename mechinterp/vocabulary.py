@@ -68,6 +68,8 @@ class PairFamilyInfo:
     needs: str = "in-project"
 
 
+#: the environment variable naming the data directory (the authors' task lists and images; docs/data-dir.md)
+DATA_DIR_ENV = "MECHINTERP_DATA_DIR"
 _STYLE_NEEDS = "data dir: tasks/{bucket}.jsonl + data/style_references/{sub}/ (18 images, manifest)"
 #: task family name -> :class:`FamilyInfo` (``mechinterp.tasks.FAMILIES``; claims name these in ``tasks``)
 TASK_FAMILIES: dict[str, FamilyInfo] = {
@@ -256,7 +258,7 @@ for _kind in (
 ):
     register(_kind)
 
-__all__ = ["EXPERIMENTS", "FAMILIES", "PAIR_FAMILIES", "TASK_FAMILIES", "ExperimentKind", "Family", "FamilyInfo",
+__all__ = ["DATA_DIR_ENV", "EXPERIMENTS", "FAMILIES", "PAIR_FAMILIES", "TASK_FAMILIES", "ExperimentKind", "Family", "FamilyInfo",
            "OLD_NAMES", "PairFamilyInfo", "RunContext", "canonical_experiment", "canonical_question",
            "kind_of_question", "markers",
            "register", "unregister"]

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "mechinterp"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("mechinterp.io", "mechinterp.resources"),
+    ("mechinterp.io", "mechinterp.resources", "mechinterp.lazy"),
     ("mechinterp", "mechinterp.engine"),  # the package root re-exports the engine
     ("mechinterp.experiments",),
     ("mechinterp.vocabulary",),  # the experiment table names the experiments' functions

@@ -49,6 +49,40 @@ def test_marker_selection_and_strict_markers(pytester):
     assert "test_knockout[knockout[ref-to-image]-human]" in everything and "test_lens[lens[double.7]-add]" in everything
 
 
+def _claim_markers() -> str:
+    """The markers the paper's claims carry, as the typo error lists them."""
+    return ", ".join(sorted({m for c in mechinterp.claims.load_registry() for m in c.markers}))
+
+
+@pytest.mark.parametrize("markexpr,word,near", [("colour", "colour", "color"),
+                                                 ("color and knockotu", "knockotu", "knockout")])
+def test_a_marker_typo_is_one_usage_error_naming_the_markers(pytester, markexpr, word, near):
+    """pytest's -m takes any word: a typo would deselect every claim (or, strict, not say which names exist);
+    no prerequisites block is printed for claims that will not run."""
+    _copy_claims(pytester)
+    result = pytester.runpytest("--collect-only", "-q", "-m", markexpr)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert result.stderr.str().strip() == (f"ERROR: -m {markexpr!r}: {word!r} (did you mean {near!r}?) is no marker "
+                                           f"of the claims and no registered marker; the claims' markers are: "
+                                           f"{_claim_markers()} (all markers: pytest --markers)")
+    assert "prerequisites" not in result.stdout.str()
+    valid = pytester.runpytest("--collect-only", "-q", "-m", "color and not (xfail or knockout(x='y'))")
+    assert valid.ret == 0 and "test_patching[patching[single.9:text.padding]-color]" in valid.stdout.str()
+
+
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_a_marker_typo_in_the_installed_suite(pytester, workers):
+    """The wheel's path (``--pyargs mechinterp.claims.paper``: no project ini, no --strict-markers), also under
+    xdist, where the workers collect: the same one error and exit code, no worker crash."""
+    result = pytester.runpytest_subprocess("--pyargs", "mechinterp.claims.paper", "-m", "colour", "-p", "no:cacheprovider",
+                                           *(["-n", workers] if workers else []))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    out = result.stdout.str() + result.stderr.str()
+    assert f"ERROR: -m 'colour': 'colour' (did you mean 'color'?) is no marker of the claims and no registered " \
+           f"marker; the claims' markers are: {_claim_markers()}" in out
+    assert "INTERNALERROR" not in out and "prerequisites" not in out and "deselected" not in out
+
+
 def test_shards_partition_the_claims(pytester):
     _copy_claims(pytester)
     ids = []
@@ -272,23 +306,29 @@ def test_nothing_of_mechinterp_here(i):
 UNRELATED_CONFTEST = """
 import sys
 
+HEAVY = {"torch", "scipy", "numpy", "PIL", "diffusers", "transformers", "jinja2"}
+
 def pytest_sessionfinish(session):
-    if not hasattr(session.config, "workerinput"):  # the controller
-        open("controller-modules.txt", "w").write(str(sorted(m for m in sys.modules if m.split(".")[0] == "torch")))
+    process = getattr(session.config, "workerinput", {}).get("workerid", "controller")
+    heavy = sorted({m.split(".")[0] for m in sys.modules} & HEAVY)
+    open(f"modules-{process}.txt", "w").write(str(heavy))
 """
 
 
 @pytest.mark.parametrize("workers", [None, "2"])
 def test_an_unrelated_session_is_left_alone(pytester, monkeypatch, workers):
-    """mechinterp installed must not change another project's pytest run: no torch import, no GPU
-    pinning, and plain ``-n 2`` keeps xdist's ``load`` scheduling (no ``--dist`` override)."""
+    """mechinterp installed must not change another project's pytest run: no torch, scipy, numpy (...) import in
+    the controller or a worker, no GPU pinning, and plain ``-n 2`` keeps xdist's ``load`` scheduling (no
+    ``--dist`` override)."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     pytester.makepyfile(test_unrelated=UNRELATED_TESTS)
     pytester.makeconftest(UNRELATED_CONFTEST)
     result = pytester.runpytest_subprocess("-v", *(["-n", workers] if workers else []))
     result.assert_outcomes(passed=6)
     assert re.search(r"^plugins: .*mechinterp", result.stdout.str(), re.M)  # installed and loaded, yet inert
-    assert (pytester.path / "controller-modules.txt").read_text() == "[]"
+    written = {p.name: p.read_text() for p in pytester.path.glob("modules-*.txt")}  # the heavy modules each imported
+    processes = ["controller", *(f"gw{i}" for i in range(int(workers or 0)))]
+    assert written == {f"modules-{p}.txt": "[]" for p in processes}
     if workers:
         assert "scheduling tests via LoadScheduling" in result.stdout.str()
     assert not (pytester.path / "reports").exists()

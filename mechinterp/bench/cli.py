@@ -24,10 +24,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
-from mechinterp.bench.harness import HOOKS, NNSIGHT
-
 MODELS = ("tiny", "small", "klein-9b")
 #: where results go unless asked otherwise (git-ignored), and the tracked figures' folder
 DEFAULT_OUT, TRACKED = "reports/bench", "bench/results"
@@ -74,6 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _include(args, device):
     """What the options ask to bench: knockout modes split, flex (on CUDA or with ``--flex``) and dense
     (unless ``--no-dense``); the peers unless ``--no-peers``."""
+    from mechinterp.bench.harness import HOOKS, NNSIGHT
     from mechinterp.bench.settings import Include
     from mechinterp.engine.fast_attention import flex_available
 
@@ -115,6 +112,8 @@ def _transformer(args, device, name):
 
 def run(args) -> int:
     """Run the selected benches; print each ratio table and save it as JSON."""
+    import torch
+
     from mechinterp.bench import cost, harness
 
     if args.threads:

@@ -2,17 +2,18 @@
 
 ``load_organism(name)`` opens a shipped organism (``mechinterp/organisms/shipped/<name>``) with its wiring;
 ``mechinterp organisms train NAME`` / ``eval`` / ``claims`` train them, check their baseline and decide
-the colour claims on them with the claims suite.
+the colour claims on them with the claims suite. The names are imported on first use
+(:mod:`mechinterp.lazy`): the specs import the engine (torch), which ``mechinterp organisms --help``
+must not pay for.
 """
 
-from mechinterp.organisms.measure import baseline_accuracy
-from mechinterp.organisms.spec import (
-           ORGANISMS,
-           get_spec,
-           organism_path,
-)
-from mechinterp.organisms.store import check_folder, load_organism, save_organism
-from mechinterp.resources import DEFAULT_ORGANISM
+from mechinterp.lazy import lazy_exports
 
-__all__ = ["DEFAULT_ORGANISM", "ORGANISMS", "baseline_accuracy", "check_folder", "get_spec", "load_organism",
-           "organism_path", "save_organism"]
+_EXPORTS = {
+    "baseline_accuracy": "mechinterp.organisms.measure",
+    **dict.fromkeys(["ORGANISMS", "get_spec", "organism_path"], "mechinterp.organisms.spec"),
+    **dict.fromkeys(["check_folder", "load_organism", "save_organism"], "mechinterp.organisms.store"),
+    "DEFAULT_ORGANISM": "mechinterp.resources",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

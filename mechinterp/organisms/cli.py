@@ -15,13 +15,15 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    """Add the ``organisms`` subcommand (``train``, ``eval``) to the console script."""
-    from mechinterp.organisms.spec import ORGANISMS
+    """Add the ``organisms`` subcommand (``train``, ``eval``, ``claims``) to the console script. The help names
+    the shipped organisms from their folders: the specs import the engine (torch), which ``--help`` must not."""
+    from mechinterp.resources import organisms_dir
 
+    shipped = sorted(p.name for p in organisms_dir().iterdir() if p.is_dir())
     p = subparsers.add_parser("organisms", help="train and evaluate the tiny model organisms", description=__doc__)
     sub = p.add_subparsers(dest="organisms_command", metavar="ACTION")
     t = sub.add_parser("train", help="train one organism and save it with its model card")
-    t.add_argument("name", help=f"organism name ({', '.join(ORGANISMS)})")
+    t.add_argument("name", help=f"organism name ({', '.join(shipped)})")
     t.add_argument("--steps", type=int, default=None, help="transformer training steps (default: the shipped recipe)")
     t.add_argument("--batch", type=int, default=None, help="batch size")
     t.add_argument("--out", default=None, help="output folder (default mechinterp/organisms/shipped/NAME)")
@@ -44,7 +46,7 @@ def register(subparsers) -> None:
     e.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for these tiny models)")
     e.set_defaults(func=_eval)
     c = sub.add_parser("claims", help="decide every colour claim on the organisms with the claims suite (engine + ColorJudge)")
-    c.add_argument("names", nargs="*", help=f"organisms (default: {', '.join(ORGANISMS)})")
+    c.add_argument("names", nargs="*", help=f"organisms (default: {', '.join(shipped)})")
     c.add_argument("--samples", type=int, default=None,
                    help="cap on each claim's planned budget, as pytest's --samples (default: none)")
     c.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for these tiny models)")

@@ -12,24 +12,35 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mechinterp.report.compare import Change, compare_runs, format_changes
-from mechinterp.report.html import write_html
-from mechinterp.report.junit import junit_properties, write_junit
-from mechinterp.report.merge import merge_runs
-from mechinterp.report.meta import RunMeta
-from mechinterp.report.released import load_released
-from mechinterp.report.run import ClaimResult, Run, VerdictRow, atomic_write, evaluate, load_run, write_run
-from mechinterp.report.tables import check_tables, format_tables
+from mechinterp.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from mechinterp.report.run import Run
+
+#: public name -> the module defining it, imported on first use (:mod:`mechinterp.lazy`): the console script's
+#: ``--help`` reads ``mechinterp.report.cli``, which must not pay for scipy and jinja2
+_EXPORTS = {
+    **dict.fromkeys(["Change", "compare_runs", "format_changes"], "mechinterp.report.compare"),
+    "write_html": "mechinterp.report.html",
+    **dict.fromkeys(["junit_properties", "write_junit"], "mechinterp.report.junit"),
+    "merge_runs": "mechinterp.report.merge",
+    "RunMeta": "mechinterp.report.meta",
+    "load_released": "mechinterp.report.released",
+    **dict.fromkeys(["ClaimResult", "Run", "VerdictRow", "atomic_write", "evaluate", "load_run", "write_run"],
+                    "mechinterp.report.run"),
+    **dict.fromkeys(["check_tables", "format_tables"], "mechinterp.report.tables"),
+}
 
 
 def write_report(run: Run, registry: str | Path | None = None) -> tuple[Path, Path]:
     """Write both reports of a run into its folder: ``junit.xml`` and ``report.html``."""
+    from mechinterp.report.html import write_html
+    from mechinterp.report.junit import write_junit
+
     return write_junit(run), write_html(run, registry)
 
 
-__all__ = [
-    "Change", "ClaimResult", "Run", "RunMeta", "VerdictRow", "atomic_write", "check_tables", "compare_runs", "evaluate",
-    "format_changes", "format_tables", "junit_properties", "load_released", "load_run", "merge_runs",
-    "write_html", "write_junit", "write_report", "write_run",
-]
+__all__ = sorted([*_EXPORTS, "write_report"])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

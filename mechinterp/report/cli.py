@@ -1,4 +1,7 @@
-"""``mechinterp tables | compare | merge | report``: the report subcommands."""
+"""``mechinterp tables | compare | merge | report``: the report subcommands.
+
+Each imports the claims and reports (scipy, jinja2) when it runs, so that ``mechinterp --help`` does not.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +10,12 @@ import json
 import math
 import sys
 
-from mechinterp.claims import load_registry, load_tables
-from mechinterp.io import atomic_write
-from mechinterp.report import (
-    check_tables, compare_runs, evaluate, format_changes, format_tables, load_released, load_run,
-    merge_runs, write_report, write_run,
-)
-from mechinterp.report.compare import lost_claims, not_compared, run_names, settings_differences
-from mechinterp.report.tables import table_cell_count
-
 
 def _tables(args: argparse.Namespace) -> int:
+    from mechinterp.claims import load_registry, load_tables
+    from mechinterp.report import check_tables, evaluate, format_tables, load_released, load_run, write_report, write_run
+    from mechinterp.report.tables import table_cell_count
+
     claims, tables = load_registry(args.registry), load_tables(args.registry)
     if args.verdicts:
         verdicts, meta = load_released(args.verdicts, claims)
@@ -43,6 +41,10 @@ def _tables(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from mechinterp.io import atomic_write
+    from mechinterp.report import compare_runs, format_changes, load_run
+    from mechinterp.report.compare import lost_claims, not_compared, run_names, settings_differences
+
     a, b = load_run(args.run_a, args.registry), load_run(args.run_b, args.registry)
     names = run_names(a.metadata, b.metadata)
     differences = settings_differences(a.metadata, b.metadata, names)
@@ -87,6 +89,8 @@ def _confidence(text: str) -> float:
 
 
 def _merge(args: argparse.Namespace) -> int:
+    from mechinterp.report import merge_runs, write_report
+
     try:
         run = merge_runs(args.runs, args.out, args.registry)
     except (ValueError, FileNotFoundError) as err:  # a refusal (see mechinterp.report.merge): one message, no traceback
@@ -100,6 +104,8 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from mechinterp.report import load_run, write_report
+
     junit, index = write_report(load_run(args.run, args.registry), args.registry)
     print(f"wrote {junit} and {index}")
     return 0

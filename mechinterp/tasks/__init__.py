@@ -4,33 +4,18 @@
 code; the others come from the authors' task lists in a data directory),
 ``load_pairs(name, data_dir)`` its I2I→I2I ``Pair`` list, ``sample(family, n, seed)`` a
 stratified, prefix-stable subset, and ``FAMILIES`` / ``PAIR_FAMILIES`` say what each
-family is and needs.
+family is and needs. The names are imported on first use (:mod:`mechinterp.lazy`): the records
+import the engine (torch), which ``mechinterp tasks --help`` must not pay for.
 """
 
-from mechinterp.tasks.color import COLORS, OBJECTS, SolidColor, color_pairs, color_tasks
-from mechinterp.tasks.families import FAMILIES, PAIR_FAMILIES, load_family, load_pairs
-from mechinterp.vocabulary import FamilyInfo, PairFamilyInfo
-from mechinterp.tasks.records import Pair, ReferenceGenerator, Task, TaskDataError, task_seed
-from mechinterp.tasks.sampling import sample, stratified_ids, stratified_order
+from mechinterp.lazy import lazy_exports
 
-__all__ = [
-    "COLORS",
-    "FAMILIES",
-    "OBJECTS",
-    "PAIR_FAMILIES",
-    "FamilyInfo",
-    "Pair",
-    "PairFamilyInfo",
-    "ReferenceGenerator",
-    "SolidColor",
-    "Task",
-    "TaskDataError",
-    "color_pairs",
-    "color_tasks",
-    "load_family",
-    "load_pairs",
-    "sample",
-    "stratified_ids",
-    "stratified_order",
-    "task_seed",
-]
+_EXPORTS = {
+    **dict.fromkeys(["COLORS", "OBJECTS", "SolidColor", "color_pairs", "color_tasks"], "mechinterp.tasks.color"),
+    **dict.fromkeys(["FAMILIES", "PAIR_FAMILIES", "load_family", "load_pairs"], "mechinterp.tasks.families"),
+    **dict.fromkeys(["FamilyInfo", "PairFamilyInfo"], "mechinterp.vocabulary"),
+    **dict.fromkeys(["Pair", "ReferenceGenerator", "Task", "TaskDataError", "task_seed"], "mechinterp.tasks.records"),
+    **dict.fromkeys(["sample", "stratified_ids", "stratified_order"], "mechinterp.tasks.sampling"),
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

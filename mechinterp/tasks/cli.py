@@ -1,13 +1,20 @@
-"""``mechinterp tasks``: list the task families and show tasks or pairs from one of them."""
+"""``mechinterp tasks``: list the task families and show tasks or pairs from one of them.
+
+Loading tasks imports the engine (torch): the subcommands import it when they run, so that
+``mechinterp tasks --help`` does not.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from mechinterp.tasks.families import DATA_DIR_ENV, FAMILIES, PAIR_FAMILIES, data_dir_or_env, load_family, load_pairs
-from mechinterp.tasks.records import Pair, Task, TaskDataError
-from mechinterp.tasks.sampling import sample
+from mechinterp.vocabulary import DATA_DIR_ENV, PAIR_FAMILIES
+from mechinterp.vocabulary import TASK_FAMILIES as FAMILIES
+
+if TYPE_CHECKING:
+    from mechinterp.tasks.records import Pair, Task
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _status(name: str, data_dir: str | None, pairs: bool) -> str:
     """'ready' or the first line of why a family cannot be loaded from ``data_dir``."""
+    from mechinterp.tasks.families import load_family, load_pairs
+    from mechinterp.tasks.records import TaskDataError
+
     try:
         (load_pairs if pairs else load_family)(name, data_dir)
     except TaskDataError as err:
@@ -43,6 +53,8 @@ def _status(name: str, data_dir: str | None, pairs: bool) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from mechinterp.tasks.families import data_dir_or_env
+
     rows = [("family", "size", "strata", "needs")]
     rows += [(i.name, str(i.size), i.strata, i.needs) for i in FAMILIES.values()]
     rows += [(f"pairs:{i.name}", str(i.size), f"{i.source_family} -> {i.target_family}", i.needs) for i in PAIR_FAMILIES.values()]
@@ -69,6 +81,10 @@ def _describe_pair(pair: Pair) -> str:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    from mechinterp.tasks.families import load_family, load_pairs
+    from mechinterp.tasks.records import TaskDataError
+    from mechinterp.tasks.sampling import sample
+
     try:
         if args.pairs:
             items = load_pairs(args.family, args.data_dir, verify=not args.no_verify)

@@ -17,10 +17,8 @@ from mechinterp.tasks.color import color_pairs, color_tasks
 from mechinterp.tasks.glyph import glyph_pairs, glyph_tasks
 from mechinterp.tasks.manifest import verify_references
 from mechinterp.tasks.records import Pair, Task, TaskDataError
-from mechinterp.vocabulary import PAIR_FAMILIES
+from mechinterp.vocabulary import DATA_DIR_ENV, PAIR_FAMILIES
 from mechinterp.vocabulary import TASK_FAMILIES as FAMILIES
-
-DATA_DIR_ENV = "MECHINTERP_DATA_DIR"
 
 
 def _lookup(table: dict, name: object, kind: str):
