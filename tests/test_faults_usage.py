@@ -53,13 +53,18 @@ def _one_error(result, *patterns):
     assert "Traceback" not in out and len(out.splitlines()) < 40, out[-3000:]
 
 
+def _refused_before_any_claim(pytester, args, *patterns):
+    """Run the knockout claims with ``args``: one usage error holding ``patterns``, and no claim ran."""
+    pytester.makepyfile(test_claims=RAN)
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    _one_error(result, *patterns)
+    assert not (pytester.path / "ran").exists()
+
+
 @pytest.mark.parametrize("model", ["/no/such/path", "./nowhere"])
 def test_a_model_path_that_is_no_folder_is_a_usage_error(pytester, model):
-    pytester.makepyfile(test_claims=RAN)
-    result = pytester.runpytest("--model", model)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    _one_error(result, f"--mi-model {model!r}: no such folder, and not a Hugging Face repo id")
-    assert not (pytester.path / "ran").exists()
+    _refused_before_any_claim(pytester, ["--model", model], f"--mi-model {model!r}: no such folder, and not a Hugging Face repo id")
 
 
 def test_an_uncached_hub_id_offline_is_a_usage_error(pytester, tmp_path, monkeypatch):
@@ -184,29 +189,20 @@ def test_a_cache_dir_that_cannot_be_created_stops_the_run_with_one_error(pyteste
 
 @pytest.mark.parametrize("device", ["tpu", "cuda:x", "cpu:0", "mps:1", "gpu"])
 def test_a_device_torch_cannot_use_here_is_a_usage_error(pytester, device):
-    pytester.makepyfile(test_claims=RAN)
-    result = pytester.runpytest("--mi-device", device)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    _one_error(result, f"--mi-device {device!r}: expected cpu, cuda, cuda:N (N: a GPU index) or mps")
-    assert not (pytester.path / "ran").exists()
+    _refused_before_any_claim(pytester, ["--mi-device", device],
+                              f"--mi-device {device!r}: expected cpu, cuda, cuda:N (N: a GPU index) or mps")
 
 
 def test_a_gpu_this_machine_lacks_is_a_usage_error(pytester):
     import torch
 
-    pytester.makepyfile(test_claims=RAN)
-    result = pytester.runpytest("--mi-device", "cuda:99")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     seen = f"{count} CUDA GPU{'s' * (count != 1)} (cuda:0 to cuda:{count - 1})" if count else "no CUDA GPU"
-    _one_error(result, f"--mi-device 'cuda:99': torch {torch.__version__} sees {seen} here; expected cpu, cuda")
-    assert not (pytester.path / "ran").exists()
+    _refused_before_any_claim(pytester, ["--mi-device", "cuda:99"],
+                              f"--mi-device 'cuda:99': torch {torch.__version__} sees {seen} here; expected cpu, cuda")
 
 
 @pytest.mark.parametrize("budget", ["0", "$0", "-5"])
 def test_a_budget_of_nothing_is_a_usage_error_not_a_run_that_skips_every_claim(pytester, budget):
-    pytester.makepyfile(test_claims=RAN)
-    result = pytester.runpytest("--mi-budget", budget)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    _one_error(result, f"--mi-budget {budget!r}: expected a positive number of generations ('2000') or dollars ('$25')")
-    assert not (pytester.path / "ran").exists()
+    _refused_before_any_claim(pytester, ["--mi-budget", budget],
+                              f"--mi-budget {budget!r}: expected a positive number of generations ('2000') or dollars ('$25')")
